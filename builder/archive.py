@@ -1,0 +1,65 @@
+"""Unpacking source archives without trusting them."""
+
+from __future__ import annotations
+
+import posixpath
+import tarfile
+import zlib
+from pathlib import Path
+
+from .errors import FetchError
+
+
+def _inside(root: str, rel: str) -> str | None:
+    """`rel` relative to `root`, or None when it lies outside it."""
+    if not root:
+        return rel
+    if rel == root:
+        return ""
+    if rel.startswith(root + "/"):
+        return rel[len(root) + 1 :]
+    return None
+
+
+def _check_member(member: tarfile.TarInfo, archive: Path) -> str:
+    """The member's normalised name; refuses what could escape or harm the tree."""
+    name = member.name
+    norm = posixpath.normpath(name)
+    if name.startswith("/") or ".." in name.split("/"):
+        raise FetchError(f"{archive.name}: member {name!r} points outside the archive", "the archive is unsafe; do not use it")
+    if member.isdev():
+        raise FetchError(f"{archive.name}: member {name!r} is a device file", "the archive is unsafe; do not use it")
+    if member.issym() or member.islnk():
+        target = member.linkname
+        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(norm), target) if member.issym() else target)
+        if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
+            raise FetchError(
+                f"{archive.name}: link {name!r} -> {target!r} leaves the tree", "the archive is unsafe; do not use it"
+            )
+    return "" if norm == "." else norm
+
+
+def extract_tree(archive: Path, root: str, dest: Path) -> None:
+    """Extract the folder `root` of `archive` (all of it when "") into the new folder `dest`."""
+    root = root.strip("/")
+    try:
+        with tarfile.open(archive) as tar:
+            members = []
+            for member in tar:
+                rel = _inside(root, _check_member(member, archive))
+                if rel:
+                    member.name = rel
+                    if member.islnk():
+                        member.linkname = _inside(root, posixpath.normpath(member.linkname)) or ""
+                    members.append(member)
+            if not members:
+                raise FetchError(f"{archive.name} has no folder {root!r}", "check the source's root in the pin")
+            dest.mkdir(parents=True)
+            tar.extractall(dest, members=members, filter="data")
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        if isinstance(exc, tarfile.FilterError):
+            raise FetchError(f"{archive.name}: unsafe member: {exc}", "the archive is unsafe; do not use it") from exc
+        raise FetchError(
+            f"{archive.name} is truncated or corrupt ({exc.__class__.__name__}: {exc})",
+            f"delete {archive} and fetch again",
+        ) from exc

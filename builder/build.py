@@ -1,0 +1,260 @@
+"""`build`: one patched (or upstream) build of the pinned tree per variant, into dist/<variant>/."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cmake
+import ninja
+
+from . import FORK_NAME, __version__, log
+from .digest import file_sha256
+from .errors import BuildError, UsageError
+from .fetch import SourceTree, ensure_source
+from .patches import PATCHES_DIR, Patch, apply_series, copy_touched_files, read_series
+from .run import run
+from .settings import Settings, add_source_arguments, settings_from_args
+from .sync import sync_tree
+from .variants import Variant, select_variants
+
+TOOLS = ("llama-cli", "llama-completion", "llama-server", "llama-perplexity", "llama-bench")
+NINJA_STEP_RE = re.compile(r"^\[(\d+)/(\d+)\] (.*)$")
+MANIFEST_SCHEMA = 1
+CMAKE = str(Path(cmake.CMAKE_BIN_DIR) / "cmake")  # the Python package's, whatever PATH says
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    build_type: str = "Release"
+    """CMAKE_BUILD_TYPE."""
+    jobs: int = os.cpu_count() or 1
+    """Parallel compile jobs."""
+    defines: tuple[str, ...] = ()
+    """Extra KEY=VALUE CMake definitions, passed last."""
+    dist_dir: Path = field(default_factory=lambda: Path.cwd() / "dist")
+    """Where dist/<variant>/ goes."""
+
+
+def work_dir(settings: Settings, variant: Variant) -> Path:
+    return settings.cache_dir / "build" / variant.name
+
+
+def series_for(variant: Variant, patches_dir: Path = PATCHES_DIR) -> list[Patch]:
+    return [] if variant.upstream else read_series(patches_dir)
+
+
+def fork_commit(series: list[Patch]) -> str:
+    """What `--version` shows as the commit: the fork, its version and a hash of the series."""
+    if not series:
+        return "upstream"
+    h = hashlib.sha256("".join(file_sha256(p.path) for p in series).encode()).hexdigest()[:8]
+    return f"{FORK_NAME}-{__version__}+{h}"
+
+
+def cmake_options(tree: SourceTree, variant: Variant, series: list[Patch], opts: BuildOptions) -> list[str]:
+    options = [
+        "-G", "Ninja",
+        f"-DCMAKE_MAKE_PROGRAM={Path(ninja.BIN_DIR) / 'ninja'}",
+        f"-DCMAKE_BUILD_TYPE={opts.build_type}",
+        "-DBUILD_SHARED_LIBS=ON",
+        "-DCMAKE_BUILD_RPATH_USE_ORIGIN=ON",  # dist/<variant>/bin runs in place
+        f"-DLLAMA_BUILD_NUMBER={tree.pin.build_number}",
+        f"-DLLAMA_BUILD_COMMIT={fork_commit(series)}",
+        "-DLLAMA_BUILD_UI=OFF",  # the server's web UI is neither built nor downloaded:
+        "-DLLAMA_USE_PREBUILT_UI=OFF",  # the build never touches the network
+        "-DLLAMA_BUILD_TESTS=ON",  # for test-backend-ops; only built when asked for
+        "-DLLAMA_BUILD_EXAMPLES=OFF",
+    ]
+    if variant.cuda_arch:
+        options += ["-DGGML_CUDA=ON", f"-DCMAKE_CUDA_ARCHITECTURES={variant.cuda_arch}"]
+    if shutil.which("ccache"):
+        options += [f"-DCMAKE_{lang}_COMPILER_LAUNCHER=ccache" for lang in ("C", "CXX", "CUDA")]
+    return options + [f"-D{d}" for d in opts.defines]
+
+
+def compiler_versions(cuda: bool) -> dict[str, str]:
+    def first_line(cmd: list[str], last: bool = False) -> str:
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=60).stdout.strip().splitlines()
+        except OSError:
+            return "not found"
+        return (out[-1] if last else out[0]) if out else "unknown"
+
+    versions = {"cc": first_line(["cc", "--version"]), "c++": first_line(["c++", "--version"])}
+    if cuda:
+        versions["nvcc"] = first_line(["nvcc", "--version"], last=True)
+    versions["cmake"] = first_line([CMAKE, "--version"])
+    return versions
+
+
+def prepare_source(tree: SourceTree, series: list[Patch], dest: Path, log_file: Path) -> None:
+    """Make `dest` the pinned tree plus the series, rewriting only files whose content changes."""
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".patched-") as tmp:
+        overlay = Path(tmp)
+        touched = copy_touched_files(tree.path, series, overlay)
+        apply_series(overlay, series, log_file)
+        changed = sync_tree(tree.path, overlay, touched, dest)
+    log.info(f"  source ready: {len(series)} patches, {changed} files updated")
+
+
+def _ninja_progress(label: str) -> tuple[log.Progress, callable]:
+    progress = log.Progress(label, None, unit="steps")
+
+    def on_line(line: str) -> None:
+        m = NINJA_STEP_RE.match(line)
+        if m:
+            progress.detail = m.group(3)[:100]
+            progress.advance_to(int(m.group(1)), int(m.group(2)))
+
+    return progress, on_line
+
+
+def compile_targets(build_dir: Path, targets: list[str], jobs: int, log_file: Path, label: str) -> None:
+    progress, on_line = _ninja_progress(label)
+    run(
+        [CMAKE, "--build", str(build_dir), "--target", *targets, "-j", str(jobs)],
+        env=ccache_env(build_dir.parent), log_file=log_file, on_line=on_line, error=BuildError,
+        hint=f"the compiler's messages are in {log_file}",
+    )
+    progress.close()
+
+
+def configure(src: Path, build_dir: Path, options: list[str], log_file: Path) -> None:
+    """Run CMake unless the build folder was configured with the same options."""
+    stamp = build_dir / "experts-first-options.json"
+    if (build_dir / "CMakeCache.txt").exists() and stamp.exists() and json.loads(stamp.read_text()) == options:
+        log.info("  configured already; reusing the build folder")
+        return
+    build_dir.mkdir(parents=True, exist_ok=True)
+    run([CMAKE, "-S", str(src), "-B", str(build_dir), *options], env=ccache_env(build_dir.parent), log_file=log_file, error=BuildError,
+        hint=f"see {log_file}; a missing compiler or CUDA toolkit is the usual cause")
+    stamp.write_text(json.dumps(options))
+
+
+def ccache_env(work: Path) -> dict[str, str]:
+    # paths below the variant's folder hash the same in every variant, so variants share the cache
+    return {"CCACHE_BASEDIR": str(work), "CCACHE_NOHASHDIR": "1"} if shutil.which("ccache") else {}
+
+
+def build_variant(tree: SourceTree, variant: Variant, settings: Settings, opts: BuildOptions,
+                  targets: tuple[str, ...] = TOOLS, patches_dir: Path = PATCHES_DIR) -> Path:
+    """Build `targets` of one variant; returns its build folder."""
+    work = work_dir(settings, variant)
+    work.mkdir(parents=True, exist_ok=True)
+    log_file = work / "build.log"
+    log_file.write_text("")
+    series = series_for(variant, patches_dir)
+    prepare_source(tree, series, work / "src", log_file)
+    configure(work / "src", work / "build", cmake_options(tree, variant, series, opts), log_file)
+    compile_targets(work / "build", list(targets), opts.jobs, log_file, f"build {variant.name}")
+    return work / "build"
+
+
+def package(build_dir: Path, dest: Path, tools: tuple[str, ...]) -> None:
+    """Copy the tools and every shared library of the build into `dest`, replacing what was there."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for lib in sorted((build_dir / "bin").glob("*.so*")):
+        shutil.copy2(lib, dest / lib.name, follow_symlinks=False)
+    for tool in tools:
+        shutil.copy2(build_dir / "bin" / tool, dest / tool)
+
+
+def version_line(binary: Path) -> str:
+    """The first line `--version` prints, proving the binary finds its libraries in place."""
+    proc = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=60)
+    lines = [l for l in (proc.stdout + proc.stderr).splitlines() if l.startswith("version:")]
+    if proc.returncode != 0 or not lines:
+        raise BuildError(
+            f"{binary} --version failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-2000:]}",
+            "the packaged binary cannot run in place; check its shared libraries with ldd",
+        )
+    return lines[0]
+
+
+def make_manifest(tree: SourceTree, variant: Variant, series: list[Patch], options: list[str],
+                  opts: BuildOptions, seconds: float, version: str) -> dict:
+    return {
+        "schema": MANIFEST_SCHEMA,
+        "variant": variant.name,
+        "patched": not variant.upstream,
+        "builder": {"name": FORK_NAME, "version": __version__},
+        "pin": {
+            "project": tree.pin.project,
+            "tag": tree.pin.tag,
+            "build_number": tree.pin.build_number,
+            "tree_digest": tree.pin.tree_digest,
+        },
+        "source": {"from": tree.source, "digest": tree.digest, "verified": tree.verified},
+        "patches": [{"name": p.name, "sha256": file_sha256(p.path)} for p in series],
+        "cmake_options": options,
+        "build_type": opts.build_type,
+        "compilers": compiler_versions(bool(variant.cuda_arch)),
+        "cuda_archs": [variant.cuda_arch] if variant.cuda_arch else [],
+        "build_seconds": round(seconds, 1),
+        "tools": {t: f"bin/{t}" for t in TOOLS},
+        "version": version,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def build_and_package(tree: SourceTree, variant: Variant, settings: Settings, opts: BuildOptions) -> dict:
+    start = time.monotonic()
+    with log.group(f"variant {variant.name}"):
+        build_dir = build_variant(tree, variant, settings, opts)
+        dest = opts.dist_dir / variant.name
+        package(build_dir, dest / "bin", TOOLS)
+        version = version_line(dest / "bin" / "llama-cli")
+        series = series_for(variant)
+        options = cmake_options(tree, variant, series, opts)
+        manifest = make_manifest(tree, variant, series, options, opts, time.monotonic() - start, version)
+        (dest / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        log.info(f"  {dest}/bin: {version}")
+    return manifest
+
+
+def populate_parser(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Build the tools for each variant into DIST/<variant>/bin with a manifest.json. "
+        "Variants: --cpu, one per --cuda-arch, and with --upstream the unpatched baseline of each. "
+        "Without --cpu or --cuda-arch: the local GPU's arch if nvidia-smi shows one, else CPU."
+    )
+    parser.add_argument("--cuda-arch", action="append", default=[], metavar="ARCH[,ARCH...]",
+                        help="CUDA arch(s) to build, each its own variant: 75, 86, 89, 90, 120 ... (repeatable)")
+    parser.add_argument("--cpu", action="store_true", help="build the CPU-only variant")
+    parser.add_argument("--upstream", action="store_true", help="also build each variant unpatched (upstream-<variant>) as the baseline")
+    parser.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1, help="parallel compile jobs (default: %(default)s)")
+    parser.add_argument("--build-type", default="Release", choices=["Release", "RelWithDebInfo", "Debug"], help="(default: %(default)s)")
+    parser.add_argument("--define", "-D", action="append", default=[], metavar="KEY=VALUE", help="extra CMake definition (repeatable), e.g. -D GGML_NATIVE=OFF")
+    parser.add_argument("--dist", type=Path, default=Path("dist"), help="output folder (default: ./dist)")
+    parser.add_argument("--json", action="store_true", help="print the manifests as JSON on stdout")
+    add_source_arguments(parser)
+
+
+def main_build(args: argparse.Namespace) -> int:
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs} must be at least 1", "pass --jobs N with N >= 1")
+    for define in args.define:
+        if "=" not in define:
+            raise UsageError(f"--define {define!r} lacks '='", "pass --define KEY=VALUE")
+    settings = settings_from_args(args)
+    variants = select_variants(args.cuda_arch, args.cpu, args.upstream)
+    opts = BuildOptions(args.build_type, args.jobs, tuple(args.define), args.dist.resolve())
+    tree = ensure_source(settings)
+    log.step(f"building {', '.join(v.name for v in variants)} from {tree.pin.label}")
+    manifests = [build_and_package(tree, v, settings, opts) for v in variants]
+    if args.json:
+        print(json.dumps(manifests, indent=2))
+    return 0

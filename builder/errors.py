@@ -1,0 +1,48 @@
+"""The errors a user can cause, each with the exit code `main()` returns for it."""
+
+
+class BuilderError(Exception):
+    """A failure the user can act on: `message` says what went wrong, `hint` what to do."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class UsageError(BuilderError):
+    """Bad arguments or configuration."""
+
+    exit_code = 2
+
+
+class FetchError(BuilderError):
+    """A source could not be downloaded, read or unpacked."""
+
+    exit_code = 3
+
+
+class VerifyError(FetchError):
+    """A download or a source tree does not match the pin's hashes."""
+
+    exit_code = 4
+
+
+class PatchError(BuilderError):
+    """The patch series is malformed or does not apply."""
+
+    exit_code = 5
+
+
+class BuildError(BuilderError):
+    """CMake or the compiler failed."""
+
+    exit_code = 6
+
+
+class CommandError(BuilderError):
+    """An external command failed."""
+
+    exit_code = 7

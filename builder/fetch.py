@@ -1,0 +1,191 @@
+"""`fetch`: get the pinned llama.cpp tree into the cache, verified."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import posixpath
+import shutil
+import tarfile
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import log
+from .archive import extract_tree
+from .digest import file_sha256, tree_digest
+from .download import download
+from .errors import FetchError, VerifyError
+from .index import find_file_url
+from .pin import Pin, Source, load_pin
+from .settings import Settings, add_source_arguments, resolve_index_url, settings_from_args
+
+MARKER = ".experts-first-source.json"
+
+
+@dataclass(frozen=True)
+class SourceTree:
+    """A fetched, verified copy of the pinned tree in the cache."""
+
+    path: Path
+    pin: Pin
+    source: str
+    """Where it came from: a pin source's name or a local path."""
+    digest: str
+    verified: bool
+
+
+def source_dir(settings: Settings, pin: Pin) -> Path:
+    return settings.cache_dir / "src" / f"{pin.project}-{pin.tag}"
+
+
+def _read_marker(tree: Path) -> dict | None:
+    try:
+        return json.loads((tree / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _archive_for(source: Source, settings: Settings) -> Path:
+    """The source's archive in the download cache, downloaded when missing or stale."""
+    dest = settings.cache_dir / "downloads" / source.archive_name
+    what = f"source {source.name!r}"
+    if dest.exists():
+        if not settings.verify or not source.sha256 or file_sha256(dest) == source.sha256:
+            log.info(f"  using cached {dest}")
+            return dest
+        log.warn(f"{what}: cached {dest.name} does not match the pin; downloading it again")
+        dest.unlink()
+    url = source.url if source.kind == "url" else find_file_url(
+        resolve_index_url(settings), source.project, source.filename, what
+    )
+    log.info(f"  {what}: {url}")
+    return download(url, dest, sha256=source.sha256 if settings.verify else "", size=source.size, what=what)
+
+
+def _extract_download(archive: Path, root: str, staging: Path) -> None:
+    """Extract a downloaded archive; one that cannot be read is dropped so the next try downloads it again."""
+    try:
+        extract_tree(archive, root, staging)
+    except FetchError:
+        archive.unlink(missing_ok=True)
+        raise
+
+
+def _unpack_local(path: Path, staging: Path) -> None:
+    if path.is_dir():
+        shutil.copytree(path, staging, symlinks=True)
+    elif path.is_file():
+        extract_tree(path, _archive_root(path), staging)
+    else:
+        raise FetchError(f"--source {path} does not exist", "pass a llama.cpp folder or a .tar.gz of one")
+
+
+def _archive_root(archive: Path) -> str:
+    """The folder inside a local archive that holds the llama.cpp tree."""
+    try:
+        with tarfile.open(archive) as tar:
+            names = [posixpath.normpath(m.name) for m in tar if m.name.endswith("ggml/CMakeLists.txt")]
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise FetchError(
+            f"--source {archive} is not a readable tar archive ({exc})", "pass a llama.cpp folder or a .tar.gz of one"
+        ) from exc
+    roots = sorted((posixpath.dirname(posixpath.dirname(n)) for n in names), key=len)
+    if not roots:
+        raise FetchError(f"--source {archive} holds no llama.cpp tree (no ggml/CMakeLists.txt)", "pass a llama.cpp folder or a .tar.gz of one")
+    return roots[0]
+
+
+def _verify(tree: Path, pin: Pin, what: str, verify: bool) -> str:
+    digest = tree_digest(tree, pin.tree_paths)
+    if verify and digest != pin.tree_digest:
+        raise VerifyError(
+            f"{what}: the llama.cpp tree does not match the pin\n  expected {pin.tree_digest}\n  got      {digest}",
+            f"this is not {pin.label} as pinned in {pin.path}; use another source, or update the pin on purpose",
+        )
+    return digest
+
+
+def _install(staging: Path, dest: Path, marker: dict) -> None:
+    """Move a verified tree into place; the marker is written last, so a half tree is never taken."""
+    (staging / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging.rename(dest)
+
+
+def ensure_source(settings: Settings) -> SourceTree:
+    """The pinned tree from the cache, fetching it first if needed."""
+    pin = load_pin(settings.pin_path)
+    dest = source_dir(settings, pin)
+    marker = _read_marker(dest)
+    if not settings.verify:
+        log.warn("--no-verify: hashes are NOT checked; the build manifest records this")
+    if marker and settings.local_source is None and marker.get("digest") == pin.tree_digest:
+        if marker.get("verified") or not settings.verify:
+            return SourceTree(dest, pin, marker["source"], marker["digest"], marker["verified"])
+        log.info("  cached tree was fetched with --no-verify; checking it now")
+        _verify(dest, pin, f"cached tree {dest}", True)
+        marker["verified"] = True
+        (dest / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        return SourceTree(dest, pin, marker["source"], marker["digest"], True)
+
+    if settings.local_source is not None:
+        attempts: list[tuple[str, Source | Path]] = [(str(settings.local_source), settings.local_source)]
+    elif settings.only_source:
+        attempts = [(settings.only_source, pin.source(settings.only_source))]
+    else:
+        attempts = [(s.name, s) for s in pin.sources]
+
+    failures = []
+    settings.cache_dir.mkdir(parents=True, exist_ok=True)
+    for name, origin in attempts:
+        with log.group(f"fetch {pin.label} from {name}"):
+            with tempfile.TemporaryDirectory(dir=settings.cache_dir, prefix=".fetch-") as tmp:
+                staging = Path(tmp) / "tree"
+                try:
+                    if isinstance(origin, Path):
+                        _unpack_local(origin, staging)
+                    else:
+                        _extract_download(_archive_for(origin, settings), origin.root, staging)
+                    digest = _verify(staging, pin, f"source {name!r}", settings.verify)
+                except VerifyError:
+                    raise
+                except FetchError as exc:
+                    log.warn(exc.message)
+                    failures.append(f"{name}: {exc.message}")
+                    continue
+                _install(staging, dest, {"source": name, "digest": digest, "verified": settings.verify, "tag": pin.tag})
+                return SourceTree(dest, pin, name, digest, settings.verify)
+    raise FetchError(
+        f"could not fetch {pin.label} from any source, and nothing usable is cached:\n  - " + "\n  - ".join(failures),
+        "check the network (or --index-url), or pass --source PATH with a llama.cpp folder or archive",
+    )
+
+
+def populate_parser(parser: argparse.ArgumentParser) -> None:
+    add_source_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print the fetched tree's path, source and digest as JSON")
+    parser.add_argument(
+        "--print-digest", action="store_true",
+        help="only print the tree digest of --source (or the cached tree) over the pin's paths, e.g. to update the pin",
+    )
+
+
+def main_fetch(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    if args.print_digest:
+        pin = load_pin(settings.pin_path)
+        tree = settings.local_source or source_dir(settings, pin)
+        if not tree.is_dir():
+            raise FetchError(f"{tree} is not a folder", "pass --source DIR with an extracted llama.cpp tree")
+        print(tree_digest(tree, pin.tree_paths))
+        return 0
+    tree = ensure_source(settings)
+    if args.json:
+        print(json.dumps({"path": str(tree.path), "source": tree.source, "digest": tree.digest, "verified": tree.verified, "tag": tree.pin.tag}))
+    else:
+        log.info(f"{tree.pin.label} ({tree.source}, {'verified' if tree.verified else 'NOT verified'}): {tree.path}")
+    return 0

@@ -1,0 +1,87 @@
+"""Build variants: which backend, which CUDA arch, patched or upstream."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from .errors import UsageError
+
+ARCH_RE = re.compile(r"^(?:sm_?)?(\d{2,3}[a-z]?)$")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One build: the CPU backend alone, or CUDA for one arch; with our patches or without."""
+
+    cuda_arch: str | None
+    """CMake CUDA arch ("75", "90a") or None for the CPU-only build."""
+    upstream: bool
+    """True for the unpatched pinned tree (the regression baseline)."""
+
+    @property
+    def name(self) -> str:
+        backend = f"cuda-sm{self.cuda_arch}" if self.cuda_arch else "cpu"
+        return f"upstream-{backend}" if self.upstream else backend
+
+    def baseline(self) -> "Variant":
+        return Variant(self.cuda_arch, upstream=True)
+
+
+def parse_arch(text: str) -> str:
+    m = ARCH_RE.match(text.strip().lower())
+    if not m:
+        raise UsageError(f"CUDA arch {text!r} is not of the form 75, sm_75 or 90a", "pass the compute capability without the dot, e.g. --cuda-arch 86")
+    return m.group(1)
+
+
+def nvcc_archs(nvcc: str = "nvcc") -> list[str]:
+    """The real archs the installed nvcc can compile for, e.g. ["75", "80", ...]."""
+    try:
+        out = subprocess.run([nvcc, "--list-gpu-code"], capture_output=True, text=True, check=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise UsageError(
+            f"cannot ask {nvcc} which CUDA archs it supports ({exc})",
+            "install the CUDA toolkit and put nvcc on PATH (or set CUDACXX), or build --cpu",
+        ) from exc
+    return [code[3:] for code in out.split() if code.startswith("sm_")]
+
+
+def validate_archs(archs: list[str], supported: list[str]) -> None:
+    for arch in archs:
+        # "90a" builds on top of "90": the base number must be supported
+        if arch not in supported and arch.rstrip("abf") not in supported:
+            raise UsageError(
+                f"CUDA arch {arch} is not supported by the installed nvcc",
+                f"use one of: {', '.join(supported)}",
+            )
+
+
+def local_gpu_arch() -> str | None:
+    """The first local GPU's compute capability as an arch ("75"), if nvidia-smi shows one."""
+    if not shutil.which("nvidia-smi"):
+        return None
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"],
+            capture_output=True, text=True, check=True, timeout=60,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    first = out.strip().splitlines()[0] if out.strip() else ""
+    return first.replace(".", "") if re.fullmatch(r"\d+\.\d+", first) else None
+
+
+def select_variants(cuda_archs: list[str], cpu: bool, upstream: bool) -> list[Variant]:
+    """Variants from the command line: every arch plus --cpu; neither means the local GPU, else CPU."""
+    archs = [parse_arch(a) for item in cuda_archs for a in item.split(",") if a.strip()]
+    if archs:
+        validate_archs(archs, nvcc_archs(shutil.which("nvcc") or "nvcc"))
+    if not archs and not cpu:
+        local = local_gpu_arch()
+        archs = [local] if local else []
+        cpu = not archs
+    patched = ([Variant(None, False)] if cpu else []) + [Variant(a, False) for a in dict.fromkeys(archs)]
+    return patched + [v.baseline() for v in patched] if upstream else patched

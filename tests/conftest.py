@@ -1,0 +1,93 @@
+"""Shared fixtures: a real HTTP server on loopback, small source trees and archives, pins."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import io
+import os
+import tarfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from builder.digest import tree_digest
+from builder.pin import DEFAULT_PIN, load_pin
+
+SMALL_TREE = {
+    "CMakeLists.txt": "cmake_minimum_required(VERSION 3.14)\nproject(tiny C)\n",
+    "ggml/CMakeLists.txt": "# ggml\n",
+    "ggml/src/ggml.c": "int ggml_answer(void) {\n    return 41;\n}\n",
+    "src/llama.cpp": "// llama\nint llama_x = 1;\n",
+    "README.md": "not covered by the digest\n",
+}
+SMALL_PATHS = ["CMakeLists.txt", "ggml", "src"]
+
+
+@pytest.fixture
+def small_tree(tmp_path: Path) -> Path:
+    root = tmp_path / "tree" / "llama.cpp-b1"
+    for rel, text in SMALL_TREE.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def make_tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def tar_of_tree(tree: Path, path: Path) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(tree, arcname=tree.name)
+    return path
+
+
+def write_pin(path: Path, tree: Path, sources: str) -> Path:
+    """A pin for the small tree, with the given [[sources]] TOML."""
+    digest = tree_digest(tree, SMALL_PATHS)
+    path.write_text(
+        '[upstream]\nproject = "llama.cpp"\ntag = "b1"\nbuild_number = 1\n'
+        f"[tree]\npaths = {SMALL_PATHS!r}\ndigest = \"{digest}\"\n" + sources
+    )
+    return path
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        pass
+
+
+@pytest.fixture
+def http_server(tmp_path: Path):
+    """Serves tmp_path/www on 127.0.0.1; yields (root folder, base URL). Stopped after the test."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="session")
+def real_pin():
+    return load_pin(DEFAULT_PIN)
+
+
+@pytest.fixture(scope="session")
+def shared_cache() -> Path:
+    """The cache the slow tests share: $EXPERTS_FIRST_CACHE, else the user cache (fetch once, build once)."""
+    from builder.settings import CACHE_ENV
+
+    import platformdirs
+
+    return Path(os.environ.get(CACHE_ENV) or platformdirs.user_cache_dir("experts-first")).resolve()
