@@ -1,4 +1,4 @@
-"""`build`: one patched (or upstream) build of the pinned tree per variant, into dist/<variant>/."""
+"""`build`: one build of the pinned tree per variant, into dist/<variant>/."""
 
 from __future__ import annotations
 
@@ -51,15 +51,19 @@ def work_dir(settings: Settings, variant: Variant) -> Path:
 
 
 def series_for(variant: Variant, patches_dir: Path = PATCHES_DIR) -> list[Patch]:
-    return [] if variant.upstream else read_series(patches_dir)
+    if variant.flavor == "upstream":
+        return []
+    series = read_series(patches_dir)
+    return [p for p in series if "baseline" in p.flags] if variant.flavor == "baseline" else series
 
 
-def fork_commit(series: list[Patch]) -> str:
-    """What `--version` shows as the commit: the fork, its version and a hash of the series."""
+def fork_commit(variant: Variant, series: list[Patch]) -> str:
+    """What `--version` shows as the commit: the flavor, the fork's version and a hash of the series."""
     if not series:
         return "upstream"
     h = hashlib.sha256("".join(file_sha256(p.path) for p in series).encode()).hexdigest()[:8]
-    return f"{FORK_NAME}-{__version__}+{h}"
+    prefix = FORK_NAME if variant.flavor == "fork" else f"upstream+{FORK_NAME}-{variant.flavor}"
+    return f"{prefix}-{__version__}+{h}"
 
 
 def cmake_options(tree: SourceTree, variant: Variant, series: list[Patch], opts: BuildOptions) -> list[str]:
@@ -70,7 +74,7 @@ def cmake_options(tree: SourceTree, variant: Variant, series: list[Patch], opts:
         "-DBUILD_SHARED_LIBS=ON",
         "-DCMAKE_BUILD_RPATH_USE_ORIGIN=ON",  # dist/<variant>/bin runs in place
         f"-DLLAMA_BUILD_NUMBER={tree.pin.build_number}",
-        f"-DLLAMA_BUILD_COMMIT={fork_commit(series)}",
+        f"-DLLAMA_BUILD_COMMIT={fork_commit(variant, series)}",
         "-DLLAMA_BUILD_UI=OFF",  # the server's web UI is neither built nor downloaded:
         "-DLLAMA_USE_PREBUILT_UI=OFF",  # the build never touches the network
         "-DLLAMA_BUILD_TESTS=ON",  # for test-backend-ops; only built when asked for
@@ -189,7 +193,7 @@ def make_manifest(tree: SourceTree, variant: Variant, series: list[Patch], optio
     return {
         "schema": MANIFEST_SCHEMA,
         "variant": variant.name,
-        "patched": not variant.upstream,
+        "flavor": variant.flavor,
         "builder": {"name": FORK_NAME, "version": __version__},
         "pin": {
             "project": tree.pin.project,
@@ -228,13 +232,16 @@ def build_and_package(tree: SourceTree, variant: Variant, settings: Settings, op
 def populate_parser(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Build the tools for each variant into DIST/<variant>/bin with a manifest.json. "
-        "Variants: --cpu, one per --cuda-arch, and with --upstream the unpatched baseline of each. "
+        "Variants: --cpu, one per --cuda-arch; with --upstream also each unpatched (upstream-<variant>), "
+        "with --baseline also each with only the routing-control patches (baseline-<variant>). "
         "Without --cpu or --cuda-arch: the local GPU's arch if nvidia-smi shows one, else CPU."
     )
     parser.add_argument("--cuda-arch", action="append", default=[], metavar="ARCH[,ARCH...]",
                         help="CUDA arch(s) to build, each its own variant: 75, 86, 89, 90, 120 ... (repeatable)")
     parser.add_argument("--cpu", action="store_true", help="build the CPU-only variant")
-    parser.add_argument("--upstream", action="store_true", help="also build each variant unpatched (upstream-<variant>) as the baseline")
+    parser.add_argument("--upstream", action="store_true", help="also build each variant unpatched: upstream-<variant>")
+    parser.add_argument("--baseline", action="store_true",
+                        help="also build each variant as upstream plus the series' `baseline` patches (routing control): baseline-<variant>")
     parser.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1, help="parallel compile jobs (default: %(default)s)")
     parser.add_argument("--build-type", default="Release", choices=["Release", "RelWithDebInfo", "Debug"], help="(default: %(default)s)")
     parser.add_argument("--define", "-D", action="append", default=[], metavar="KEY=VALUE", help="extra CMake definition (repeatable), e.g. -D GGML_NATIVE=OFF")
@@ -250,7 +257,8 @@ def main_build(args: argparse.Namespace) -> int:
         if "=" not in define:
             raise UsageError(f"--define {define!r} lacks '='", "pass --define KEY=VALUE")
     settings = settings_from_args(args)
-    variants = select_variants(args.cuda_arch, args.cpu, args.upstream)
+    flavors = tuple(f for f, wanted in (("upstream", args.upstream), ("baseline", args.baseline)) if wanted)
+    variants = select_variants(args.cuda_arch, args.cpu, flavors)
     opts = BuildOptions(args.build_type, args.jobs, tuple(args.define), args.dist.resolve())
     tree = ensure_source(settings)
     log.step(f"building {', '.join(v.name for v in variants)} from {tree.pin.label}")

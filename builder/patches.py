@@ -20,7 +20,9 @@ from .settings import add_source_arguments, settings_from_args
 PATCHES_DIR = REPO_ROOT / "patches"
 SERIES_HEADER = (
     "# The fork, as patches against the pinned llama.cpp, applied in this order.\n"
-    "# Edit with `python -m builder patches dev DIR` and `python -m builder patches export DIR`.\n"
+    "# A line is a patch file name, then optional flags: `baseline` also applies the patch to the\n"
+    "# baseline variants (upstream + routing control). Edit the series with\n"
+    "# `python -m builder patches dev DIR` and `python -m builder patches export DIR`.\n"
 )
 UPSTREAM_TAG = "upstream"
 DEV_IDENTITY = ["-c", "user.name=experts-first", "-c", "user.email=dev@experts-first.invalid"]
@@ -29,9 +31,14 @@ HUNK_RE = re.compile(r"^@@ -(\d+)(?:,\d+)? \+\d+(?:,\d+)? @@", re.M)
 FAILED_RE = re.compile(r"error: patch failed: (.+):(\d+)")
 
 
+SERIES_FLAGS = ("baseline",)
+
+
 @dataclass(frozen=True)
 class Patch:
     path: Path
+    flags: tuple[str, ...] = ()
+    """Words after the name in `series`: "baseline" also applies the patch to baseline variants."""
 
     @property
     def name(self) -> str:
@@ -57,17 +64,20 @@ def read_series(patches_dir: Path = PATCHES_DIR) -> list[Patch]:
     series = patches_dir / "series"
     if not series.is_file():
         raise PatchError(f"{series} does not exist", "create it (one patch file name per line; it may be empty)")
-    names = []
+    patches: list[Patch] = []
     for lineno, line in enumerate(series.read_text(encoding="utf-8").splitlines(), 1):
-        name = line.split("#", 1)[0].strip()
-        if not name:
+        words = line.split("#", 1)[0].split()
+        if not words:
             continue
-        if name in names:
+        name, flags = words[0], tuple(words[1:])
+        if any(p.name == name for p in patches):
             raise PatchError(f"{series}:{lineno}: {name} is listed twice", "remove the repeated line")
         if not (patches_dir / name).is_file():
             raise PatchError(f"{series}:{lineno}: {name} does not exist in {patches_dir}", "restore the file or remove the line")
-        names.append(name)
-    patches = [Patch(patches_dir / n) for n in names]
+        for flag in flags:
+            if flag not in SERIES_FLAGS:
+                raise PatchError(f"{series}:{lineno}: unknown flag {flag!r}", f"flags: {', '.join(SERIES_FLAGS)}")
+        patches.append(Patch(patches_dir / name, flags))
     for patch in patches:
         patch.text()
     return patches
@@ -212,12 +222,13 @@ def export_series(dev: Path, patches_dir: Path) -> list[str]:
         old = read_series(patches_dir) if (patches_dir / "series").exists() else []
         for patch in old:
             patch.path.unlink()
-        names = []
+        flags = {p.name: p.flags for p in old}  # a patch keeps its flags while its name stays
+        lines = []
         for path in produced:
             (patches_dir / path.name).write_text(_normalise(path.read_text(encoding="utf-8")), encoding="utf-8")
-            names.append(path.name)
-    (patches_dir / "series").write_text(SERIES_HEADER + "".join(f"{n}\n" for n in names), encoding="utf-8")
-    return names
+            lines.append(" ".join((path.name, *flags.get(path.name, ()))))
+    (patches_dir / "series").write_text(SERIES_HEADER + "".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return [line.split()[0] for line in lines]
 
 
 def populate_parser(parser: argparse.ArgumentParser) -> None:
@@ -246,16 +257,21 @@ def main_patches(args: argparse.Namespace) -> int:
         log.info(f"dev tree ready: {args.dir} ({len(series)} patches on tag {UPSTREAM_TAG!r})")
         return 0
     results = check_series(tree.path, series)
+    baseline = [p for p in series if "baseline" in p.flags]
+    baseline_results = check_series(tree.path, baseline) if baseline else []
     unused = unused_patch_files(args.patches_dir, series)
     if args.json:
-        print(json.dumps({"patches": results, "unused": unused}, indent=2))
+        print(json.dumps({"patches": results, "baseline": baseline_results, "unused": unused}, indent=2))
     else:
-        for r in results:
-            detail = f": {r['detail']}" if r["detail"] else ""
-            ws = f" ({r['trailing_whitespace']} added lines end in whitespace)" if r["trailing_whitespace"] else ""
-            print(f"{r['status']:>9}  {r['patch']}{detail}{ws}")
+        for title, rows in (("fork", results), ("baseline (upstream + baseline patches)", baseline_results)):
+            if rows:
+                print(f"{title}:")
+            for r in rows:
+                detail = f": {r['detail']}" if r["detail"] else ""
+                ws = f" ({r['trailing_whitespace']} added lines end in whitespace)" if r["trailing_whitespace"] else ""
+                print(f"  {r['status']:>9}  {r['patch']}{detail}{ws}")
         for name in unused:
-            print(f"   unused  {name} (not in series)")
+            print(f"     unused  {name} (not in series)")
         if not results:
             print("the series is empty")
-    return 0 if all(r["status"] == "applies" for r in results) else PatchError.exit_code
+    return 0 if all(r["status"] == "applies" for r in results + baseline_results) else PatchError.exit_code

@@ -1,4 +1,9 @@
-"""Build variants: which backend, which CUDA arch, patched or upstream."""
+"""Build variants: which backend, which CUDA arch, and which patches.
+
+Flavors: "fork" is the whole series; "upstream" is the pinned tree alone; "baseline" is
+upstream plus only the patches marked `baseline` in the series (the routing control), so
+that speed comparisons with upstream see the same expert routing.
+"""
 
 from __future__ import annotations
 
@@ -12,22 +17,25 @@ from .errors import UsageError
 ARCH_RE = re.compile(r"^(?:sm_?)?(\d{2,3}[a-z]?)$")
 
 
+FLAVORS = ("fork", "upstream", "baseline")
+
+
 @dataclass(frozen=True)
 class Variant:
-    """One build: the CPU backend alone, or CUDA for one arch; with our patches or without."""
+    """One build: the CPU backend alone, or CUDA for one arch; with which patches."""
 
     cuda_arch: str | None
     """CMake CUDA arch ("75", "90a") or None for the CPU-only build."""
-    upstream: bool
-    """True for the unpatched pinned tree (the regression baseline)."""
+    flavor: str = "fork"
+    """"fork", "upstream" or "baseline" (see the module's docstring)."""
 
     @property
     def name(self) -> str:
         backend = f"cuda-sm{self.cuda_arch}" if self.cuda_arch else "cpu"
-        return f"upstream-{backend}" if self.upstream else backend
+        return backend if self.flavor == "fork" else f"{self.flavor}-{backend}"
 
-    def baseline(self) -> "Variant":
-        return Variant(self.cuda_arch, upstream=True)
+    def as_flavor(self, flavor: str) -> "Variant":
+        return Variant(self.cuda_arch, flavor)
 
 
 def parse_arch(text: str) -> str:
@@ -74,8 +82,9 @@ def local_gpu_arch() -> str | None:
     return first.replace(".", "") if re.fullmatch(r"\d+\.\d+", first) else None
 
 
-def select_variants(cuda_archs: list[str], cpu: bool, upstream: bool) -> list[Variant]:
-    """Variants from the command line: every arch plus --cpu; neither means the local GPU, else CPU."""
+def select_variants(cuda_archs: list[str], cpu: bool, flavors: tuple[str, ...] = ()) -> list[Variant]:
+    """Variants from the command line: every arch plus --cpu (neither: the local GPU, else CPU),
+    each as the fork, followed by the same backends in the extra `flavors`."""
     archs = [parse_arch(a) for item in cuda_archs for a in item.split(",") if a.strip()]
     if archs:
         validate_archs(archs, nvcc_archs(shutil.which("nvcc") or "nvcc"))
@@ -83,5 +92,5 @@ def select_variants(cuda_archs: list[str], cpu: bool, upstream: bool) -> list[Va
         local = local_gpu_arch()
         archs = [local] if local else []
         cpu = not archs
-    patched = ([Variant(None, False)] if cpu else []) + [Variant(a, False) for a in dict.fromkeys(archs)]
-    return patched + [v.baseline() for v in patched] if upstream else patched
+    forks = ([Variant(None)] if cpu else []) + [Variant(a) for a in dict.fromkeys(archs)]
+    return forks + [v.as_flavor(f) for f in flavors for v in forks]

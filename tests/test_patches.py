@@ -159,3 +159,23 @@ def test_real_series_applies_to_the_real_pinned_tree(shared_cache, capsys):
     report = json.loads(capsys.readouterr().out)
     assert all(r["status"] == "applies" for r in report["patches"])
     assert report["unused"] == []
+
+
+def test_series_flags_and_baseline_subset(small_tree, tmp_path):
+    from builder.build import series_for
+    from builder.variants import Variant
+
+    patches = make_series(small_tree, tmp_path, EDITS)
+    names = sorted(p.name for p in patches.glob("*.patch"))
+    (patches / "series").write_text(f"{names[0]}\n{names[1]} baseline\n{names[2]}\n")
+    assert [p.name for p in series_for(Variant(None, "baseline"), patches)] == [names[1]]
+    assert series_for(Variant(None, "upstream"), patches) == []
+    assert len(series_for(Variant(None), patches)) == 3
+    # export keeps the flag of a patch whose name stays
+    dev = tmp_path / "dev"
+    make_dev_tree(small_tree, dev, read_series(patches), "b1")
+    export_series(dev, patches)
+    assert [p.flags for p in read_series(patches)] == [(), ("baseline",), ()]
+    (patches / "series").write_text(f"{names[0]} hot\n")
+    with pytest.raises(PatchError, match="unknown flag 'hot'"):
+        read_series(patches)

@@ -25,10 +25,10 @@ def test_parse_arch_rejects(text):
 
 
 def test_variant_names():
-    assert Variant(None, False).name == "cpu"
-    assert Variant("75", False).name == "cuda-sm75"
-    assert Variant("75", False).baseline().name == "upstream-cuda-sm75"
-    assert Variant(None, True).name == "upstream-cpu"
+    assert Variant(None).name == "cpu"
+    assert Variant("75").name == "cuda-sm75"
+    assert Variant("75").as_flavor("upstream").name == "upstream-cuda-sm75"
+    assert Variant(None, "baseline").name == "baseline-cpu"
 
 
 def test_unknown_arch_lists_the_valid_ones():
@@ -52,7 +52,7 @@ def test_installed_nvcc_lists_real_archs():
 
 @needs_nvcc
 def test_select_variants_from_comma_lists_and_repeats():
-    names = [v.name for v in select_variants(["75,90", "75"], cpu=True, upstream=True)]
+    names = [v.name for v in select_variants(["75,90", "75"], cpu=True, flavors=("upstream",))]
     assert names == ["cpu", "cuda-sm75", "cuda-sm90", "upstream-cpu", "upstream-cuda-sm75", "upstream-cuda-sm90"]
 
 
@@ -66,4 +66,4 @@ def test_build_refuses_an_arch_nvcc_cannot_target(capsys):
 
 def test_no_flag_without_gpu_means_cpu(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")  # no nvidia-smi
-    assert [v.name for v in select_variants([], cpu=False, upstream=False)] == ["cpu"]
+    assert [v.name for v in select_variants([], cpu=False)] == ["cpu"]

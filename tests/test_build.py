@@ -1,0 +1,113 @@
+"""Building the real pinned llama.cpp: the CPU variants, patched and upstream, and running them."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from builder.__main__ import main
+from builder.build import TOOLS, cmake_options, fork_commit, work_dir
+from builder.fetch import SourceTree
+from builder.patches import read_series
+from builder.pin import load_pin
+from builder.settings import Settings
+from builder.synth_model import ModelSpec, resolve_vocab, write_moe_model
+from builder.variants import Variant
+
+
+def _tree(tmp_path: Path) -> SourceTree:
+    return SourceTree(tmp_path, load_pin(), "test", load_pin().tree_digest, True)
+
+
+def test_cmake_options_never_reach_the_network_and_name_the_fork(tmp_path):
+    from builder.build import BuildOptions
+
+    series = read_series()
+    options = cmake_options(_tree(tmp_path), Variant("75"), series, BuildOptions())
+    assert "-DLLAMA_USE_PREBUILT_UI=OFF" in options and "-DLLAMA_BUILD_UI=OFF" in options
+    assert "-DCMAKE_CUDA_ARCHITECTURES=75" in options and "-DGGML_CUDA=ON" in options
+    assert f"-DLLAMA_BUILD_COMMIT={fork_commit(Variant('75'), series)}" in options
+    cpu = cmake_options(_tree(tmp_path), Variant(None, "upstream"), [], BuildOptions(defines=("GGML_NATIVE=OFF",)))
+    assert not any("CUDA_ARCH" in o for o in cpu)
+    assert "-DLLAMA_BUILD_COMMIT=upstream" in cpu and cpu[-1] == "-DGGML_NATIVE=OFF"
+
+
+def test_fork_commit_changes_with_the_series(tmp_path):
+    from builder.patches import Patch
+
+    a = tmp_path / "a.patch"
+    a.write_text("one\n")
+    first = fork_commit(Variant(None), [Patch(a)])
+    assert re.fullmatch(r"experts-first-\d+\.\d+\.\d+\+[0-9a-f]{8}", first)
+    assert fork_commit(Variant(None, "baseline"), [Patch(a)]).startswith("upstream+experts-first-baseline-")
+    a.write_text("two\n")
+    assert fork_commit(Variant(None), [Patch(a)]) != first
+
+
+def test_bad_define_is_refused(capsys):
+    assert main(["build", "--cpu", "--define", "GGML_NATIVE"]) == 2
+    assert "lacks '='" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="session")
+def cpu_builds(shared_cache, tmp_path_factory):
+    """`build --cpu --upstream` of the real pinned tree (the slow part, done once)."""
+    dist = tmp_path_factory.mktemp("dist")
+    assert main(["build", "--cpu", "--upstream", "--dist", str(dist), "--cache-dir", str(shared_cache)]) == 0
+    return dist
+
+
+@pytest.fixture(scope="session")
+def tiny_moe(shared_cache, tmp_path_factory) -> Path:
+    """A small qwen3moe GGUF made with the gguf package, tokenizer from the pinned tree."""
+    path = tmp_path_factory.mktemp("models") / "tiny-qwen3moe.gguf"
+    tree = shared_cache / "src" / "llama.cpp-b11549"
+    write_moe_model(path, ModelSpec(arch="qwen3moe", n_layer=2), resolve_vocab(None, "qwen3moe", tree))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["cpu", "upstream-cpu"])
+def test_dist_holds_runnable_tools_and_manifest(cpu_builds, variant, real_pin):
+    out = cpu_builds / variant
+    for tool in TOOLS:
+        assert (out / "bin" / tool).is_file()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["variant"] == variant
+    assert manifest["pin"]["tag"] == real_pin.tag and manifest["source"]["digest"] == real_pin.tree_digest
+    assert manifest["source"]["verified"] is True
+    assert manifest["flavor"] == ("fork" if variant == "cpu" else "upstream")
+    assert [p["name"] for p in manifest["patches"]] == ([p.name for p in read_series()] if variant == "cpu" else [])
+    assert manifest["compilers"]["c++"].startswith(("c++", "g++", "clang"))
+    assert manifest["build_seconds"] > 0
+    version = subprocess.run([out / "bin" / "llama-server", "--version"], capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0
+    expected = "experts-first-" if variant == "cpu" else "commit upstream"
+    assert expected in version.stdout + version.stderr
+    assert f"build {real_pin.build_number}" in version.stdout + version.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["cpu", "upstream-cpu"])
+def test_built_cli_generates_with_a_small_moe_model(cpu_builds, tiny_moe, variant):
+    proc = subprocess.run(
+        [cpu_builds / variant / "bin" / "llama-cli", "-m", tiny_moe, "-p", "hello", "-n", "8", "-st",
+         "--temp", "0", "-t", "2", "--no-warmup"],
+        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert re.search(r"Generation: [\d.]+ t/s", output), output[-3000:]
+
+
+@pytest.mark.slow
+def test_rebuild_reuses_the_build_folder(cpu_builds, shared_cache):
+    assert main(["build", "--cpu", "--dist", str(cpu_builds), "--cache-dir", str(shared_cache)]) == 0
+    settings = Settings(load_pin().path, shared_cache, None, None, None, True)
+    log = (work_dir(settings, Variant(None)) / "build.log").read_text()
+    assert "ninja: no work to do." in log
+    assert "Configuring done" not in log
