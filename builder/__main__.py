@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import __version__, build, fetch, log, patches, synth_model
+from . import __version__, build, fetch, log, patches, synth_model, test_ops
 from .errors import BuilderError
 
 COMMANDS = {
     "fetch": (fetch, "download, verify and cache the pinned llama.cpp source"),
     "patches": (patches, "check the patch series, or edit it as a git work tree"),
     "build": (build, "build llama-cli, llama-server, llama-perplexity and llama-bench per variant into dist/"),
+    "test-ops": (test_ops, "run upstream's test-backend-ops (default: MUL_MAT_ID) from a built variant"),
     "make-model": (synth_model, "write a synthetic MoE GGUF (qwen3moe, olmoe, llama, deepseek2) with the gguf package"),
 }
 

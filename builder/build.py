@@ -59,7 +59,7 @@ def series_for(variant: Variant, patches_dir: Path = PATCHES_DIR) -> list[Patch]
 
 def fork_commit(variant: Variant, series: list[Patch]) -> str:
     """What `--version` shows as the commit: the flavor, the fork's version and a hash of the series."""
-    if not series:
+    if variant.flavor == "upstream":
         return "upstream"
     h = hashlib.sha256("".join(file_sha256(p.path) for p in series).encode()).hexdigest()[:8]
     prefix = FORK_NAME if variant.flavor == "fork" else f"upstream+{FORK_NAME}-{variant.flavor}"

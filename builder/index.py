@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import requests
-from pypi_simple import PyPISimple
 
 from .errors import FetchError
 
 
 def find_file_url(index_url: str | None, project: str, filename: str, what: str) -> str:
     """The download URL of `filename` in `project` on the index (the client's default when None)."""
+    from pypi_simple import PyPISimple  # only needed when the archive is not cached yet
+
     client = PyPISimple(endpoint=index_url) if index_url else PyPISimple()
     shown = index_url or "the default package index"
     try:

@@ -38,6 +38,19 @@ class Variant:
         return Variant(self.cuda_arch, flavor)
 
 
+def variant_from_name(name: str) -> Variant:
+    """The variant a name like "cpu", "cuda-sm75" or "baseline-cuda-sm90" stands for."""
+    flavor, backend = "fork", name
+    for prefix in FLAVORS[1:]:
+        if name.startswith(f"{prefix}-"):
+            flavor, backend = prefix, name[len(prefix) + 1 :]
+    if backend == "cpu":
+        return Variant(None, flavor)
+    if backend.startswith("cuda-"):
+        return Variant(parse_arch(backend[len("cuda-") :]), flavor)
+    raise UsageError(f"unknown variant {name!r}", "use cpu, cuda-sm75, upstream-cpu, baseline-cuda-sm90, ...")
+
+
 def parse_arch(text: str) -> str:
     m = ARCH_RE.match(text.strip().lower())
     if not m:

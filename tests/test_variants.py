@@ -67,3 +67,17 @@ def test_build_refuses_an_arch_nvcc_cannot_target(capsys):
 def test_no_flag_without_gpu_means_cpu(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")  # no nvidia-smi
     assert [v.name for v in select_variants([], cpu=False)] == ["cpu"]
+
+
+@pytest.mark.parametrize("name", ["cpu", "cuda-sm75", "upstream-cpu", "baseline-cuda-sm90", "upstream-cuda-sm90a"])
+def test_variant_names_round_trip(name):
+    from builder.variants import variant_from_name
+
+    assert variant_from_name(name).name == name
+
+
+def test_unknown_variant_name():
+    from builder.variants import variant_from_name
+
+    with pytest.raises(UsageError, match="unknown variant 'gpu'"):
+        variant_from_name("gpu")

@@ -1,0 +1,112 @@
+"""`test-ops`: upstream's test-backend-ops from a built variant, summarised."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import log
+from .build import BuildOptions, build_variant
+from .errors import CommandError
+from .fetch import ensure_source
+from .run import run
+from .settings import add_source_arguments, settings_from_args
+from .variants import variant_from_name
+
+TARGET = "test-backend-ops"
+ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
+BACKEND_RE = re.compile(r"^Backend \d+/\d+: (\S+)")
+CASE_RE = re.compile(r"^  ([A-Z0-9_]+)\((.*)\): (.*)$")
+
+
+@dataclass
+class BackendSummary:
+    name: str
+    passed: int = 0
+    failed: int = 0
+    unsupported: int = 0
+    skipped: str = ""
+    """Why test-backend-ops skipped the whole backend, if it did."""
+    failures: list[str] = field(default_factory=list)
+
+
+def parse_output(text: str) -> list[BackendSummary]:
+    """Per-backend counts from test-backend-ops' console output."""
+    backends: list[BackendSummary] = []
+    for raw in text.splitlines():
+        line = ANSI_RE.sub("", raw)
+        m = BACKEND_RE.match(line)
+        if m:
+            backends.append(BackendSummary(m.group(1)))
+            continue
+        if not backends:
+            continue
+        current = backends[-1]
+        if line.startswith("  Skipping"):
+            current.skipped = line.strip()
+        m = CASE_RE.match(line)
+        if not m:
+            continue
+        result = m.group(3)
+        if result.startswith("not supported") or result.startswith("skipping"):
+            current.unsupported += 1
+        elif result.endswith("OK"):
+            current.passed += 1
+        elif result.endswith("FAIL"):
+            current.failed += 1
+            current.failures.append(f"{m.group(1)}({m.group(2)}): {result}")
+    return backends
+
+
+def populate_parser(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Build test-backend-ops for a variant (if needed) and run it: each backend's results are "
+        "compared with the CPU backend. Exits non-zero when a case fails or no case ran."
+    )
+    parser.add_argument("--variant", default="cpu",
+                        help="cpu, cuda-smXX, or their upstream-/baseline- flavors (default: %(default)s)")
+    parser.add_argument("-o", "--op", default="MUL_MAT_ID", help="ops or case regexes, as test-backend-ops -o (default: %(default)s)")
+    parser.add_argument("-b", "--backend", help="only this backend, e.g. CUDA0")
+    parser.add_argument("-p", "--params", help="filter cases by a regex over their parameters")
+    parser.add_argument("--mode", default="test", choices=["test", "perf", "support"], help="(default: %(default)s)")
+    parser.add_argument("--jobs", "-j", type=int, default=None, help="parallel compile jobs")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_source_arguments(parser)
+
+
+def main_test_ops(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    variant = variant_from_name(args.variant)
+    tree = ensure_source(settings)
+    opts = BuildOptions(jobs=args.jobs) if args.jobs else BuildOptions()
+    with log.group(f"build {TARGET} for {variant.name}"):
+        build_dir = build_variant(tree, variant, settings, opts, targets=(TARGET,))
+    cmd: list[str | Path] = [build_dir / "bin" / TARGET, args.mode, "-o", args.op]
+    cmd += ["-b", args.backend] if args.backend else []
+    cmd += ["-p", args.params] if args.params else []
+    log.step(f"running {' '.join(str(c) for c in cmd[1:])}")
+    try:
+        output = run(cmd, log_file=build_dir.parent / "test-ops.log")
+        code = 0
+    except CommandError as exc:
+        output, code = (build_dir.parent / "test-ops.log").read_text(), 1
+        log.warn(exc.message.splitlines()[0])
+    backends = parse_output(output)
+    ran = sum(b.passed + b.failed for b in backends)
+    failed = sum(b.failed for b in backends)
+    if args.json:
+        print(json.dumps({"variant": variant.name, "op": args.op, "mode": args.mode, "exit_code": code,
+                          "backends": [asdict(b) for b in backends]}, indent=2))
+    else:
+        for b in backends:
+            note = f" ({b.skipped})" if b.skipped else ""
+            print(f"{b.name}: {b.passed} passed, {b.failed} failed, {b.unsupported} not supported{note}")
+            for failure in b.failures:
+                print(f"  FAIL {failure}")
+    if args.mode == "test" and ran == 0:
+        log.warn("no test case ran: test-backend-ops compares a backend with the CPU backend, so it needs a second backend")
+        return 1
+    return 1 if failed or code else 0
