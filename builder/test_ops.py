@@ -19,7 +19,8 @@ from .variants import variant_from_name
 TARGET = "test-backend-ops"
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
 BACKEND_RE = re.compile(r"^Backend \d+/\d+: (\S+)")
-CASE_RE = re.compile(r"^  ([A-Z0-9_]+)\((.*)\): (.*)$")
+# a case's line; another case's error message may precede it on the same line
+CASE_RE = re.compile(r"(?:^|\s)([A-Z][A-Z0-9_]*)\((.*)\): (\S.*)$")
 
 
 @dataclass
@@ -47,7 +48,7 @@ def parse_output(text: str) -> list[BackendSummary]:
         current = backends[-1]
         if line.startswith("  Skipping"):
             current.skipped = line.strip()
-        m = CASE_RE.match(line)
+        m = CASE_RE.search(line)
         if not m:
             continue
         result = m.group(3)

@@ -179,3 +179,17 @@ def test_series_flags_and_baseline_subset(small_tree, tmp_path):
     (patches / "series").write_text(f"{names[0]} hot\n")
     with pytest.raises(PatchError, match="unknown flag 'hot'"):
         read_series(patches)
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_real_series_dev_export_round_trip(shared_cache, tmp_path):
+    """dev then export on the real pinned tree gives back the committed series byte for byte."""
+    from builder.patches import PATCHES_DIR
+
+    copy = tmp_path / "patches"
+    subprocess.run(["cp", "-a", str(PATCHES_DIR), str(copy)], check=True)
+    before = {p.name: p.read_bytes() for p in copy.iterdir()}
+    assert main(["patches", "dev", str(tmp_path / "dev"), "--patches-dir", str(copy), "--cache-dir", str(shared_cache)]) == 0
+    assert main(["patches", "export", str(tmp_path / "dev"), "--patches-dir", str(copy)]) == 0
+    assert {p.name: p.read_bytes() for p in copy.iterdir()} == before
