@@ -65,12 +65,16 @@ def parse_output(text: str) -> list[BackendSummary]:
 def populate_parser(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Build test-backend-ops for a variant (if needed) and run it: each backend's results are "
-        "compared with the CPU backend. Exits non-zero when a case fails or no case ran."
+        "compared with the CPU backend. The default op, MUL_MAT_ID_SKIP, is our cases for skipped "
+        "expert ids (each also checks itself against a masked reference); -o MUL_MAT_ID runs "
+        "upstream's own cases. A CPU variant runs -b CPU, which compares the CPU backend with its "
+        "reference mode (upstream skips the CPU backend otherwise). Exits non-zero when a case "
+        "fails or no case ran."
     )
     parser.add_argument("--variant", default="cpu",
                         help="cpu, cuda-smXX, or their upstream-/baseline- flavors (default: %(default)s)")
-    parser.add_argument("-o", "--op", default="MUL_MAT_ID", help="ops or case regexes, as test-backend-ops -o (default: %(default)s)")
-    parser.add_argument("-b", "--backend", help="only this backend, e.g. CUDA0")
+    parser.add_argument("-o", "--op", default="MUL_MAT_ID_SKIP", help="ops or case regexes, as test-backend-ops -o (default: %(default)s)")
+    parser.add_argument("-b", "--backend", help="only this backend, e.g. CUDA0 (default: all; CPU for a CPU variant)")
     parser.add_argument("-p", "--params", help="filter cases by a regex over their parameters")
     parser.add_argument("--mode", default="test", choices=["test", "perf", "support"], help="(default: %(default)s)")
     parser.add_argument("--jobs", "-j", type=int, default=None, help="parallel compile jobs")
@@ -86,7 +90,8 @@ def main_test_ops(args: argparse.Namespace) -> int:
     with log.group(f"build {TARGET} for {variant.name}"):
         build_dir = build_variant(tree, variant, settings, opts, targets=(TARGET,))
     cmd: list[str | Path] = [build_dir / "bin" / TARGET, args.mode, "-o", args.op]
-    cmd += ["-b", args.backend] if args.backend else []
+    backend = args.backend or (None if variant.cuda_arch else "CPU")
+    cmd += ["-b", backend] if backend else []
     cmd += ["-p", args.params] if args.params else []
     log.step(f"running {' '.join(str(c) for c in cmd[1:])}")
     try:

@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""Summarise llama-bench jsonl from alternating runs into bench.json and bench.md.
+
+    scripts/summarize-bench.py reports/DIR/bench.jsonl --baseline upstream
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from builder.bench import ratios, read_jsonl, summarize  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("jsonl", type=Path)
+    parser.add_argument("--baseline", default="upstream", help="build_commit of the baseline (default: %(default)s)")
+    args = parser.parse_args()
+    records = read_jsonl(args.jsonl)
+    summaries = summarize(records)
+    result = {
+        "schema": 1,
+        "source": args.jsonl.name,
+        "baseline": args.baseline,
+        "reps_per_run": len(records[0].get("samples_ts", [])),
+        "summaries": [asdict(s) for s in summaries],
+        "ratios": ratios(summaries, args.baseline),
+    }
+    out = args.jsonl.with_name("bench.json")
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    lines = ["| build | test | median t/s | min | max | runs |", "|---|---|---|---|---|---|"]
+    lines += [f"| {s.build} | {s.test} | {s.median_ts:.1f} | {s.min_ts:.1f} | {s.max_ts:.1f} | {s.runs} |" for s in summaries]
+    lines += ["", "| build | test | median ÷ baseline |", "|---|---|---|"]
+    lines += [f"| {b} | {t} | {r:.3f} |" for b, tests in result["ratios"].items() for t, r in tests.items()]
+    args.jsonl.with_name("bench.md").write_text("\n".join(lines) + "\n")
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
