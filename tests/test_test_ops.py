@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
+
+from builder.__main__ import main
 from builder.test_ops import parse_output
 
 DATA = Path(__file__).parent / "data"
@@ -23,3 +27,13 @@ def test_failing_run_lists_each_failed_case():
 def test_upstream_cpu_only_run_tests_nothing():
     [cpu] = parse_output((DATA / "test-backend-ops-upstream-cpu.log").read_text())
     assert cpu.passed + cpu.failed == 0 and cpu.skipped == "Skipping CPU backend"
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_skip_cases_pass_on_the_cpu_build(shared_cache, capsys):
+    """test-ops on the real CPU build: our MUL_MAT_ID_SKIP cases, CPU against its reference mode."""
+    assert main(["test-ops", "--variant", "cpu", "--json", "--cache-dir", str(shared_cache)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    [cpu] = report["backends"]
+    assert cpu["name"] == "CPU" and cpu["failed"] == 0 and cpu["passed"] >= 200
