@@ -197,7 +197,7 @@ def make_dev_tree(pristine: Path, dest: Path, series: list[Patch], tag: str) -> 
         except CommandError as exc:
             raise PatchError(
                 f"patch {patch.name} does not apply in {dest}: {exc.message}",
-                f"fix it there (git am --show-current-patch; edit; git am --continue), then export",
+                "fix it there (git am --show-current-patch; edit; git am --continue), then export",
             ) from exc
 
 

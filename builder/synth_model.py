@@ -27,6 +27,12 @@ so a tensor does not change when another option changes the others):
 * the router (``ffn_gate_inp``, always F32, as llama-quantize keeps it) gives router
   logits with unit standard deviation; see ``--router-skew`` for the skewed variant.
 
+These are the distributions of the float types (normal floats). The quantized types draw
+random blocks directly instead (quantizing floats would take minutes for a 30B model): the
+values of a block are d * s * (q - z), q uniform random over the type's range, z its middle,
+d a per-tensor magnitude with a random sign per block, s a Q4_K sub-block scale in 32..63,
+so they have mean 0 and the same standard deviation as the normal floats (not their shape).
+
 Router skew S (``ModelSpec.router_skew``): S = 0 leaves the router uniformly random,
 every expert equally likely. S > 0 makes channel 0 of the residual stream a constant
 "bias line": every token embedding has the value sqrt(n_embd - 1) there (the same
@@ -45,10 +51,11 @@ The estimate models the router logits at the first MoE layer; deeper layers see 
 somewhat weaker skew as the residual stream grows (the bias term shrinks by up to ~20%
 in the last layers, the random part grows by about as much).
 
-Types: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 are quantized with ``gguf.quants``;
-``gguf.quants`` cannot quantize K-quants, so Q4_K is quantized here (a plain min/max
-fit per 32-value sub-block, not llama-quantize's search - fine for random weights; the
-result reads back exactly with ``gguf.quants.dequantize``). Other K-quants are refused.
+Types: F32, F16, BF16 and the random blocks of Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and Q4_K
+(all read back with ``gguf.quants.dequantize``); other K-quants are refused. Where floats
+are quantized after all (the embedding's first block of each row under a router skew,
+which holds the constant channel 0), ``gguf.quants`` does it, or for Q4_K a plain min/max
+fit per 32-value sub-block here (``gguf.quants`` cannot quantize K-quants).
 1-D tensors (norms) and the router stay F32. The main row sizes (n_embd, expert_ff,
 heads*head_dim, the dense ff) must be multiples of the type's block size; the
 DeepSeek MLA-internal matrices whose rows are q_lora_rank, kv_lora_rank or the
@@ -66,11 +73,16 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional, TypeVar
+
+import gguf
+import numpy as np
 
 from .errors import UsageError
+from .fetch import ensure_source
+from .settings import add_source_arguments, settings_from_args
 
 ARCHS = ("qwen3moe", "olmoe", "llama", "deepseek2")
 ARCH_ALIASES = {"mixtral": "llama", "llama-moe": "llama", "qwen3-moe": "qwen3moe", "deepseek-v2": "deepseek2"}
@@ -81,6 +93,8 @@ DEFAULT_VOCAB = {"qwen3moe": "qwen2", "olmoe": "gpt-2", "llama": "llama-spm", "d
 TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K")
 
 ENV_LLAMA_TREE = "EXPERTS_FIRST_LLAMA_TREE"
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -192,7 +206,6 @@ def normalize_spec(spec: ModelSpec) -> ModelSpec:
 
 
 def _block_size(qtype: str) -> int:
-    import gguf
 
     return gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[qtype]][0]
 
@@ -356,7 +369,6 @@ def _read_gguf_kv(path: Path) -> dict[str, tuple[Any, int, Optional[int]]]:
 
 def read_tokenizer_fields(vocab_gguf: Path) -> tuple[list[tuple[str, Any, Any, Any]], int]:
     """(key, value, GGUFValueType, sub_type) for every tokenizer.* key, and the token count."""
-    import gguf
 
     try:
         kv = _read_gguf_kv(Path(vocab_gguf))
@@ -380,12 +392,11 @@ def read_tokenizer_fields(vocab_gguf: Path) -> tuple[list[tuple[str, Any, Any, A
 # quantization
 
 
-def quantize_q4_k(x: "np.ndarray") -> "np.ndarray":
+def quantize_q4_k(x: np.ndarray) -> np.ndarray:
     """Quantize float rows (last dim a multiple of 256) to Q4_K blocks; returns uint8 (..., n/256*144).
 
     Per 32-value sub-block: min/max fit, x ~= d*sc*q - dmin*m with q in 0..15 and 6-bit sc, m.
     """
-    import numpy as np
 
     shape = x.shape
     blocks = x.reshape(-1, 8, 32).astype(np.float32)
@@ -423,10 +434,8 @@ def quantize_q4_k(x: "np.ndarray") -> "np.ndarray":
     return out.reshape(*shape[:-1], shape[-1] // 256 * 144)
 
 
-def quantize(x: "np.ndarray", qtype: str) -> "np.ndarray":
+def quantize(x: np.ndarray, qtype: str) -> np.ndarray:
     """Float32 array -> the array GGUFWriter stores for `qtype` (float or uint8 blocks)."""
-    import gguf
-    import numpy as np
 
     if qtype == "F32":
         return x.astype(np.float32, copy=False)
@@ -437,8 +446,86 @@ def quantize(x: "np.ndarray", qtype: str) -> "np.ndarray":
     return gguf.quants.quantize(x.astype(np.float32, copy=False), gguf.GGMLQuantizationType[qtype])
 
 
+# ------------------------------------------------------------------------------------
+# random quantized blocks
+#
+# Quantizing random floats runs at ~35M values/s (minutes for a 30B-parameter model), so the
+# quantized weights are random blocks (see the module docs): values d * s * (q - z) with q
+# from random bits, so q = z is an exact 0. Generating them runs at about 1 GB/s.
+
+
+@dataclass(frozen=True)
+class RandomBlocks:
+    """What a quantized type's blocks need besides random bits (byte offsets are within a block)."""
+
+    rms: float
+    """Root mean square of s * (q - z) over uniform random q (and s); d = std / rms."""
+    min_factor: float = 0.0
+    """The type's fp16 min at byte 2 (Q4_1, Q5_1: m; Q4_K: dmin) is min_factor * d; 0: no min."""
+    zero: tuple[tuple[int, int, int], ...] = ()
+    """(byte, keep mask, set bits) edits that make the block's first value q = z, an exact 0."""
+
+
+def _uniform_rms(n: int, z: int) -> float:
+    """Root mean square of q - z for q uniform in 0..n-1."""
+    return math.sqrt(sum((q - z) ** 2 for q in range(n)) / n)
+
+
+Q4_K_SCALE_RMS = math.sqrt(sum(s * s for s in range(32, 64)) / 32)
+
+RANDOM_BLOCKS = {
+    # Q8_0: d, 32 int8 q (z = 0); Q4_0: d, 16 bytes of nibbles (z = 8), value j in byte j % 16
+    "Q8_0": RandomBlocks(_uniform_rms(256, 128), zero=((2, 0x00, 0x00),)),
+    "Q4_0": RandomBlocks(_uniform_rms(16, 8), zero=((2, 0xF0, 0x08),)),
+    # Q4_1: d, m, nibbles; value d*q + m with m = -8d
+    "Q4_1": RandomBlocks(_uniform_rms(16, 8), -8.0, ((4, 0xF0, 0x08),)),
+    # Q5_0/Q5_1: d, (m,) 32 high bits (value j: bit j), low nibbles; z = 16: nibble 0, high bit 1
+    "Q5_0": RandomBlocks(_uniform_rms(32, 16), zero=((2, 0xFF, 0x01), (6, 0xF0, 0x00))),
+    "Q5_1": RandomBlocks(_uniform_rms(32, 16), -16.0, ((4, 0xFF, 0x01), (8, 0xF0, 0x00))),
+    # Q4_K: d, dmin, 12 bytes of 6-bit scales and mins, nibbles; value d*sc*q - dmin*m with dmin = 8d, m = sc
+    "Q4_K": RandomBlocks(_uniform_rms(16, 8) * Q4_K_SCALE_RMS, 8.0, ((16, 0xF0, 0x08),)),
+}
+
+
+def _set_fp16(blocks: np.ndarray, offset: int, value: "np.float16", sign: np.ndarray) -> None:
+    """Store |value| as the fp16 at `offset` of each block, with that block's sign bit from `sign` (0 or 0x80)."""
+
+    lo, hi = np.abs(np.array([value], dtype=np.float16)).view(np.uint8)
+    blocks[:, offset] = lo
+    blocks[:, offset + 1] = sign | hi
+
+
+def _set_q4_k_scales(scales: np.ndarray) -> None:
+    """Turn the random 12 scale bytes of Q4_K blocks into random 6-bit scales sc in 32..63 and mins m = sc.
+
+    Bytes 0-3 hold sc[0:4] in bits 0-5 and bits 4-5 of sc[4:8] in bits 6-7, bytes 4-7 the
+    same for m, bytes 8-11 bits 0-3 of sc[4:8] (low nibble) and of m[4:8] (high nibble).
+    """
+    sc_lo = scales[:, 0:4] | 0xA0  # bit 5: sc[0:4] >= 32; bit 7 (bit 5 of sc[4:8]): sc[4:8] >= 32
+    scales[:, 0:4] = sc_lo
+    scales[:, 4:8] = sc_lo
+    nibble = scales[:, 8:12] & 0x0F
+    scales[:, 8:12] = nibble | (nibble << 4)
+
+
+def random_blocks(qtype: str, n_blocks: int, std: float, rng: "np.random.Generator") -> np.ndarray:
+    """`n_blocks` random blocks of a quantized type (uint8, (n_blocks, block bytes)); values: mean 0, std `std`."""
+
+    fmt = RANDOM_BLOCKS[qtype]
+    size = tensor_nbytes((_block_size(qtype),), qtype)
+    n = n_blocks * size
+    blocks = rng.bit_generator.random_raw(-(-n // 8)).view(np.uint8)[:n].reshape(n_blocks, size)
+    sign = blocks[:, 1] & 0x80  # the random sign of each block's d
+    d = np.float16(std / fmt.rms)
+    _set_fp16(blocks, 0, d, sign)
+    if fmt.min_factor:
+        _set_fp16(blocks, 2, np.float16(fmt.min_factor * d), sign if fmt.min_factor > 0 else sign ^ 0x80)
+    if qtype == "Q4_K":
+        _set_q4_k_scales(blocks[:, 4:16])
+    return blocks
+
+
 def tensor_nbytes(shape: tuple[int, ...], qtype: str) -> int:
-    import gguf
 
     bs, ts = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[qtype]]
     n = math.prod(shape)
@@ -569,11 +656,15 @@ def plan_tensors(spec: ModelSpec, n_vocab: int) -> list[TensorPlan]:
 # weights
 
 
-def _rng(seed: int, name: str) -> "np.random.Generator":
-    import numpy as np
-
+def _seed(seed: int, name: str) -> int:
+    """The seed of the random stream called `name`."""
     digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+    return int.from_bytes(digest[:8], "little")
+
+
+def _rng(seed: int, name: str) -> "np.random.Generator":
+
+    return np.random.default_rng(_seed(seed, name))
 
 
 def expert_ranking(spec: ModelSpec, layer: int) -> list[int]:
@@ -581,8 +672,7 @@ def expert_ranking(spec: ModelSpec, layer: int) -> list[int]:
     return [int(e) for e in _rng(spec.seed, f"blk.{layer}.router_rank").permutation(spec.n_expert)]
 
 
-def _router_weights(spec: ModelSpec, layer: int) -> "np.ndarray":
-    import numpy as np
+def _router_weights(spec: ModelSpec, layer: int) -> np.ndarray:
 
     E, X = spec.n_embd, spec.n_expert
     rng = _rng(spec.seed, f"blk.{layer}.ffn_gate_inp.weight")
@@ -597,8 +687,7 @@ def _router_weights(spec: ModelSpec, layer: int) -> "np.ndarray":
     return w
 
 
-def _float_slice(spec: ModelSpec, p: TensorPlan, rng, shape) -> "np.ndarray":
-    import numpy as np
+def _float_slice(spec: ModelSpec, p: TensorPlan, rng, shape) -> np.ndarray:
 
     if p.init == "ones":
         return np.ones(shape, dtype=np.float32)
@@ -616,23 +705,59 @@ def _float_slice(spec: ModelSpec, p: TensorPlan, rng, shape) -> "np.ndarray":
     return a
 
 
-def tensor_data(spec: ModelSpec, p: TensorPlan) -> "np.ndarray":
-    """The stored array of one planned tensor (generated expert by expert to bound memory)."""
-    import numpy as np
+CHUNK_BYTES = 16 * 2**20
+"""About how much of a tensor is generated at a time."""
 
+
+def tensor_chunks(spec: ModelSpec, p: TensorPlan) -> Iterator[np.ndarray]:
+    """The stored data of one planned tensor, in file order, a bounded chunk at a time."""
     if p.init == "router":
-        return _router_weights(spec, p.layer)
+        yield _router_weights(spec, p.layer)
+    elif p.init in ("normal", "embd") and p.qtype in RANDOM_BLOCKS:
+        yield from _random_block_chunks(spec, p)
+    else:
+        yield from _float_chunks(spec, p)
+
+
+def _float_chunks(spec: ModelSpec, p: TensorPlan) -> Iterator[np.ndarray]:
+    """Random floats, converted to the tensor's type: expert by expert, big matrices in row chunks."""
     rng = _rng(spec.seed, p.name)
     if len(p.shape) == 3:
-        parts = [quantize(_float_slice(spec, p, rng, p.shape[1:]), p.qtype) for _ in range(p.shape[0])]
-        return np.stack(parts)
-    if len(p.shape) == 2 and p.shape[0] * p.shape[1] > (1 << 24):
-        # big matrices (token_embd/output with a large vocab): in row chunks
+        for _ in range(p.shape[0]):
+            yield quantize(_float_slice(spec, p, rng, p.shape[1:]), p.qtype)
+    elif len(p.shape) == 2 and p.shape[0] * p.shape[1] > (1 << 24):
         rows = max(1, (1 << 22) // p.shape[1])
-        parts = [quantize(_float_slice(spec, p, rng, (min(rows, p.shape[0] - r), p.shape[1])), p.qtype)
-                 for r in range(0, p.shape[0], rows)]
-        return np.concatenate(parts)
-    return quantize(_float_slice(spec, p, rng, p.shape), p.qtype)
+        for r in range(0, p.shape[0], rows):
+            yield quantize(_float_slice(spec, p, rng, (min(rows, p.shape[0] - r), p.shape[1])), p.qtype)
+    else:
+        yield quantize(_float_slice(spec, p, rng, p.shape), p.qtype)
+
+
+def _random_block_chunks(spec: ModelSpec, p: TensorPlan) -> Iterator[np.ndarray]:
+    """Random quantized blocks of std p.std, in chunks of whole rows (uint8, (rows, row bytes)).
+
+    The bias line of the router skew: zero_col0 sets each row's first value to an exact 0,
+    zero_row0 zeroes row 0 of each matrix, and the embedding's first block of each row
+    (with the constant channel 0) is quantized from floats.
+    """
+
+    rng = np.random.Generator(np.random.SFC64(_seed(spec.seed, p.name)))
+    height, ne0 = p.shape[-2], p.shape[-1]
+    bs, row_bytes = _block_size(p.qtype), tensor_nbytes((ne0,), p.qtype)
+    n_rows = math.prod(p.shape[:-1])
+    step = max(1, CHUNK_BYTES // row_bytes)
+    for r0 in range(0, n_rows, step):
+        n = min(step, n_rows - r0)
+        blocks = random_blocks(p.qtype, n * (ne0 // bs), p.std, rng).reshape(n, ne0 // bs, -1)
+        first = blocks[:, 0]
+        if p.init == "embd" and spec.router_skew > 0:
+            first[:] = quantize(_float_slice(spec, p, rng, (n, bs)), p.qtype)
+        if p.zero_col0:
+            for byte, keep, bits in RANDOM_BLOCKS[p.qtype].zero:
+                first[:, byte] = (first[:, byte] & keep) | bits
+        if p.zero_row0:
+            blocks[(r0 + np.arange(n)) % height == 0] = 0
+        yield blocks.reshape(n, row_bytes)
 
 
 # ------------------------------------------------------------------------------------
@@ -640,7 +765,6 @@ def tensor_data(spec: ModelSpec, p: TensorPlan) -> "np.ndarray":
 
 
 def _write_metadata(w, spec: ModelSpec, n_vocab: int) -> None:
-    import gguf
 
     s, a = spec, spec.arch
     w.add_name(s.name or f"synthetic-{a}")
@@ -685,6 +809,21 @@ def _write_metadata(w, spec: ModelSpec, n_vocab: int) -> None:
             w.add_uint32(f"{a}.feed_forward_length", s.expert_ff)
 
 
+def _read_ahead(items: Iterator[T]) -> Iterator[T]:
+    """Yield the items of `items`, making the next one in a worker thread while the caller uses this one.
+
+    Overlaps generating tensor data (numpy, mostly without the GIL) with writing it to disk.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    end = object()
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(next, items, end)
+        while (item := future.result()) is not end:
+            future = pool.submit(next, items, end)
+            yield item
+
+
 def write_moe_model(
     path: str | Path,
     spec: ModelSpec,
@@ -695,8 +834,6 @@ def write_moe_model(
 
     Raises UsageError (a BuilderError) for an invalid spec or an unreadable vocab file.
     """
-    import gguf
-    import numpy as np
 
     spec = normalize_spec(spec)
     vocab_gguf = Path(vocab_gguf)
@@ -725,13 +862,18 @@ def write_moe_model(
         w.write_header_to_file()
         w.write_kv_data_to_file()
         w.write_ti_data_to_file()
+        fout = w.fout[0]  # a single file (no splits): tensor data is streamed into it chunk by chunk
         for i, p in enumerate(plans):
-            data = tensor_data(spec, p)
-            assert data.nbytes == p.nbytes, (p.name, data.nbytes, p.nbytes)
-            w.write_tensor_data(data)
+            w.write_padding(fout, fout.tell())
+            nbytes = 0
+            for chunk in _read_ahead(tensor_chunks(spec, p)):
+                chunk.tofile(fout)
+                nbytes += chunk.nbytes
+            assert nbytes == p.nbytes, (p.name, nbytes, p.nbytes)
             last_of_layer = i == len(plans) - 1 or plans[i + 1].layer != p.layer
             if progress and verbose and last_of_layer and p.layer >= 0:
                 progress(f"layer {p.layer + 1}/{spec.n_layer} written ({time.monotonic() - t0:.0f}s)")
+        w.write_padding(fout, fout.tell())
         w.close()
     except BaseException:
         w.close()
@@ -743,7 +885,6 @@ def write_moe_model(
 
 def hot_share_estimate(spec: ModelSpec, layer: int, samples: int = 4000) -> float:
     """Monte-Carlo share of routed slots that land on the n_expert_used hottest experts (first-layer statistics)."""
-    import numpy as np
 
     X, k = spec.n_expert, spec.n_expert_used
     rng = np.random.default_rng(12345)
@@ -822,6 +963,7 @@ def populate_parser(parser: argparse.ArgumentParser) -> None:
            f"(default per arch: {', '.join(f'{k}={v}' for k, v in DEFAULT_VOCAB.items())})")
     a("--llama-tree", default=None, metavar="DIR", help=f"llama.cpp source tree for vocab names (or ${ENV_LLAMA_TREE})")
     a("--json", action="store_true", help="print a JSON summary on stdout")
+    add_source_arguments(parser)  # without --llama-tree, vocab names come from the fetched pinned tree
 
 
 def spec_from_args(args: argparse.Namespace) -> ModelSpec:
@@ -837,7 +979,10 @@ def spec_from_args(args: argparse.Namespace) -> ModelSpec:
 
 def main_make_model(args: argparse.Namespace) -> int:
     spec = normalize_spec(spec_from_args(args))
-    vocab = resolve_vocab(args.vocab, spec.arch, args.llama_tree)
+    tree = args.llama_tree or os.environ.get(ENV_LLAMA_TREE)
+    if tree is None and not (args.vocab and Path(args.vocab).is_file()):
+        tree = ensure_source(settings_from_args(args)).path
+    vocab = resolve_vocab(args.vocab, spec.arch, tree)
     quiet = args.json or getattr(args, "quiet", False)
     progress = None if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     summary = write_moe_model(args.output, spec, vocab, progress=progress)

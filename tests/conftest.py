@@ -10,10 +10,14 @@ import tarfile
 import threading
 from pathlib import Path
 
+import platformdirs
 import pytest
 
+from builder.__main__ import main
 from builder.digest import tree_digest
 from builder.pin import DEFAULT_PIN, load_pin
+from builder.settings import CACHE_ENV
+from builder.synth_model import ModelSpec, resolve_vocab, write_moe_model
 
 SMALL_TREE = {
     "CMakeLists.txt": "cmake_minimum_required(VERSION 3.14)\nproject(tiny C)\n",
@@ -86,8 +90,27 @@ def real_pin():
 @pytest.fixture(scope="session")
 def shared_cache() -> Path:
     """The cache the slow tests share: $EXPERTS_FIRST_CACHE, else the user cache (fetch once, build once)."""
-    from builder.settings import CACHE_ENV
-
-    import platformdirs
-
     return Path(os.environ.get(CACHE_ENV) or platformdirs.user_cache_dir("experts-first")).resolve()
+
+
+@pytest.fixture(scope="session")
+def pinned_tree(shared_cache) -> Path:
+    """The fetched, verified pinned llama.cpp tree."""
+    assert main(["fetch", "--cache-dir", str(shared_cache)]) == 0
+    return shared_cache / "src" / "llama.cpp-b11549"
+
+
+@pytest.fixture(scope="session")
+def cpu_builds(shared_cache, tmp_path_factory) -> Path:
+    """`build --cpu --upstream` of the real pinned tree (the slow part, done once); returns the dist folder."""
+    dist = tmp_path_factory.mktemp("dist")
+    assert main(["build", "--cpu", "--upstream", "--dist", str(dist), "--cache-dir", str(shared_cache)]) == 0
+    return dist
+
+
+@pytest.fixture(scope="session")
+def tiny_moe(pinned_tree, tmp_path_factory) -> Path:
+    """A small qwen3moe GGUF made with the gguf package, tokenizer from the pinned tree."""
+    path = tmp_path_factory.mktemp("models") / "tiny-qwen3moe.gguf"
+    write_moe_model(path, ModelSpec(arch="qwen3moe", n_layer=2), resolve_vocab(None, "qwen3moe", pinned_tree))
+    return path

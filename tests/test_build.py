@@ -15,7 +15,6 @@ from builder.fetch import SourceTree
 from builder.patches import read_series
 from builder.pin import load_pin
 from builder.settings import Settings
-from builder.synth_model import ModelSpec, resolve_vocab, write_moe_model
 from builder.variants import Variant
 
 
@@ -51,23 +50,6 @@ def test_fork_commit_changes_with_the_series(tmp_path):
 def test_bad_define_is_refused(capsys):
     assert main(["build", "--cpu", "--define", "GGML_NATIVE"]) == 2
     assert "lacks '='" in capsys.readouterr().err
-
-
-@pytest.fixture(scope="session")
-def cpu_builds(shared_cache, tmp_path_factory):
-    """`build --cpu --upstream` of the real pinned tree (the slow part, done once)."""
-    dist = tmp_path_factory.mktemp("dist")
-    assert main(["build", "--cpu", "--upstream", "--dist", str(dist), "--cache-dir", str(shared_cache)]) == 0
-    return dist
-
-
-@pytest.fixture(scope="session")
-def tiny_moe(shared_cache, tmp_path_factory) -> Path:
-    """A small qwen3moe GGUF made with the gguf package, tokenizer from the pinned tree."""
-    path = tmp_path_factory.mktemp("models") / "tiny-qwen3moe.gguf"
-    tree = shared_cache / "src" / "llama.cpp-b11549"
-    write_moe_model(path, ModelSpec(arch="qwen3moe", n_layer=2), resolve_vocab(None, "qwen3moe", tree))
-    return path
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import pytest
 
 from builder.__main__ import main
 from builder.errors import PatchError
-from builder.patches import Patch, apply_series, check_series, export_series, make_dev_tree, read_series
+from builder.patches import apply_series, check_series, export_series, make_dev_tree, read_series
 from conftest import write_pin
 
 SERIES_HEAD = "# comment line\n\n"

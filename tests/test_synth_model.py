@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -206,6 +205,39 @@ def test_q4_k_roundtrip():
     assert np.abs(x - y).max() < 0.35
 
 
+@pytest.mark.parametrize("qtype", sorted(sm.RANDOM_BLOCKS))
+@pytest.mark.parametrize("std", [1.0, 0.02, 0.002])
+def test_random_blocks_mean_and_std(qtype, std):
+    blocks = sm.random_blocks(qtype, 4096, std, np.random.Generator(np.random.SFC64(7)))
+    assert blocks.dtype == np.uint8 and blocks.shape == (4096, sm.tensor_nbytes((sm._block_size(qtype),), qtype))
+    y = gguf.quants.dequantize(blocks, TYPE[qtype])
+    assert np.all(np.isfinite(y))
+    assert abs(float(y.std()) / std - 1) < 0.03
+    assert abs(float(y.mean())) < 0.03 * std
+
+
+@pytest.mark.parametrize("qtype", sorted(sm.RANDOM_BLOCKS))
+def test_random_blocks_bias_line(tmp_path, vocab, monkeypatch, qtype):
+    monkeypatch.setattr(sm, "CHUNK_BYTES", 5000)  # chunks end inside matrices
+    spec = _tiny("qwen3moe", n_embd=256, expert_ff=256, n_head=4, router_skew=2.0, type=qtype)
+    out = tmp_path / "b.gguf"
+    sm.write_moe_model(out, spec, vocab)
+    ts = {x.name: gguf.quants.dequantize(x.data, x.tensor_type) for x in gguf.GGUFReader(out).tensors}
+    assert all(np.all(np.isfinite(w)) for w in ts.values())
+    # nobody reads channel 0 (column 0 exactly zero) or writes it (row 0 exactly zero)
+    assert np.all(ts["blk.0.attn_q.weight"][:, 0] == 0.0)
+    assert np.all(ts["blk.1.ffn_gate_exps.weight"][:, :, 0] == 0.0)
+    assert np.all(ts["blk.1.ffn_down_exps.weight"][:, 0, :] == 0.0)
+    assert np.all(ts["blk.0.attn_output.weight"][0, :] == 0.0)
+    assert np.count_nonzero(ts["blk.1.ffn_down_exps.weight"][:, 1, :]) > 0
+    # the embedding's constant channel 0, quantized from floats; the rest N(0, 1)-like
+    emb = ts["token_embd.weight"]
+    np.testing.assert_allclose(emb[:, 0], np.sqrt(255), rtol=0.05)
+    assert 0.9 < float(emb[:, 1:].std()) < 1.1
+    up = ts["blk.1.ffn_up_exps.weight"][:, :, 1:]
+    assert abs(float(up.std()) * 16 - 1) < 0.05  # N(0, 1/256)
+
+
 @pytest.mark.parametrize("qtype", ["F32", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "BF16"])
 def test_other_types(tmp_path, vocab, qtype):
     out = tmp_path / "m.gguf"
@@ -339,18 +371,13 @@ def test_default_spec_is_small():
 
 # --- the real llama.cpp -----------------------------------------------------------------------
 
-LLAMA_BIN = os.environ.get("EXPERTS_FIRST_LLAMA_BIN")
-LLAMA_TREE = os.environ.get(sm.ENV_LLAMA_TREE)
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not LLAMA_BIN, reason="set EXPERTS_FIRST_LLAMA_BIN to a directory with llama-completion")
-@pytest.mark.skipif(not LLAMA_TREE, reason=f"set {sm.ENV_LLAMA_TREE} to a llama.cpp tree (for its vocab files)")
 @pytest.mark.parametrize("arch", sm.ARCHS)
-def test_llama_loads_and_generates(tmp_path, arch):
-    exe = Path(LLAMA_BIN) / "llama-completion"
+def test_llama_loads_and_generates(tmp_path, arch, cpu_builds, pinned_tree):
+    """Each architecture loads and generates with the upstream build of the pinned tree."""
+    exe = cpu_builds / "upstream-cpu" / "bin" / "llama-completion"
     out = tmp_path / f"{arch}.gguf"
-    sm.write_moe_model(out, sm.ModelSpec(arch=arch, n_layer=3, router_skew=1.0), sm.resolve_vocab(None, arch, LLAMA_TREE))
+    sm.write_moe_model(out, sm.ModelSpec(arch=arch, n_layer=3, router_skew=1.0), sm.resolve_vocab(None, arch, pinned_tree))
     proc = subprocess.run(
         [str(exe), "-m", str(out), "-p", "hello", "-n", "8", "-no-cnv", "--temp", "0", "-t", "2", "-c", "256"],
         capture_output=True, text=True, errors="replace", timeout=300,
