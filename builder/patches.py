@@ -218,15 +218,17 @@ def export_series(dev: Path, patches_dir: Path) -> list[str]:
         raise UsageError(f"{dev} has uncommitted changes", "commit them (one commit per patch) or stash them")
     with tempfile.TemporaryDirectory(prefix="experts-first-export-") as tmp:
         _git(["format-patch", "-q", "-N", "--zero-commit", "--no-signature", "-o", tmp, f"{UPSTREAM_TAG}..HEAD"], dev)
-        produced = sorted(Path(tmp).glob("*.patch"))
-        old = read_series(patches_dir) if (patches_dir / "series").exists() else []
-        for patch in old:
-            patch.path.unlink()
-        flags = {p.name: p.flags for p in old}  # a patch keeps its flags while its name stays
-        lines = []
-        for path in produced:
-            (patches_dir / path.name).write_text(_normalise(path.read_text(encoding="utf-8")), encoding="utf-8")
-            lines.append(" ".join((path.name, *flags.get(path.name, ()))))
+        produced = {p.name: _normalise(p.read_text(encoding="utf-8")) for p in sorted(Path(tmp).glob("*.patch"))}
+    old = read_series(patches_dir) if (patches_dir / "series").exists() else []
+    flags = {p.subject(): p.flags for p in old}  # a patch keeps its flags while its subject stays
+    # everything is read before anything is replaced
+    for patch in old:
+        patch.path.unlink()
+    lines = []
+    for name, text in produced.items():
+        patch = Patch(patches_dir / name)
+        patch.path.write_text(text, encoding="utf-8")
+        lines.append(" ".join((name, *flags.get(patch.subject(), ()))))
     (patches_dir / "series").write_text(SERIES_HEADER + "".join(f"{line}\n" for line in lines), encoding="utf-8")
     return [line.split()[0] for line in lines]
 
