@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import __version__, build, fetch, log, patches, synth_model, test_ops
+from . import __version__, build, fetch, log, patches, regress, synth_model, test_ops
 from .errors import BuilderError
 
 COMMANDS = {
@@ -13,6 +13,7 @@ COMMANDS = {
     "patches": (patches, "check the patch series, or edit it as a git work tree"),
     "build": (build, "build llama-cli, llama-server, llama-perplexity and llama-bench per variant into dist/"),
     "test-ops": (test_ops, "run upstream's test-backend-ops (default: MUL_MAT_ID) from a built variant"),
+    "regress": (regress, "perplexity, KL divergence and tokens/s of the fork against upstream, with reports"),
     "make-model": (synth_model, "write a synthetic MoE GGUF (qwen3moe, olmoe, llama, deepseek2) with the gguf package"),
 }
 

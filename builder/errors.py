@@ -46,3 +46,9 @@ class CommandError(BuilderError):
     """An external command failed."""
 
     exit_code = 7
+
+
+class RegressionError(BuilderError):
+    """`regress` measured a metric beyond its threshold."""
+
+    exit_code = 8

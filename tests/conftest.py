@@ -102,9 +102,10 @@ def pinned_tree(shared_cache) -> Path:
 
 @pytest.fixture(scope="session")
 def cpu_builds(shared_cache, tmp_path_factory) -> Path:
-    """`build --cpu --upstream` of the real pinned tree (the slow part, done once); returns the dist folder."""
+    """`build --cpu --upstream --baseline` of the real pinned tree (the slow part, done once); returns the dist folder."""
     dist = tmp_path_factory.mktemp("dist")
-    assert main(["build", "--cpu", "--upstream", "--dist", str(dist), "--cache-dir", str(shared_cache)]) == 0
+    args = ["build", "--cpu", "--upstream", "--baseline", "--dist", str(dist), "--cache-dir", str(shared_cache)]
+    assert main(args) == 0
     return dist
 
 

@@ -1,0 +1,103 @@
+"""MoE routing traces written by `--moe-trace-out` (patch 0002; format: docs/moe-trace-format.md),
+and statistics of them.
+
+A trace records, for every token a context computed and every layer, the experts the router
+chose. `distinct_experts_per_window` summarises its locality: how many different experts a
+layer needs within a short run of tokens, which bounds what a hot-expert cache can hit.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CommandError
+
+MAGIC = b"MOET"
+VERSION = 1
+HEADER = struct.Struct("<4sIIII")
+RECORD = struct.Struct("<I")
+
+
+class TraceError(CommandError):
+    """A file is not a readable version-1 MoE routing trace."""
+
+
+@dataclass(frozen=True)
+class Trace:
+    n_layer: int
+    n_expert: int
+    n_expert_used: int
+    ids: np.ndarray
+    """Expert ids, int16 [n_tokens, n_layer, n_expert_used], in the order the tokens were
+    computed (all records concatenated); -1: no expert (dense layer, row not computed, padding)."""
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.ids.shape[0])
+
+
+def read_trace(path: Path) -> Trace:
+    data = Path(path).read_bytes()
+    hint = "write it again with --moe-trace-out (docs/moe-trace-format.md)"
+    if len(data) < HEADER.size:
+        raise TraceError(f"{path}: {len(data)} bytes is too short for a MoE trace header", hint)
+    magic, version, n_layer, n_expert, n_used = HEADER.unpack_from(data)
+    if magic != MAGIC or version != VERSION:
+        raise TraceError(f"{path}: not a version {VERSION} MoE routing trace (magic {magic!r}, version {version})", hint)
+    if not (n_layer and n_expert and n_used) or n_used > n_expert or n_expert > 32768:
+        raise TraceError(f"{path}: invalid header (n_layer {n_layer}, n_expert {n_expert}, n_expert_used {n_used})", hint)
+    pos, records = HEADER.size, []
+    while pos < len(data):
+        if pos + RECORD.size > len(data):
+            raise TraceError(f"{path}: truncated record at offset {pos}", hint)
+        (n_tokens,) = RECORD.unpack_from(data, pos)
+        n = n_tokens * n_layer * n_used
+        if pos + RECORD.size + 2 * n > len(data):
+            raise TraceError(f"{path}: truncated record of {n_tokens} tokens at offset {pos}", hint)
+        records.append(np.frombuffer(data, "<i2", n, pos + RECORD.size).reshape(n_tokens, n_layer, n_used))
+        pos += RECORD.size + 2 * n
+    ids = np.concatenate(records) if records else np.zeros((0, n_layer, n_used), dtype="<i2")
+    if ids.size and (ids.min() < -1 or ids.max() >= n_expert):
+        raise TraceError(f"{path}: expert ids outside [-1, {n_expert})", hint)
+    return Trace(n_layer, n_expert, n_used, ids)
+
+
+def write_trace(trace: Trace, path: Path) -> None:
+    """`trace` as a version-1 file with all its tokens in one record (replays the same: the
+    replay cursor ignores record boundaries)."""
+    with open(path, "wb") as f:
+        f.write(HEADER.pack(MAGIC, VERSION, trace.n_layer, trace.n_expert, trace.n_expert_used))
+        f.write(RECORD.pack(trace.n_tokens))
+        f.write(trace.ids.astype("<i2").tobytes())
+
+
+def routed_tokens(trace: Trace) -> Trace:
+    """Only the tokens every routed layer computed. Tools compute the last layer only for the
+    rows that produce an output (llama-perplexity: the scored half of each chunk), which the trace
+    shows as -1; a replay would fill those with experts 0, 1, ... Layers without any routed token
+    (dense layers) do not count."""
+    has_ids = (trace.ids >= 0).any(axis=2)  # [n_tokens, n_layer]
+    routed_layers = has_ids.any(axis=0)
+    keep = has_ids[:, routed_layers].all(axis=1)
+    return Trace(trace.n_layer, trace.n_expert, trace.n_expert_used, trace.ids[keep])
+
+
+def distinct_experts_per_window(trace: Trace, window: int = 32) -> list[float]:
+    """Per layer: the mean number of distinct experts over consecutive, non-overlapping windows of
+    `window` tokens (the last, partial window is left out; a trace shorter than `window` is one
+    window). Negative ids are not experts, so a dense layer gives 0."""
+    if window < 1:
+        raise ValueError(f"window must be at least 1, not {window}")
+    if trace.n_tokens == 0:
+        return [0.0] * trace.n_layer
+    n_windows = max(trace.n_tokens // window, 1)
+    span = min(n_windows * window, trace.n_tokens)
+    windows = trace.ids[:span].reshape(n_windows, -1, trace.n_layer, trace.n_expert_used)
+    present = np.zeros((n_windows, trace.n_layer, trace.n_expert), dtype=bool)
+    w, t, layer, k = np.nonzero(windows >= 0)
+    present[w, layer, windows[w, t, layer, k]] = True
+    return [float(x) for x in present.sum(axis=2).mean(axis=0)]

@@ -1,0 +1,180 @@
+"""Numbers from llama-perplexity and llama-bench output (b11549 formats).
+
+Each parser takes a tool's combined stdout and stderr, as `builder.run.run` returns it, and
+raises `ParseError` naming what it looked for when the output lacks it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from ..bench import test_name
+from ..errors import CommandError
+
+NUM = r"(-?(?:nan|inf|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?))"
+FINAL_PPL_RE = re.compile(r"Final estimate: PPL = " + NUM)
+CHUNKS_RE = re.compile(r"(?:calculating perplexity|computing) over (\d+) chunks, n_ctx=(\d+)")
+EVAL_RE = re.compile(r"llama_perf_context_print:\s+eval time =\s*" + NUM + r" ms /\s*(\d+) runs.*?" + NUM + r" tokens per second")
+PRINT_INFO_RE = re.compile(r"print_info: (arch|n_layer|n_expert|n_expert_used)\s+= (\S+)")
+# "Mean PPL(Q)    : 205084.967136 ± 11161.979175" and the like, from the KL divergence summary
+STAT_RE = re.compile(r"^\s*(.+?)\s*:\s*" + NUM + r"\s*(?:±\s*" + NUM + r")?\s*%?\s*$")
+
+
+class ParseError(CommandError):
+    """A tool's output lacks the numbers a report needs."""
+
+
+def _float(text: str) -> float:
+    return float(text.replace("-nan", "nan"))
+
+
+@dataclass(frozen=True)
+class PerplexityRun:
+    """A plain llama-perplexity run (also the one that saves the logits for KL divergence)."""
+
+    ppl: float
+    chunks: int
+    n_ctx: int
+
+
+@dataclass(frozen=True)
+class KldRun:
+    """A `llama-perplexity --kl-divergence` run against saved base logits."""
+
+    ppl: float
+    """Mean PPL(Q): this build's perplexity over the scored tokens."""
+    ppl_base: float
+    """Mean PPL(base), from the saved (16-bit) log-probabilities."""
+    ppl_ratio: float
+    """Mean PPL(Q)/PPL(base)."""
+    mean_kld: float
+    kld_p99: float
+    max_kld: float
+    same_top: float
+    """Share of tokens whose most likely next token is the same in both (0..1)."""
+    rms_dp: float
+    """RMS of the change in the correct token's probability (0..1)."""
+    chunks: int
+    n_ctx: int
+
+
+@dataclass(frozen=True)
+class DecodeRun:
+    """One-token-per-step decode timings of `llama-perplexity -b 1 -ub 1 --perf`."""
+
+    tokens: int
+    """Decode steps timed (the scored second half of each chunk)."""
+    ms: float
+    tokens_per_second: float
+
+
+@dataclass(frozen=True)
+class BenchRun:
+    """One llama-bench test result."""
+
+    test: str
+    """"pp512", "tg128", ..."""
+    build_commit: str
+    tokens_per_second: float
+    samples_ts: tuple[float, ...]
+
+
+def _chunks(text: str, tool: str) -> tuple[int, int]:
+    m = CHUNKS_RE.search(text)
+    if not m:
+        raise ParseError(f"{tool} output has no 'over N chunks, n_ctx=...' line",
+                         "the tool stopped before evaluating; its log (above) says why, often a corpus shorter than 2 contexts")
+    return int(m.group(1)), int(m.group(2))
+
+
+def parse_perplexity(text: str) -> PerplexityRun:
+    chunks, n_ctx = _chunks(text, "llama-perplexity")
+    m = FINAL_PPL_RE.search(text)
+    if not m:
+        raise ParseError("llama-perplexity output has no 'Final estimate: PPL = ...' line", "see the tool's log for why it stopped")
+    return PerplexityRun(_float(m.group(1)), chunks, n_ctx)
+
+
+def _summary_stats(text: str) -> dict[str, float]:
+    """The "name : value [± uncertainty]" lines after '====== Perplexity statistics ======'."""
+    start = text.find("====== Perplexity statistics ======")
+    stats: dict[str, float] = {}
+    if start < 0:
+        return stats
+    for line in text[start:].splitlines():
+        m = STAT_RE.match(line)
+        if m:
+            stats.setdefault(" ".join(m.group(1).split()), _float(m.group(2)))
+    return stats
+
+
+def parse_kld(text: str) -> KldRun:
+    chunks, n_ctx = _chunks(text, "llama-perplexity --kl-divergence")
+    stats = _summary_stats(text)
+    needed = ("Mean PPL(Q)", "Mean PPL(base)", "Mean PPL(Q)/PPL(base)", "Mean KLD", "99.0% KLD", "Maximum KLD",
+              "Same top p", "RMS Δp")
+    missing = [k for k in needed if k not in stats]
+    if missing:
+        raise ParseError(
+            f"llama-perplexity --kl-divergence printed no statistics ({', '.join(missing)} missing)",
+            "it prints them only for 100 or more scored tokens: chunks x (ctx/2 - 1) must reach 100, raise --chunks or --ctx",
+        )
+    return KldRun(
+        ppl=stats["Mean PPL(Q)"], ppl_base=stats["Mean PPL(base)"], ppl_ratio=stats["Mean PPL(Q)/PPL(base)"],
+        mean_kld=stats["Mean KLD"], kld_p99=stats["99.0% KLD"], max_kld=stats["Maximum KLD"],
+        same_top=stats["Same top p"] / 100.0, rms_dp=stats["RMS Δp"] / 100.0, chunks=chunks, n_ctx=n_ctx,
+    )
+
+
+def parse_decode(text: str) -> DecodeRun:
+    matches = EVAL_RE.findall(text)
+    if not matches:
+        raise ParseError("llama-perplexity output has no 'llama_perf_context_print: eval time = ...' line",
+                         "the decode benchmark needs --perf and -lv 4 (libllama's timings are info-level logs)")
+    run = DecodeRun(int(matches[-1][1]), _float(matches[-1][0]), _float(matches[-1][2]))
+    if not run.ms > 0:  # libllama prints "0.00 ms / 1 runs" when its timings are off
+        raise ParseError("llama-perplexity timed no decode step (eval time 0 ms)",
+                         "the decode benchmark needs --perf and -b 1 -ub 1")
+    return run
+
+
+def _bench_records(text: str) -> list[dict]:
+    """llama-bench `-o json` (one array) or `-o jsonl` records, amid other log lines."""
+    stripped = text.strip()
+    if stripped.startswith("["):
+        try:
+            return json.loads(stripped)
+        except json.JSONDecodeError:
+            pass
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{") and line.rstrip().endswith("}")]
+
+
+def parse_bench(text: str) -> list[BenchRun]:
+    records = _bench_records(text)
+    if not records:
+        raise ParseError("llama-bench output has no JSON results", "run it with -o json or -o jsonl; see its log for errors")
+    return [
+        BenchRun(test_name(r), r["build_commit"], float(r["avg_ts"]), tuple(float(s) for s in r.get("samples_ts", ())))
+        for r in records
+    ]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    arch: str
+    n_layer: int
+    n_expert: int
+    """0 for a dense model."""
+    n_expert_used: int
+
+
+def parse_model_info(text: str) -> ModelInfo:
+    """The model's shape from libllama's "print_info: key = value" lines (logged at -lv 4)."""
+    info: dict[str, str] = {}
+    for m in PRINT_INFO_RE.finditer(text):
+        info.setdefault(m.group(1), m.group(2).strip())
+    if "arch" not in info or "n_layer" not in info:
+        raise ParseError("the tool's log has no 'print_info: arch/n_layer = ...' lines", "run it with -lv 4")
+    return ModelInfo(info["arch"], int(info["n_layer"]), int(info.get("n_expert", "0")), int(info.get("n_expert_used", "0")))

@@ -1,0 +1,109 @@
+"""Routing traces: the reader (on traces recorded by the routing patch) and the distinct-experts statistic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from builder.moe_trace import (Trace, TraceError, distinct_experts_per_window, read_trace, routed_tokens,
+                               write_trace)
+
+DATA = Path(__file__).parent / "data" / "regress"
+
+
+def trace(ids) -> Trace:
+    ids = np.asarray(ids, dtype=np.int16)
+    return Trace(n_layer=ids.shape[1], n_expert=16, n_expert_used=ids.shape[2], ids=ids)
+
+
+def test_counts_distinct_experts_per_window_and_layer():
+    ids = np.zeros((64, 2, 2), dtype=np.int16)
+    ids[:32, 0] = [[0, 1]] * 16 + [[2, 3]] * 16  # window 1, layer 0: experts 0-3
+    ids[32:, 0] = [[4, 5]] * 32  # window 2, layer 0: experts 4, 5
+    ids[:, 1] = np.stack([np.arange(64) % 16, (np.arange(64) + 1) % 16], axis=1)  # layer 1: all 16 in each window
+    assert distinct_experts_per_window(trace(ids), window=32) == [3.0, 16.0]
+
+
+def test_partial_last_window_is_dropped_and_short_traces_are_one_window():
+    ids = np.zeros((40, 1, 1), dtype=np.int16)
+    ids[32:, 0, 0] = 7  # only in the partial window
+    assert distinct_experts_per_window(trace(ids), window=32) == [1.0]
+    assert distinct_experts_per_window(trace(ids[:10]), window=32) == [1.0]
+    assert distinct_experts_per_window(trace(ids[32:]), window=32) == [1.0]
+
+
+def test_negative_ids_are_not_experts():
+    ids = np.full((32, 1, 2), -1, dtype=np.int16)
+    ids[:, 0, 0] = 5
+    assert distinct_experts_per_window(trace(ids)) == [1.0]
+
+
+def test_empty_trace_and_bad_window():
+    assert distinct_experts_per_window(trace(np.zeros((0, 3, 2)))) == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="window"):
+        distinct_experts_per_window(trace(np.zeros((4, 1, 1))), window=0)
+
+
+# ---------------------------------------------------------------- traces recorded by the routing patch
+# (tests/data/regress/README.md has the commands: qwen3moe, 4 layers, 16 experts, 4 used)
+
+
+def test_reads_a_completion_trace():
+    """The doc's example: warmup 2 tokens, prompt 9, 15 generated one by one = 26 tokens in 17 records."""
+    t = read_trace(DATA / "trace-completion.moetrace")
+    assert (t.n_layer, t.n_expert, t.n_expert_used, t.n_tokens) == (4, 16, 4, 26)
+    assert t.ids.dtype == np.int16 and t.ids.min() == -1 and t.ids.max() < 16
+    # the last layer is computed only for output rows: the prompt's other tokens show -1 there
+    assert (t.ids[:, :3] >= 0).all() and (t.ids[:, 3] == -1).all(axis=1).sum() == 9
+    assert all(len(set(row)) == 4 for row in t.ids[:, :3].reshape(-1, 4).tolist())  # distinct top-k
+
+
+def test_routed_tokens_drop_rows_the_last_layer_did_not_compute():
+    t = read_trace(DATA / "trace-perplexity.moetrace")  # 2 chunks of 128, the second half of each scored
+    routed = routed_tokens(t)
+    assert (t.n_tokens, routed.n_tokens) == (256, 128)
+    assert (routed.ids >= 0).all()
+    raw, clean = distinct_experts_per_window(t), distinct_experts_per_window(routed)
+    assert raw[3] < 8 < clean[3]  # the unfilled rows would halve the last layer's count
+    assert all(12 <= d <= 16 for d in clean)
+
+
+def test_dense_layers_do_not_drop_tokens():
+    ids = np.array(read_trace(DATA / "trace-zipf.moetrace").ids)
+    ids[:, 0] = -1  # as a leading dense layer (DeepSeek) records
+    routed = routed_tokens(trace(ids))
+    assert routed.n_tokens == 32 and distinct_experts_per_window(routed)[0] == 0.0
+
+
+def test_write_then_read_is_the_same_trace(tmp_path):
+    t = routed_tokens(read_trace(DATA / "trace-zipf.moetrace"))
+    write_trace(t, tmp_path / "t.moetrace")
+    back = read_trace(tmp_path / "t.moetrace")
+    assert (back.n_layer, back.n_expert, back.n_expert_used) == (4, 16, 4) and np.array_equal(back.ids, t.ids)
+    assert (tmp_path / "t.moetrace").stat().st_size == 20 + 4 + 2 * t.n_tokens * 4 * 4
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda b: b"MOEX" + b[4:], "not a version 1"),
+    (lambda b: b[:4] + (2).to_bytes(4, "little") + b[8:], "not a version 1"),
+    (lambda b: b[:-3], "truncated record"),
+    (lambda b: b[:10], "too short"),
+    (lambda b: b[:12] + (0).to_bytes(4, "little") + b[16:], "invalid header"),
+    (lambda b: b[:-2] + (16).to_bytes(2, "little"), "outside"),
+])
+def test_bad_files_are_named(tmp_path, mutate, message):
+    bad = tmp_path / "bad.moetrace"
+    bad.write_bytes(mutate((DATA / "trace-completion.moetrace").read_bytes()))
+    with pytest.raises(TraceError, match=message) as exc:
+        read_trace(bad)
+    assert str(bad) in exc.value.message
+
+
+def test_uniform_routing_matches_the_expected_count():
+    """`--moe-route uniform` over 128 experts, 8 a token: 32 tokens cover 128 (1 - (120/128)^32) = 111.8 on average."""
+    t = routed_tokens(read_trace(DATA / "trace-uniform-128x8.moetrace"))
+    assert (t.n_tokens, t.n_expert, t.n_expert_used) == (512, 128, 8)
+    expected = 128 * (1 - (1 - 8 / 128) ** 32)
+    assert all(abs(d - expected) < 2.5 for d in distinct_experts_per_window(t))
