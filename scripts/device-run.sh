@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole GPU-machine run, in stages that each fit one 10-minute device call:
 #   bash scripts/device-run.sh fork ARCH    build the fork for ARCH, run test-backend-ops (MUL_MAT_ID_SKIP, MUL_MAT_ID) and memcheck
-#   bash scripts/device-run.sh bench ARCH   build upstream for ARCH, llama-bench fork vs upstream, alternating
+#   bash scripts/device-run.sh bench ARCH   build fork + upstream for ARCH, llama-bench them alternating
+#                                           (env: LAYERS=24 model layers, ROUNDS=3 alternations, REPS=3 llama-bench -r)
 #   bash scripts/device-run.sh build ARCH   only build the fork for ARCH (e.g. 75: proves it compiles)
 # The machine has no network: carry .cache/downloads/ (the pinned source archive, from
 # `python -m builder fetch --cache-dir .cache`) and .whl/ (gguf and platformdirs wheels).
@@ -55,10 +56,10 @@ bench)
     log "model: ${LAYERS:-24}-layer Qwen3-30B-A3B shape, Q4_K"
     builder make-model --arch qwen3moe --layers "${LAYERS:-24}" --embd 2048 --experts 128 --experts-used 8 --expert-ff 768 \
         --heads 32 --kv-heads 4 --head-dim 128 --type Q4_K --llama-tree .cache/src/llama.cpp-b11549 -o "$model" --json > "$out/bench-model.json"
-    for round in 1 2 3; do
+    for round in $(seq "${ROUNDS:-3}"); do
         for v in "cuda-sm$arch" "upstream-cuda-sm$arch"; do
             log "round $round $v"
-            "dist/$v/bin/llama-bench" -m "$model" -ngl 99 -p 512 -n 128 -r 3 -t 8 -o jsonl >> "$out/bench.jsonl"
+            "dist/$v/bin/llama-bench" -m "$model" -ngl 99 -p 512 -n 128 -r "${REPS:-3}" -t 8 -o jsonl >> "$out/bench.jsonl"
         done
     done
     ;;
