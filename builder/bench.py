@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import statistics
 from dataclasses import dataclass
-from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -21,9 +20,15 @@ class BenchSummary:
     runs: int
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """llama-bench `-o jsonl` records (one per test and run), several runs appended in one file."""
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def bench_records(text: str) -> list[dict]:
+    """llama-bench `-o json` (one array) or `-o jsonl` records (several runs may be appended), amid other log lines."""
+    stripped = text.strip()
+    if stripped.startswith("["):
+        try:
+            return json.loads(stripped)
+        except json.JSONDecodeError:
+            pass
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{") and line.rstrip().endswith("}")]
 
 
 def test_name(record: dict) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from builder.bench import ratios, read_jsonl, summarize  # noqa: E402
+from builder.bench import bench_records, ratios, summarize  # noqa: E402
 
 
 def main() -> int:
@@ -22,7 +22,7 @@ def main() -> int:
     parser.add_argument("jsonl", type=Path)
     parser.add_argument("--baseline", default="upstream", help="build_commit of the baseline (default: %(default)s)")
     args = parser.parse_args()
-    records = read_jsonl(args.jsonl)
+    records = bench_records(args.jsonl.read_text())
     summaries = summarize(records)
     result = {
         "schema": 1,

@@ -6,11 +6,10 @@ raises `ParseError` naming what it looked for when the output lacks it.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 
-from ..bench import test_name
+from ..bench import bench_records, test_name
 from ..errors import CommandError
 
 NUM = r"(-?(?:nan|inf|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?))"
@@ -140,19 +139,8 @@ def parse_decode(text: str) -> DecodeRun:
     return run
 
 
-def _bench_records(text: str) -> list[dict]:
-    """llama-bench `-o json` (one array) or `-o jsonl` records, amid other log lines."""
-    stripped = text.strip()
-    if stripped.startswith("["):
-        try:
-            return json.loads(stripped)
-        except json.JSONDecodeError:
-            pass
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{") and line.rstrip().endswith("}")]
-
-
 def parse_bench(text: str) -> list[BenchRun]:
-    records = _bench_records(text)
+    records = bench_records(text)
     if not records:
         raise ParseError("llama-bench output has no JSON results", "run it with -o json or -o jsonl; see its log for errors")
     return [
