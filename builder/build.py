@@ -151,18 +151,28 @@ def ccache_env(work: Path) -> dict[str, str]:
     return {"CCACHE_BASEDIR": str(work), "CCACHE_NOHASHDIR": "1"} if shutil.which("ccache") else {}
 
 
+@dataclass(frozen=True)
+class VariantBuild:
+    """What `build_variant` built from: the manifest records the same series and options."""
+
+    build_dir: Path
+    series: list[Patch]
+    cmake_options: list[str]
+
+
 def build_variant(tree: SourceTree, variant: Variant, settings: Settings, opts: BuildOptions,
-                  targets: tuple[str, ...] = TOOLS, patches_dir: Path = PATCHES_DIR) -> Path:
-    """Build `targets` of one variant; returns its build folder."""
+                  targets: tuple[str, ...] = TOOLS, patches_dir: Path = PATCHES_DIR) -> VariantBuild:
+    """Build `targets` of one variant in its build folder."""
     work = work_dir(settings, variant)
     work.mkdir(parents=True, exist_ok=True)
     log_file = work / "build.log"
     log_file.write_text("")
     series = series_for(variant, patches_dir)
     prepare_source(tree, series, work / "src", log_file)
-    configure(work / "src", work / "build", cmake_options(tree, variant, series, opts), log_file)
+    options = cmake_options(tree, variant, series, opts)
+    configure(work / "src", work / "build", options, log_file)
     compile_targets(work / "build", list(targets), opts.jobs, log_file, f"build {variant.name}")
-    return work / "build"
+    return VariantBuild(work / "build", series, options)
 
 
 def package(build_dir: Path, dest: Path, tools: tuple[str, ...]) -> None:
@@ -217,13 +227,12 @@ def make_manifest(tree: SourceTree, variant: Variant, series: list[Patch], optio
 def build_and_package(tree: SourceTree, variant: Variant, settings: Settings, opts: BuildOptions) -> dict:
     start = time.monotonic()
     with log.group(f"variant {variant.name}"):
-        build_dir = build_variant(tree, variant, settings, opts)
+        built = build_variant(tree, variant, settings, opts)
         dest = opts.dist_dir / variant.name
-        package(build_dir, dest / "bin", TOOLS)
+        package(built.build_dir, dest / "bin", TOOLS)
         version = version_line(dest / "bin" / "llama-cli")
-        series = series_for(variant)
-        options = cmake_options(tree, variant, series, opts)
-        manifest = make_manifest(tree, variant, series, options, opts, time.monotonic() - start, version)
+        manifest = make_manifest(tree, variant, built.series, built.cmake_options, opts,
+                                 time.monotonic() - start, version)
         (dest / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         log.info(f"  {dest}/bin: {version}")
     return manifest

@@ -88,7 +88,7 @@ def main_test_ops(args: argparse.Namespace) -> int:
     tree = ensure_source(settings)
     opts = BuildOptions(jobs=args.jobs) if args.jobs else BuildOptions()
     with log.group(f"build {TARGET} for {variant.name}"):
-        build_dir = build_variant(tree, variant, settings, opts, targets=(TARGET,))
+        build_dir = build_variant(tree, variant, settings, opts, targets=(TARGET,)).build_dir
     cmd: list[str | Path] = [build_dir / "bin" / TARGET, args.mode, "-o", args.op]
     backend = args.backend or (None if variant.cuda_arch else "CPU")
     cmd += ["-b", backend] if backend else []
