@@ -94,11 +94,13 @@ def main_test_ops(args: argparse.Namespace) -> int:
     cmd += ["-b", backend] if backend else []
     cmd += ["-p", args.params] if args.params else []
     log.step(f"running {' '.join(str(c) for c in cmd[1:])}")
+    log_file = build_dir.parent / "test-ops.log"
+    log_file.write_text("")  # run() appends: keep only this run, which a failed run is parsed from
     try:
-        output = run(cmd, log_file=build_dir.parent / "test-ops.log")
+        output = run(cmd, log_file=log_file)
         code = 0
     except CommandError as exc:
-        output, code = (build_dir.parent / "test-ops.log").read_text(), 1
+        output, code = log_file.read_text(), 1
         log.warn(exc.message.splitlines()[0])
     backends = parse_output(output)
     ran = sum(b.passed + b.failed for b in backends)
