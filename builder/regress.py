@@ -51,7 +51,7 @@ from .run import run
 from .settings import Settings as SourceSettings
 from .settings import add_source_arguments, settings_from_args
 from .synth_model import ModelSpec, resolve_vocab, write_moe_model
-from .variants import Variant, local_gpu_arch, variant_from_name
+from .variants import Variant, select_variants, variant_from_name
 
 # How the patched build is run. A new configuration (a hot budget, adaptive) is one entry here:
 # its name, its mode, the extra arguments (the same spelling must work for llama-perplexity and
@@ -439,7 +439,8 @@ def settings_of(args: argparse.Namespace, variant: Variant, routing: bool) -> Se
 
 
 def main_regress(args: argparse.Namespace) -> int:
-    variant = variant_from_name(args.variant or (f"cuda-sm{local_gpu_arch()}" if local_gpu_arch() else "cpu"))
+    # no --variant: the target `build` picks without flags (the local GPU's arch, else cpu)
+    variant = variant_from_name(args.variant) if args.variant else select_variants([], cpu=False)[0]
     if variant.flavor != "fork":
         raise UsageError(f"--variant {variant.name}: pass the target (cpu, cuda-smXX)",
                          "regress picks the upstream and baseline flavors itself")
