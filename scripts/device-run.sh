@@ -1,20 +1,33 @@
 #!/usr/bin/env bash
 # The whole GPU-machine run, in stages that each fit one 10-minute device call:
-#   bash scripts/device-run.sh fork ARCH    build the fork for ARCH, run test-backend-ops (MUL_MAT_ID_SKIP, MUL_MAT_ID) and memcheck
-#   bash scripts/device-run.sh bench ARCH   build fork + upstream for ARCH, llama-bench them alternating
-#                                           (env: LAYERS=24 model layers, ROUNDS=3 alternations, REPS=3 llama-bench -r)
-#   bash scripts/device-run.sh build ARCH   only build the fork for ARCH (e.g. 75: proves it compiles)
+#   bash scripts/device-run.sh fork ARCH       build the fork for ARCH, run test-backend-ops (MUL_MAT_ID_SKIP, MUL_MAT_ID) and memcheck
+#   bash scripts/device-run.sh build ARCH [FLAGS]  only build, e.g. `build 90 --upstream` (fork + upstream), `build 75`
+#   bash scripts/device-run.sh bench ARCH      build fork + upstream for ARCH (if not built), llama-bench them alternating
+#                                              (env: LAYERS=24 model layers, ROUNDS=3 alternations, REPS=3 llama-bench -r)
+#   bash scripts/device-run.sh hot ARCH        build the fork, sweep --moe-hot-mib with llama-bench under synthetic routing
+#                                              (env: ROUTES="zipf:1.0,1 uniform:1", BUDGETS="0 1024 2048 4096 8192") and
+#                                              check its accuracy (KLD against --cpu-moe) with llama-perplexity
+#   bash scripts/device-run.sh regress ARCH [ARGS]  python -m builder regress --variant cuda-smARCH ARGS
+# A cold machine compiles a CUDA variant in ~4.5 min at -j 16, so chain stages over calls made
+# within 30 s of each other (the build folders survive while the machine stays warm).
 # The machine has no network: carry .cache/downloads/ (the pinned source archive, from
 # `python -m builder fetch --cache-dir .cache`) and .whl/ (gguf and platformdirs wheels).
+# A text for the perplexity runs: carry .tools/corpus.txt (e.g. the head of the shakespeare corpus).
+# It has no ccache either: carry .tools/ (bin/ccache and the libraries it needs that the machine
+# lacks, in lib/) and the upstream and baseline variants share their ggml objects.
 # Results go to $OUT (or reports/device-out), to be committed under reports/.
 set -euo pipefail
-stage=${1:?stage: fork, bench or build}
+stage=${1:?stage: fork, build, bench or regress}
 arch=${2:?CUDA arch, e.g. 90}
 out=${OUT:-$PWD/reports/device-out}
 mkdir -p "$out"
 export EXPERTS_FIRST_CACHE=$PWD/.cache PYTHONUNBUFFERED=1
 python3 -m pip install -q --no-index --no-deps --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:$PWD
+if [ -x .tools/bin/ccache ]; then
+    export PATH=$PWD/.tools/bin:$PATH LD_LIBRARY_PATH=$PWD/.tools/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    export CCACHE_DIR=$PWD/.cache/ccache CCACHE_MAXSIZE=20G
+fi
 jobs=$(nproc)
 builder() { python3 -m builder "$@"; }
 log() { echo "== $(date -u +%H:%M:%S) $*"; }
@@ -22,13 +35,25 @@ log() { echo "== $(date -u +%H:%M:%S) $*"; }
 { nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv; nvcc --version | tail -1;
   lscpu | grep -E 'Model name|^CPU\(s\)'; } > "$out/machine.txt" 2>&1 || true
 
+model=/tmp/q30b-shape.gguf
+make_model() {
+    [ -f "$model" ] && return
+    log "model: ${LAYERS:-24}-layer Qwen3-30B-A3B shape, Q4_K"
+    builder make-model --arch qwen3moe --layers "${LAYERS:-24}" --embd 2048 --experts 128 --experts-used 8 --expert-ff 768 \
+        --heads 32 --kv-heads 4 --head-dim 128 --type Q4_K --llama-tree .cache/src/llama.cpp-b11549 -o "$model" --json > "$out/bench-model.json"
+}
+distinct() {  # distinct experts per layer per 32 tokens of a trace, as JSON
+    python3 -c 'import json, sys; from pathlib import Path; from builder import moe_trace as m
+d = m.distinct_experts_per_window(m.routed_tokens(m.read_trace(Path(sys.argv[1]))))
+print(json.dumps({"trace": sys.argv[1], "mean": sum(d) / len(d), "min": min(d), "max": max(d)}))' "$1"
+}
+
 case "$stage" in
 build)
-    log "build cuda-sm$arch"
+    log "build cuda-sm$arch ${*:3}"
     start=$SECONDS
-    builder build --cuda-arch "$arch" -j "$jobs" --dist dist
-    echo "$((SECONDS - start)) s" > "$out/build-sm$arch.time"
-    cp "dist/cuda-sm$arch/manifest.json" "$out/manifest-cuda-sm$arch.json"
+    builder build --cuda-arch "$arch" "${@:3}" -j "$jobs" --dist dist --json > "$out/build-sm$arch.json"
+    echo "$((SECONDS - start)) s" >> "$out/build-sm$arch.time"
     ;;
 fork)
     log "build cuda-sm$arch"
@@ -49,19 +74,54 @@ fork)
     tail -3 "$out/memcheck.log"
     ;;
 bench)
-    log "build upstream-cuda-sm$arch"
-    builder build --cuda-arch "$arch" --upstream -j "$jobs" --dist dist
-    cp "dist/upstream-cuda-sm$arch/manifest.json" "$out/manifest-upstream-cuda-sm$arch.json"
-    model=/tmp/q30b-shape.gguf
-    log "model: ${LAYERS:-24}-layer Qwen3-30B-A3B shape, Q4_K"
-    builder make-model --arch qwen3moe --layers "${LAYERS:-24}" --embd 2048 --experts 128 --experts-used 8 --expert-ff 768 \
-        --heads 32 --kv-heads 4 --head-dim 128 --type Q4_K --llama-tree .cache/src/llama.cpp-b11549 -o "$model" --json > "$out/bench-model.json"
+    log "build cuda-sm$arch and upstream-cuda-sm$arch"
+    builder build --cuda-arch "$arch" --upstream -j "$jobs" --dist dist --json > "$out/build-bench.json"
+    make_model
     for round in $(seq "${ROUNDS:-3}"); do
         for v in "cuda-sm$arch" "upstream-cuda-sm$arch"; do
             log "round $round $v"
             "dist/$v/bin/llama-bench" -m "$model" -ngl 99 -p 512 -n 128 -r "${REPS:-3}" -t 8 -o jsonl >> "$out/bench.jsonl"
         done
     done
+    ;;
+hot)
+    log "build cuda-sm$arch"
+    builder build --cuda-arch "$arch" -j "$jobs" --dist dist --json > "$out/build-hot.json"
+    make_model
+    bin=dist/cuda-sm$arch/bin
+    text=.tools/corpus.txt
+    layers=${LAYERS:-24}
+    for route in ${ROUTES:-zipf:1.0,1 uniform:1}; do
+        trace=/tmp/trace-${route%%:*}.bin
+        log "trace of $route"
+        "$bin/llama-perplexity" -m "$model" -f "$text" -c 512 --chunks 4 -ngl 99 -fit off -t 8 \
+            --moe-route "$route" --moe-trace-out "$trace" > "$out/hot-trace.log" 2>&1
+        distinct "$trace" >> "$out/hot-distinct.jsonl"
+        for budget in ${BUDGETS:-0 1024 2048 4096 8192}; do
+            log "llama-bench -ncmoe $layers --moe-hot-mib $budget, route $route"
+            profile=(); [ "$budget" -gt 0 ] && profile=(--moe-hot-profile "$trace")  # a profile needs a budget
+            # --repack 0: the hot copies are cut from plain host tensors, not CPU_REPACK layouts
+            timeout 120 "$bin/llama-bench" -m "$model" -ngl 99 -ncmoe "$layers" -p 512 -n 64 -r "${REPS:-2}" -t 8 -o jsonl --repack 0 \
+                --moe-hot-mib "$budget" "${profile[@]}" --moe-route "trace:$trace" >> "$out/hot-bench.jsonl" \
+                2>> "$out/hot-bench.err" || echo "exit $? (budget $budget, $route)" | tee -a "$out/hot-bench.err"
+        done
+        log "llama-bench -ncmoe $layers with CPU_REPACK (upstream's default), route $route"
+        timeout 120 "$bin/llama-bench" -m "$model" -ngl 99 -ncmoe "$layers" -p 512 -n 64 -r "${REPS:-2}" -t 8 -o jsonl \
+            --moe-route "trace:$trace" >> "$out/hot-bench.jsonl" 2>> "$out/hot-bench.err" || echo "exit $? (repack)"
+        log "llama-bench all on the GPU, route $route"
+        timeout 120 "$bin/llama-bench" -m "$model" -ngl 99 -p 512 -n 64 -r "${REPS:-2}" -t 8 -o jsonl \
+            --moe-route "trace:$trace" >> "$out/hot-bench.jsonl" 2>> "$out/hot-bench.err" || echo "exit $? (all GPU)"
+    done
+    log "accuracy: KLD of --moe-hot-mib 2048 against --cpu-moe"
+    ppl=("$bin/llama-perplexity" -m "$model" -f "$text" -c 512 --chunks 4 -ngl 99 --cpu-moe -nr -fit off -t 8 -lv 4)
+    "${ppl[@]}" --kl-divergence-base /tmp/base.kld > "$out/hot-ppl.log" 2>&1
+    "${ppl[@]}" --kl-divergence-base /tmp/base.kld --kl-divergence --moe-hot-mib 2048 \
+        --moe-hot-profile /tmp/trace-zipf.bin >> "$out/hot-ppl.log" 2>&1 || echo "exit $?" >> "$out/hot-ppl.log"
+    grep -E "llama_moe_hot|Mean +KLD|Same top|Final estimate|error" "$out/hot-ppl.log" | head -20
+    ;;
+regress)
+    log "regress cuda-sm$arch ${*:3}"
+    builder regress --variant "cuda-sm$arch" --dist dist -j "$jobs" --out "$out/regress" "${@:3}" || echo "regress exit $?"
     ;;
 *)
     echo "unknown stage $stage" >&2; exit 2 ;;
