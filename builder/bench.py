@@ -11,6 +11,8 @@ from dataclasses import dataclass
 class BenchSummary:
     build: str
     """llama-bench's build_commit: which variant ran (e.g. "upstream", "experts-first-0.1.0+f9f7248d")."""
+    placement: str
+    """The expert placement of the run, as flags ("" for the defaults; e.g. "-ncmoe 24 --moe-hot-mib 2048")."""
     test: str
     """"pp512", "tg128", ..."""
     median_ts: float
@@ -39,21 +41,29 @@ def test_name(record: dict) -> str:
     return f"pp{record['n_prompt']}+tg{record['n_gen']}"
 
 
+def placement(record: dict) -> str:
+    """The flags that placed the experts: `-ncmoe N` and the fork's `--moe-hot-mib M`, where not the defaults."""
+    flags = [f"-ncmoe {record['n_cpu_moe']}"] if record.get("n_cpu_moe") else []
+    flags += [f"--moe-hot-mib {record['moe_hot_mib']}"] if record.get("moe_hot_mib") else []
+    return " ".join(flags)
+
+
 def summarize(records: list[dict]) -> list[BenchSummary]:
-    groups: dict[tuple[str, str], list[float]] = {}
+    groups: dict[tuple[str, str, str], list[float]] = {}
     for r in records:
-        groups.setdefault((r["build_commit"], test_name(r)), []).append(r["avg_ts"])
+        groups.setdefault((r["build_commit"], placement(r), test_name(r)), []).append(r["avg_ts"])
     return [
-        BenchSummary(build, test, statistics.median(ts), min(ts), max(ts), len(ts))
-        for (build, test), ts in sorted(groups.items())
+        BenchSummary(build, where, test, statistics.median(ts), min(ts), max(ts), len(ts))
+        for (build, where, test), ts in sorted(groups.items())
     ]
 
 
 def ratios(summaries: list[BenchSummary], baseline: str) -> dict[str, dict[str, float]]:
-    """For each non-baseline build and test: its median ÷ the baseline's median."""
-    base = {s.test: s.median_ts for s in summaries if s.build == baseline}
+    """For each non-baseline build and each placement and test the baseline ran: its median ÷ the baseline's."""
+    base = {(s.placement, s.test): s.median_ts for s in summaries if s.build == baseline}
     out: dict[str, dict[str, float]] = {}
     for s in summaries:
-        if s.build != baseline and s.test in base:
-            out.setdefault(s.build, {})[s.test] = s.median_ts / base[s.test]
+        if s.build != baseline and (s.placement, s.test) in base:
+            key = f"{s.placement} {s.test}".strip()
+            out.setdefault(s.build, {})[key] = s.median_ts / base[(s.placement, s.test)]
     return out

@@ -5,7 +5,7 @@
 #   bash scripts/device-run.sh bench ARCH      build fork + upstream for ARCH (if not built), llama-bench them alternating
 #                                              (env: LAYERS=24 model layers, ROUNDS=3 alternations, REPS=3 llama-bench -r)
 #   bash scripts/device-run.sh hot ARCH        build the fork, sweep --moe-hot-mib with llama-bench under synthetic routing
-#                                              (env: ROUTES="zipf:1.0,1 uniform:1", BUDGETS="0 1024 2048 4096 8192") and
+#                                              (env: ROUTES="zipf:1.0,1 uniform:1", BUDGETS=0,1024,2048,4096,8192) and
 #                                              check its accuracy (KLD against --cpu-moe) with llama-perplexity
 #   bash scripts/device-run.sh regress ARCH [ARGS]  python -m builder regress --variant cuda-smARCH ARGS
 # A cold machine compiles a CUDA variant in ~4.5 min at -j 16, so chain stages over calls made
@@ -97,20 +97,14 @@ hot)
         "$bin/llama-perplexity" -m "$model" -f "$text" -c 512 --chunks 4 -ngl 99 -fit off -t 8 \
             --moe-route "$route" --moe-trace-out "$trace" > "$out/hot-trace.log" 2>&1
         distinct "$trace" >> "$out/hot-distinct.jsonl"
-        for budget in ${BUDGETS:-0 1024 2048 4096 8192}; do
-            log "llama-bench -ncmoe $layers --moe-hot-mib $budget, route $route"
-            profile=(); [ "$budget" -gt 0 ] && profile=(--moe-hot-profile "$trace")  # a profile needs a budget
-            # --repack 0: the hot copies are cut from plain host tensors, not CPU_REPACK layouts
-            timeout 120 "$bin/llama-bench" -m "$model" -ngl 99 -ncmoe "$layers" -p 512 -n 64 -r "${REPS:-2}" -t 8 -o jsonl --repack 0 \
-                --moe-hot-mib "$budget" "${profile[@]}" --moe-route "trace:$trace" >> "$out/hot-bench.jsonl" \
-                2>> "$out/hot-bench.err" || echo "exit $? (budget $budget, $route)" | tee -a "$out/hot-bench.err"
+        budgets=${BUDGETS:-0,1024,2048,4096,8192}
+        log "llama-bench -ncmoe $layers --moe-hot-mib $budgets, and all on the GPU; route $route"
+        # one test per budget (0: upstream's -ncmoe placement), then the whole model on the GPU
+        bench=("$bin/llama-bench" -m "$model" -ngl 99 -p 512 -n 64 -r "${REPS:-2}" -t 8 -o jsonl --moe-route "trace:$trace")
+        for placement in "-ncmoe $layers --moe-hot-mib $budgets --moe-hot-profile $trace" ""; do
+            timeout 300 "${bench[@]}" $placement >> "$out/hot-bench.jsonl" 2>> "$out/hot-bench.err" \
+                || echo "llama-bench exit $? ($route, ${placement:-all on the GPU})" | tee -a "$out/hot-bench.err"
         done
-        log "llama-bench -ncmoe $layers with CPU_REPACK (upstream's default), route $route"
-        timeout 120 "$bin/llama-bench" -m "$model" -ngl 99 -ncmoe "$layers" -p 512 -n 64 -r "${REPS:-2}" -t 8 -o jsonl \
-            --moe-route "trace:$trace" >> "$out/hot-bench.jsonl" 2>> "$out/hot-bench.err" || echo "exit $? (repack)"
-        log "llama-bench all on the GPU, route $route"
-        timeout 120 "$bin/llama-bench" -m "$model" -ngl 99 -p 512 -n 64 -r "${REPS:-2}" -t 8 -o jsonl \
-            --moe-route "trace:$trace" >> "$out/hot-bench.jsonl" 2>> "$out/hot-bench.err" || echo "exit $? (all GPU)"
     done
     log "accuracy: KLD of --moe-hot-mib 2048 against --cpu-moe"
     ppl=("$bin/llama-perplexity" -m "$model" -f "$text" -c 512 --chunks 4 -ngl 99 --cpu-moe -nr -fit off -t 8 -lv 4)
@@ -118,6 +112,7 @@ hot)
     "${ppl[@]}" --kl-divergence-base /tmp/base.kld --kl-divergence --moe-hot-mib 2048 \
         --moe-hot-profile /tmp/trace-zipf.bin >> "$out/hot-ppl.log" 2>&1 || echo "exit $?" >> "$out/hot-ppl.log"
     grep -E "llama_moe_hot|Mean +KLD|Same top|Final estimate|error" "$out/hot-ppl.log" | head -20
+    python3 scripts/summarize-bench.py "$out/hot-bench.jsonl"
     ;;
 regress)
     log "regress cuda-sm$arch ${*:3}"

@@ -34,9 +34,10 @@ def main() -> int:
     }
     out = args.jsonl.with_name("bench.json")
     out.write_text(json.dumps(result, indent=2) + "\n")
-    lines = ["| build | test | median t/s | min | max | runs |", "|---|---|---|---|---|---|"]
-    lines += [f"| {s.build} | {s.test} | {s.median_ts:.1f} | {s.min_ts:.1f} | {s.max_ts:.1f} | {s.runs} |" for s in summaries]
-    lines += ["", "| build | test | median ÷ baseline |", "|---|---|---|"]
+    lines = ["| build | placement | test | median t/s | min | max | runs |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {s.build} | {s.placement or 'default'} | {s.test} | {s.median_ts:.1f} | {s.min_ts:.1f} | {s.max_ts:.1f} | {s.runs} |"
+              for s in summaries]
+    lines += ["", "| build | placement and test | median ÷ baseline |", "|---|---|---|"]
     lines += [f"| {b} | {t} | {r:.3f} |" for b, tests in result["ratios"].items() for t, r in tests.items()]
     args.jsonl.with_name("bench.md").write_text("\n".join(lines) + "\n")
     print(out)
