@@ -3,7 +3,8 @@ and statistics of them.
 
 A trace records, for every token a context computed and every layer, the experts the router
 chose. `distinct_experts_per_window` summarises its locality: how many different experts a
-layer needs within a short run of tokens, which bounds what a hot-expert cache can hit.
+layer needs within a short run of tokens, which bounds what a hot-expert cache can hit;
+`selection_counts` is what a hot-expert profile (`--moe-hot-profile`, patch 0003) ranks experts by.
 """
 
 from __future__ import annotations
@@ -101,3 +102,12 @@ def distinct_experts_per_window(trace: Trace, window: int = 32) -> list[float]:
     w, t, layer, k = np.nonzero(windows >= 0)
     present[w, layer, windows[w, t, layer, k]] = True
     return [float(x) for x in present.sum(axis=2).mean(axis=0)]
+
+
+def selection_counts(trace: Trace) -> np.ndarray:
+    """How often each expert of each layer is selected, int64 [n_layer, n_expert] (what
+    --moe-hot-profile counts; negative ids are not selections)."""
+    counts = np.zeros((trace.n_layer, trace.n_expert), dtype=np.int64)
+    _, layer, _ = np.nonzero(trace.ids >= 0)
+    np.add.at(counts, (layer, trace.ids[trace.ids >= 0]), 1)
+    return counts

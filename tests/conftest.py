@@ -27,6 +27,7 @@ SMALL_TREE = {
     "README.md": "not covered by the digest\n",
 }
 SMALL_PATHS = ["CMakeLists.txt", "ggml", "src"]
+TINY_VOCAB_SIZE = 300
 
 
 @pytest.fixture
@@ -114,4 +115,27 @@ def tiny_moe(pinned_tree, tmp_path_factory) -> Path:
     """A small qwen3moe GGUF made with the gguf package, tokenizer from the pinned tree."""
     path = tmp_path_factory.mktemp("models") / "tiny-qwen3moe.gguf"
     write_moe_model(path, ModelSpec(arch="qwen3moe", n_layer=2), resolve_vocab(None, "qwen3moe", pinned_tree))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_vocab(tmp_path_factory) -> Path:
+    """A vocab GGUF of TINY_VOCAB_SIZE made-up tokens, so model-writing tests need no llama.cpp tree."""
+    import gguf
+
+    path = tmp_path_factory.mktemp("vocab") / "ggml-vocab-tiny.gguf"
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list([f"t{i}" for i in range(TINY_VOCAB_SIZE)])
+    w.add_token_types([1] * TINY_VOCAB_SIZE)
+    w.add_token_merges(["t 1", "t 2"])
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_add_bos_token(False)
+    w.add_string("general.name", "not copied")
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
     return path

@@ -13,7 +13,7 @@ import pytest
 
 from builder import regress
 from builder.errors import UsageError
-from builder.report.schema import Configuration, Settings
+from builder.report.schema import Configuration, HotExperts, Settings
 from builder.variants import Variant
 
 
@@ -119,13 +119,39 @@ def test_rounds_alternate_and_ratios_pair_within_a_round(tmp_path, monkeypatch):
     monkeypatch.setattr(regress, "speed_round", fake_round)
     sides = {r: regress.Side(r, Variant(None), tmp_path, {}) for r in ("patched", "baseline")}
     settings = Settings(2, 128, 2, 64, 1, 32, 8, 1, 3, [], "trace", "x", [])
-    plan = regress.Plan(sides, settings, (Configuration("feature-off", "off", ["--x"]),), tmp_path, tmp_path, tmp_path)
-    [speed] = regress.measure_speed(plan, tmp_path / "m.gguf", sides["baseline"], ["--moe-route", "uniform"], tmp_path)
+    off = Configuration("feature-off", "off")
+    plan = regress.Plan(sides, settings, (off,), tmp_path, tmp_path, tmp_path)
+    route = regress.ToolArgs.both("--moe-route", "uniform")
+    [speed] = regress.measure_speed(plan, tmp_path / "m.gguf", sides["baseline"], route, [regress.ConfigurationRun(off)],
+                                    tmp_path)
     assert [c[0] for c in calls] == ["reference", "feature-off", "feature-off", "reference", "reference", "feature-off"]
-    assert calls[0] == ("reference", "baseline", ["--moe-route", "uniform"])
-    assert calls[1] == ("feature-off", "patched", ["--x", "--moe-route", "uniform"])
+    assert calls[0] == ("reference", "baseline", route) and calls[1] == ("feature-off", "patched", route)
     assert (speed.test, speed.reference_ts, speed.patched_ts, speed.rounds) == ("tg8", 100.0, 90.0, 3)
     assert (speed.ratio, speed.ratio_min, speed.ratio_max) == (0.99, 0.9, 1.2)
+
+
+def test_hot_configuration_arguments_per_tool():
+    hot = HotExperts("hot-25", 2, "t.moetrace", [4, 4], [0.5, 0.6])
+    run = regress.ConfigurationRun(Configuration("hot-25", "hot", 0.25), hot)
+    route = regress.ToolArgs.both("--moe-route", "trace:t.moetrace")
+    args = run.loading + run.feature + route
+    hot_args = ("--moe-hot-mib", 2, "--moe-hot-profile", "t.moetrace", "--moe-route", "trace:t.moetrace")
+    assert args.perplexity == ("-nr", *hot_args)  # the host experts are copied per expert: not repacked
+    assert args.bench == ("--repack", "0", *hot_args)
+    off = regress.ConfigurationRun(Configuration("feature-off", "off"))
+    assert off.loading == off.feature == regress.ToolArgs()
+
+
+def test_hot_configurations_are_skipped_with_a_note(tmp_path, monkeypatch):
+    plan = regress.Plan({}, None, regress.CONFIGURATIONS, tmp_path, tmp_path, tmp_path)
+    dense = regress.ModelInfo("gemma3", 18, 0, 0)
+    notes: list[str] = []
+    runs = regress.configuration_runs(plan, tmp_path / "gemma.gguf", dense, regress.Routing("none", False, None, None), notes)
+    assert [r.configuration.name for r in runs] == ["feature-off"]
+    assert notes == ["gemma: hot-25, hot-50 skipped: dense model, no experts"]
+    assert regress.hot_in_series()  # patch 0003
+    monkeypatch.setattr(regress, "read_series", lambda: [])
+    assert not regress.hot_in_series()
 
 
 # ---------------------------------------------------------------- end to end
@@ -149,10 +175,15 @@ def test_cpu_regress_end_to_end(cpu_builds, tiny_moe, shared_cache, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["passed"] and report["builds"]["patched"]["variant"] == "cpu"
     [model] = report["models"]
-    [accuracy] = model["accuracy"]
-    assert accuracy["configuration"] == "feature-off"
-    assert accuracy["mean_kld"] <= 1e-5 and accuracy["same_top"] == 1.0 and abs(accuracy["delta_ppl"]) <= 1e-5
+    hot = regress.hot_in_series()
+    assert [a["configuration"] for a in model["accuracy"]] == ["feature-off"] + ["hot-25", "hot-50"] * hot
+    for accuracy in model["accuracy"]:  # hot experts on the CPU: the same products, so no divergence
+        assert accuracy["mean_kld"] <= 1e-5 and accuracy["same_top"] == 1.0 and abs(accuracy["delta_ppl"]) <= 1e-5
     assert {c["metric"] for c in report["checks"]} == {"delta_ppl", "mean_kld", "same_top"}
+    assert [h["budget_mib"] for h in model["hot"]] == [1, 2] * hot  # 25 % and 50 % of 2 x 16 experts of 108 KiB
+    for h in model["hot"]:
+        assert len(h["hit_rate"]) == model["n_layer"] and all(0 < r <= 1 for r in h["hit_rate"])
+    assert {s["configuration"] for s in model["speed"]} == {a["configuration"] for a in model["accuracy"]}
     assert {s["test"] for s in model["speed"]} == {"pp32", "tg8", "decode"}
     assert all(s["reference_ts"] > 0 and s["patched_ts"] > 0 for s in model["speed"])
     routing = model["routing"]

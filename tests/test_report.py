@@ -15,7 +15,7 @@ from builder.report.html import render_html
 from builder.report.markdown import render_markdown
 from builder.report.parse import (ParseError, parse_bench, parse_decode, parse_kld, parse_model_info,
                                   parse_perplexity)
-from builder.report.schema import SCHEMA, Routing, load_report
+from builder.report.schema import SCHEMA, Configuration, HotExperts, Routing, load_report
 from builder.report.svg import Series, bar_chart, line_chart
 from builder.report.thresholds import DEFAULT_PATH, check_model, load_thresholds
 
@@ -248,3 +248,19 @@ def test_charts_are_valid_svg_with_odd_values():
     for svg in (bar, line):
         assert ET.fromstring(svg).tag.endswith("svg")
     assert "t &lt;&amp;&gt;" in bar
+
+
+def test_hot_configurations_render_budgets_hit_rates_and_charts(report):
+    moe = next(m for m in report.models if not m.dense)
+    hot = HotExperts("hot-25", 2, "t.moetrace", [4, 4, 4, 4], [0.5, 0.6, 0.7, 0.8])
+    speed = [dataclasses.replace(s, configuration="hot-25", patched_ts=2 * s.patched_ts) for s in moe.speed]
+    model = dataclasses.replace(moe, hot=[hot], speed=moe.speed + speed)
+    hot_report = dataclasses.replace(report, models=[model],
+                                     configurations=report.configurations + [Configuration("hot-25", "hot", 0.25)])
+    md = render_markdown(hot_report)
+    assert f"| {moe.name} | hot-25 | 2 | 4 of 16 | 65.0% (50.0%–80.0%) | t.moetrace |" in md
+    html = render_html(hot_report)
+    assert f"{moe.name}: hot-expert hit rate per layer (in-sample)" in html and "No configuration kept" not in html
+    tg = next(s for s in speed if s.test.startswith("tg"))
+    assert f"patched, hot: 2 → {tg.patched_ts:.6g}" in html  # the budget's point on the tokens/s-vs-budget chart
+    assert f"patched, hot: 0 → " in html  # features off starts the hot line

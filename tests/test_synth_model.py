@@ -13,37 +13,9 @@ np = pytest.importorskip("numpy")
 
 from builder import synth_model as sm  # noqa: E402
 from builder.errors import BuilderError  # noqa: E402
+from conftest import TINY_VOCAB_SIZE as N_VOCAB  # noqa: E402
 
 TYPE = gguf.GGMLQuantizationType
-
-
-# --- a tiny vocab GGUF, so the unit tests need no llama.cpp tree --------------------------
-
-N_VOCAB = 300
-
-
-def _write_vocab(path: Path) -> Path:
-    w = gguf.GGUFWriter(path, "llama")
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("default")
-    tokens = [f"t{i}" for i in range(N_VOCAB)]
-    w.add_token_list(tokens)
-    w.add_token_types([1] * N_VOCAB)
-    w.add_token_merges(["t 1", "t 2"])
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
-    w.add_add_bos_token(False)
-    w.add_string("general.name", "not copied")
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
-
-
-@pytest.fixture(scope="module")
-def vocab(tmp_path_factory) -> Path:
-    return _write_vocab(tmp_path_factory.mktemp("vocab") / "ggml-vocab-tiny.gguf")
 
 
 def _tiny(arch: str, **kw) -> sm.ModelSpec:
@@ -67,10 +39,10 @@ def _tensors(reader) -> dict:
 # --- each architecture ------------------------------------------------------------------------
 
 
-def test_qwen3moe_metadata_and_tensors(tmp_path, vocab):
+def test_qwen3moe_metadata_and_tensors(tmp_path, tiny_vocab):
     spec = _tiny("qwen3moe", n_head_kv=2, head_dim=32)
     out = tmp_path / "q.gguf"
-    summary = sm.write_moe_model(out, spec, vocab)
+    summary = sm.write_moe_model(out, spec, tiny_vocab)
     r = gguf.GGUFReader(out)
     f = _fields(r)
     assert f["general.architecture"] == "qwen3moe"
@@ -116,9 +88,9 @@ def test_qwen3moe_metadata_and_tensors(tmp_path, vocab):
     assert np.all(np.isfinite(w)) and 0.05 < float(w.std()) < 0.3  # ~ 1/sqrt(64)
 
 
-def test_olmoe(tmp_path, vocab):
+def test_olmoe(tmp_path, tiny_vocab):
     out = tmp_path / "o.gguf"
-    sm.write_moe_model(out, _tiny("olmoe", tie_embeddings=True), vocab)
+    sm.write_moe_model(out, _tiny("olmoe", tie_embeddings=True), tiny_vocab)
     r = gguf.GGUFReader(out)
     f, t = _fields(r), _tensors(r)
     assert f["general.architecture"] == "olmoe"
@@ -131,9 +103,9 @@ def test_olmoe(tmp_path, vocab):
 
 
 @pytest.mark.parametrize("arch", ["llama", "mixtral"])
-def test_llama_moe(tmp_path, vocab, arch):
+def test_llama_moe(tmp_path, tiny_vocab, arch):
     out = tmp_path / "l.gguf"
-    summary = sm.write_moe_model(out, _tiny(arch, tie_embeddings=True, type="F16"), vocab)
+    summary = sm.write_moe_model(out, _tiny(arch, tie_embeddings=True, type="F16"), tiny_vocab)
     r = gguf.GGUFReader(out)
     f, t = _fields(r), _tensors(r)
     assert summary["arch"] == "llama"
@@ -146,11 +118,11 @@ def test_llama_moe(tmp_path, vocab, arch):
     assert not any("norm" in n and ty != TYPE.F32 for n, (_, ty) in t.items())
 
 
-def test_deepseek2(tmp_path, vocab):
+def test_deepseek2(tmp_path, tiny_vocab):
     spec = _tiny("deepseek2", head_dim=32, rope_dim=16, kv_lora_rank=64, q_lora_rank=32, n_shared_experts=2,
                  n_ff=128)
     out = tmp_path / "d.gguf"
-    sm.write_moe_model(out, spec, vocab)
+    sm.write_moe_model(out, spec, tiny_vocab)
     r = gguf.GGUFReader(out)
     f, t = _fields(r), _tensors(r)
     a = "deepseek2"
@@ -181,11 +153,11 @@ def test_deepseek2(tmp_path, vocab):
     assert t["blk.0.attn_kv_a_norm.weight"] == ((64,), TYPE.F32)
 
 
-def test_q4_k_model_and_fallback(tmp_path, vocab):
+def test_q4_k_model_and_fallback(tmp_path, tiny_vocab):
     # MLA-internal rows (no-rope head dim 32) cannot hold 256-blocks: they fall back to Q8_0
     spec = _tiny("deepseek2", n_embd=256, expert_ff=256, n_head=8, head_dim=32, n_ff=256, type="Q4_K")
     out = tmp_path / "k.gguf"
-    sm.write_moe_model(out, spec, vocab)
+    sm.write_moe_model(out, spec, tiny_vocab)
     t = _tensors(gguf.GGUFReader(out))
     assert t["blk.1.ffn_down_exps.weight"][1] == TYPE.Q4_K
     assert t["blk.1.attn_output.weight"][1] == TYPE.Q4_K
@@ -216,11 +188,11 @@ def test_random_blocks_mean_and_std(qtype, std):
 
 
 @pytest.mark.parametrize("qtype", sorted(sm.RANDOM_BLOCKS))
-def test_random_blocks_bias_line(tmp_path, vocab, monkeypatch, qtype):
+def test_random_blocks_bias_line(tmp_path, tiny_vocab, monkeypatch, qtype):
     monkeypatch.setattr(sm, "CHUNK_BYTES", 5000)  # chunks end inside matrices
     spec = _tiny("qwen3moe", n_embd=256, expert_ff=256, n_head=4, router_skew=2.0, type=qtype)
     out = tmp_path / "b.gguf"
-    sm.write_moe_model(out, spec, vocab)
+    sm.write_moe_model(out, spec, tiny_vocab)
     ts = {x.name: gguf.quants.dequantize(x.data, x.tensor_type) for x in gguf.GGUFReader(out).tensors}
     assert all(np.all(np.isfinite(w)) for w in ts.values())
     # nobody reads channel 0 (column 0 exactly zero) or writes it (row 0 exactly zero)
@@ -238,26 +210,26 @@ def test_random_blocks_bias_line(tmp_path, vocab, monkeypatch, qtype):
 
 
 @pytest.mark.parametrize("qtype", ["F32", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "BF16"])
-def test_other_types(tmp_path, vocab, qtype):
+def test_other_types(tmp_path, tiny_vocab, qtype):
     out = tmp_path / "m.gguf"
-    sm.write_moe_model(out, _tiny("llama", n_layer=1, type=qtype), vocab)
+    sm.write_moe_model(out, _tiny("llama", n_layer=1, type=qtype), tiny_vocab)
     t = _tensors(gguf.GGUFReader(out))
     assert t["blk.0.ffn_up_exps.weight"][1] == TYPE[qtype]
 
 
-def test_deterministic_and_seeded(tmp_path, vocab):
+def test_deterministic_and_seeded(tmp_path, tiny_vocab):
     a, b, c = tmp_path / "a.gguf", tmp_path / "b.gguf", tmp_path / "c.gguf"
-    sm.write_moe_model(a, _tiny("qwen3moe", seed=3), vocab)
-    sm.write_moe_model(b, _tiny("qwen3moe", seed=3), vocab)
-    sm.write_moe_model(c, _tiny("qwen3moe", seed=4), vocab)
+    sm.write_moe_model(a, _tiny("qwen3moe", seed=3), tiny_vocab)
+    sm.write_moe_model(b, _tiny("qwen3moe", seed=3), tiny_vocab)
+    sm.write_moe_model(c, _tiny("qwen3moe", seed=4), tiny_vocab)
     assert a.read_bytes() == b.read_bytes()
     assert a.read_bytes() != c.read_bytes()
 
 
-def test_router_skew(tmp_path, vocab):
+def test_router_skew(tmp_path, tiny_vocab):
     spec = _tiny("qwen3moe", n_embd=64, n_expert=16, n_expert_used=2, router_skew=2.0, type="F32")
     out = tmp_path / "s.gguf"
-    summary = sm.write_moe_model(out, spec, vocab)
+    summary = sm.write_moe_model(out, spec, tiny_vocab)
     r = gguf.GGUFReader(out)
     ts = {x.name: np.asarray(x.data) for x in r.tensors}
     hot = sm.expert_ranking(spec, 1)
@@ -279,9 +251,9 @@ def test_router_skew(tmp_path, vocab):
     assert sm.hot_share_estimate(sm.ModelSpec(router_skew=0.0), 0) < 0.4
 
 
-def test_uniform_router_has_no_bias_line(tmp_path, vocab):
+def test_uniform_router_has_no_bias_line(tmp_path, tiny_vocab):
     out = tmp_path / "u.gguf"
-    summary = sm.write_moe_model(out, _tiny("qwen3moe", type="F32"), vocab)
+    summary = sm.write_moe_model(out, _tiny("qwen3moe", type="F32"), tiny_vocab)
     ts = {x.name: np.asarray(x.data) for x in gguf.GGUFReader(out).tensors}
     assert "hot_experts" not in summary
     assert np.count_nonzero(ts["blk.0.attn_q.weight"][:, 0]) > 0
@@ -307,21 +279,21 @@ def test_uniform_router_has_no_bias_line(tmp_path, vocab):
         (dict(router_skew=-1.0), "router skew"),
     ],
 )
-def test_bad_spec(tmp_path, vocab, kw, match):
+def test_bad_spec(tmp_path, tiny_vocab, kw, match):
     with pytest.raises(BuilderError, match=match) as info:
-        sm.write_moe_model(tmp_path / "x.gguf", _tiny(kw.pop("arch", "qwen3moe"), **kw), vocab)
+        sm.write_moe_model(tmp_path / "x.gguf", _tiny(kw.pop("arch", "qwen3moe"), **kw), tiny_vocab)
     assert not (tmp_path / "x.gguf").exists()
     if "experts_used" in match:
         assert info.value.hint
 
 
-def test_vocab_resolution(tmp_path, vocab, monkeypatch):
+def test_vocab_resolution(tmp_path, tiny_vocab, monkeypatch):
     monkeypatch.delenv(sm.ENV_LLAMA_TREE, raising=False)
     tree = tmp_path / "llama.cpp"
     (tree / "models").mkdir(parents=True)
-    (tree / "models" / "ggml-vocab-tiny.gguf").write_bytes(vocab.read_bytes())
+    (tree / "models" / "ggml-vocab-tiny.gguf").write_bytes(tiny_vocab.read_bytes())
     assert sm.resolve_vocab("tiny", "qwen3moe", tree) == tree / "models" / "ggml-vocab-tiny.gguf"
-    assert sm.resolve_vocab(str(vocab), "qwen3moe", None) == vocab
+    assert sm.resolve_vocab(str(tiny_vocab), "qwen3moe", None) == tiny_vocab
     with pytest.raises(BuilderError, match="ggml-vocab-qwen2.gguf") as info:
         sm.resolve_vocab(None, "qwen3moe", tree)  # default name for qwen3moe, not in the tree
     assert "tiny" in info.value.hint  # lists what is there
@@ -341,7 +313,7 @@ def test_bad_vocab_file(tmp_path):
         sm.write_moe_model(tmp_path / "x.gguf", _tiny("qwen3moe"), bad)
 
 
-def test_cli_json(tmp_path, vocab, capsys):
+def test_cli_json(tmp_path, tiny_vocab, capsys):
     import argparse
 
     parser = argparse.ArgumentParser()
@@ -349,7 +321,7 @@ def test_cli_json(tmp_path, vocab, capsys):
     out = tmp_path / "cli.gguf"
     args = parser.parse_args(["--arch", "mixtral", "--layers", "1", "--embd", "64", "--experts", "4",
                               "--experts-used", "2", "--expert-ff", "64", "--heads", "2", "--type", "q8_0",
-                              "--router-skew", "1.5", "--vocab", str(vocab), "-o", str(out), "--json"])
+                              "--router-skew", "1.5", "--vocab", str(tiny_vocab), "-o", str(out), "--json"])
     assert sm.main_make_model(args) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["path"] == str(out) and summary["arch"] == "llama" and summary["type"] == "Q8_0"

@@ -28,15 +28,19 @@ def _table_html(table: Table) -> str:
 
 
 def speed_vs_budget(model: ModelResult, report: Report) -> list[str]:
-    """Per test: patched tokens/s against the configuration's VRAM budget, one line per mode."""
-    budgets = {c.name: (c.mode, c.vram_budget_mib or 0) for c in report.configurations}
+    """Per test: patched tokens/s against the configuration's VRAM budget for hot experts on this model
+    (0 without), one line per mode; features off is the hot line's start."""
+    modes = {c.name: c.mode for c in report.configurations}
+    budgets = {h.configuration: h.budget_mib for h in model.hot}
     charts = []
     for test in dict.fromkeys(s.test for s in model.speed):
         rows = [s for s in model.speed if s.test == test]
         series: dict[str, list[tuple[float, float]]] = {}
         for s in rows:
-            mode, budget = budgets.get(s.configuration, ("?", 0))
-            series.setdefault(f"patched, {mode}", []).append((budget, s.patched_ts))
+            mode = modes.get(s.configuration, "?")
+            series.setdefault(f"patched, {mode}", []).append((budgets.get(s.configuration, 0), s.patched_ts))
+        if "patched, hot" in series:  # the hot line starts at budget 0: features off
+            series["patched, hot"] += series.get("patched, off", [])
         series[f"reference ({model.speed_reference})"] = [(0, rows[0].reference_ts)]
         charts.append(line_chart(f"{model.name}: {test} tokens/s vs expert VRAM budget",
                                  [Series(n, p) for n, p in series.items()], "VRAM budget for experts (MiB)", "tokens/s"))
@@ -50,6 +54,15 @@ def per_layer_chart(model: ModelResult) -> list[str]:
     return [bar_chart(f"{model.name}: distinct experts per 32 tokens ({model.routing.mode} routing)",
                       [f"layer {i}" for i in range(len(values))], values, "experts",
                       reference=(f"{model.n_expert} experts", float(model.n_expert)))]
+
+
+def hit_rate_chart(model: ModelResult) -> list[str]:
+    """Per layer: the share of the profile's selections that hot experts get, one line per hot configuration."""
+    if not model.hot:
+        return []
+    series = [Series(f"{h.configuration} ({h.budget_mib} MiB)",
+                     [(layer, 100 * rate) for layer, rate in enumerate(h.hit_rate) if rate is not None]) for h in model.hot]
+    return [line_chart(f"{model.name}: hot-expert hit rate per layer (in-sample)", series, "layer", "hit rate (%)", y_max=100)]
 
 
 def kld_chart(model: ModelResult, threshold: float | None) -> list[str]:
@@ -75,12 +88,12 @@ def render_html(report: Report) -> str:
     parts.append("<h2>Charts</h2>")
     for model in report.models:
         kld_limits = [c.threshold for c in report.checks if c.model == model.name and c.metric == "mean_kld"]
-        charts = (speed_vs_budget(model, report) + per_layer_chart(model)
+        charts = (speed_vs_budget(model, report) + per_layer_chart(model) + hit_rate_chart(model)
                   + kld_chart(model, max(kld_limits) if kld_limits else None))
         parts.append(f"<h3>{escape(model.name)}</h3>")
         parts.append('<div class="charts">' + "\n".join(charts) + "</div>" if charts else '<p class="note">no results to plot</p>')
-    if not any(c.mode in ("hot", "adaptive") for c in report.configurations):
-        parts.append('<p class="note">No configuration keeps hot experts in VRAM yet, so there are no per-layer hit '
+    if not any(m.hot for m in report.models):
+        parts.append('<p class="note">No configuration kept hot experts on these models, so there are no per-layer hit '
                      "rates to plot; the per-layer chart shows the routing's locality (distinct experts per 32 tokens), "
                      "which bounds them.</p>")
     parts.append(f'<p class="note">report schema {report.schema}, created {escape(report.created)}; '

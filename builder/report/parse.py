@@ -16,6 +16,7 @@ NUM = r"(-?(?:nan|inf|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?))"
 FINAL_PPL_RE = re.compile(r"Final estimate: PPL = " + NUM)
 CHUNKS_RE = re.compile(r"(?:calculating perplexity|computing) over (\d+) chunks, n_ctx=(\d+)")
 EVAL_RE = re.compile(r"llama_perf_context_print:\s+eval time =\s*" + NUM + r" ms /\s*(\d+) runs.*?" + NUM + r" tokens per second")
+MOE_HOT_RE = re.compile(r"llama_moe_hot: \S+: (\d+) layers, (\d+)(?:-(\d+))? of \d+ experts hot per layer")
 PRINT_INFO_RE = re.compile(r"print_info: (arch|n_layer|n_expert|n_expert_used)\s+= (\S+)")
 # "Mean PPL(Q)    : 205084.967136 ± 11161.979175" and the like, from the KL divergence summary
 STAT_RE = re.compile(r"^\s*(.+?)\s*:\s*" + NUM + r"\s*(?:±\s*" + NUM + r")?\s*%?\s*$")
@@ -166,3 +167,22 @@ def parse_model_info(text: str) -> ModelInfo:
     if "arch" not in info or "n_layer" not in info:
         raise ParseError("the tool's log has no 'print_info: arch/n_layer = ...' lines", "run it with -lv 4")
     return ModelInfo(info["arch"], int(info["n_layer"]), int(info.get("n_expert", "0")), int(info.get("n_expert_used", "0")))
+
+
+@dataclass(frozen=True)
+class MoeHotInfo:
+    """What the tool says it made hot (patch 0003's "llama_moe_hot: DEV: N layers, A[-B] of E experts hot
+    per layer" lines, logged at -lv 4), over all devices."""
+
+    layers: int
+    n_min: int
+    n_max: int
+
+
+def parse_moe_hot(text: str) -> MoeHotInfo:
+    lines = MOE_HOT_RE.findall(text)
+    if not lines:
+        raise ParseError("the tool's log has no 'llama_moe_hot: ... experts hot per layer' line",
+                         "hot experts need --moe-hot-mib, a MoE model with experts in host memory, and -lv 4 to show the line")
+    return MoeHotInfo(sum(int(n) for n, _, _ in lines), min(int(a) for _, a, _ in lines),
+                      max(int(b or a) for _, a, b in lines))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 
-SCHEMA = 1
+SCHEMA = 2
 KIND = "experts-first-regress"
 
 
@@ -65,14 +65,29 @@ class Settings:
 
 @dataclass(frozen=True)
 class Configuration:
-    """One way of running the patched build: a name and the extra arguments that select it."""
+    """One way of running the patched build (its arguments per model are in `ModelResult.hot`)."""
 
     name: str
     mode: str
     """"off" (the fork's features disabled), "hot" (a fixed hot-expert budget), "adaptive"."""
-    args: list[str]
-    vram_budget_mib: int | None = None
-    """The VRAM budget the configuration gives experts, for the tokens/s-vs-budget plot."""
+    hot_share: float | None = None
+    """Mode "hot": the share of the model's expert bytes given to hot experts (--moe-hot-mib)."""
+
+
+@dataclass(frozen=True)
+class HotExperts:
+    """A hot configuration on one model: its budget and, computed from the profile as the tools
+    compute them, the hot experts per layer and the share of the profile's selections they get."""
+
+    configuration: str
+    budget_mib: int
+    """--moe-hot-mib: the share of the model's expert bytes, rounded up, at least one expert a layer."""
+    profile: str
+    """--moe-hot-profile: the routing trace the hot experts are picked from (and the hit rates measured on)."""
+    n_hot: list[int]
+    """Per layer of the model: hot experts (0 where the layer has no experts)."""
+    hit_rate: list[float | None]
+    """Per layer of the model: share of the profile's routed selections that are hot; None without experts."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +106,9 @@ class Routing:
 @dataclass(frozen=True)
 class Accuracy:
     configuration: str
+    upstream_args: list[str]
+    """Arguments upstream's run got besides the shared ones (the configuration's loading, e.g. -nr)."""
+    upstream_ppl: float
     ppl: float
     delta_ppl: float
     """PPL / PPL(upstream) - 1, both over the same tokens."""
@@ -126,12 +144,13 @@ class ModelResult:
     n_layer: int
     n_expert: int
     n_expert_used: int
-    upstream_ppl: float
     accuracy: list[Accuracy]
     speed: list[Speed]
     speed_reference: str | None
     """The variant the speed ratios divide by."""
     routing: Routing | None
+    hot: list[HotExperts]
+    """The hot configurations' budgets and hot sets on this model (none for dense models)."""
 
 
 @dataclass(frozen=True)

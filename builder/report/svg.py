@@ -76,11 +76,12 @@ def bar_chart(title: str, labels: list[str], values: list[float], y_label: str,
     return _frame(title, y_label, y_max, body)
 
 
-def line_chart(title: str, series: list[Series], x_label: str, y_label: str) -> str:
-    """Each series as a line with point markers, over a shared numeric x axis starting at 0."""
+def line_chart(title: str, series: list[Series], x_label: str, y_label: str, y_max: float | None = None) -> str:
+    """Each series as a line with point markers, over a shared numeric x axis starting at 0; the y axis
+    ends at `y_max` (for bounded values, e.g. percentages) or above the largest value."""
     xs = [x for s in series for x, _ in s.points]
     ys = [y for s in series for _, y in s.points if math.isfinite(y)]
-    x_max, y_max = _nice_max(max(xs, default=1.0)), _nice_max(max(ys, default=1.0) * 1.05)
+    x_max, y_max = _nice_max(max(xs, default=1.0)), y_max or _nice_max(max(ys, default=1.0) * 1.05)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
     def at(x: float, y: float) -> tuple[float, float]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .schema import Check, Report, Routing
+from .schema import Check, HotExperts, Report, Routing
 
 
 @dataclass(frozen=True)
@@ -73,12 +73,12 @@ def accuracy_table(report: Report) -> Table:
     rows = []
     for m in report.models:
         for a in m.accuracy:
-            rows.append([m.name, a.configuration, f"{m.upstream_ppl:.6g}", f"{a.ppl:.6g}", f"{a.delta_ppl:+.4%}",
-                         f"{a.mean_kld:.6f}", f"{a.kld_p99:.6f}", f"{a.same_top:.3%}",
+            rows.append([m.name, a.configuration, " ".join(a.upstream_args) or "default", f"{a.upstream_ppl:.6g}",
+                         f"{a.ppl:.6g}", f"{a.delta_ppl:+.4%}", f"{a.mean_kld:.6f}", f"{a.kld_p99:.6f}", f"{a.same_top:.3%}",
                          _verdict(report.checks, m.name, a.configuration, ("delta_ppl", "mean_kld", "same_top"))])
-    return Table("Accuracy (vs upstream's logits, same placement)",
-                 ["model", "configuration", "PPL upstream", "PPL patched", "Δppl", "mean KLD", "KLD p99", "same top", "verdict"],
-                 rows)
+    return Table("Accuracy (vs upstream's logits, same placement and weight loading)",
+                 ["model", "configuration", "loading", "PPL upstream", "PPL patched", "Δppl", "mean KLD", "KLD p99",
+                  "same top", "verdict"], rows)
 
 
 def _speed_metric(test: str) -> str:
@@ -98,6 +98,25 @@ def speed_table(report: Report) -> Table:
                   "reference t/s", "patched t/s", "ratio (min–max)", "verdict"], rows)
 
 
+def hit_rate_text(hot: HotExperts) -> str:
+    rates = [r for r in hot.hit_rate if r is not None]
+    return f"{sum(rates) / len(rates):.1%} ({min(rates):.1%}–{max(rates):.1%})" if rates else "n/a"
+
+
+def hot_table(report: Report) -> Table:
+    rows = []
+    for m in report.models:
+        for h in m.hot:
+            n_hot = [n for n in h.n_hot if n]
+            span = f"{min(n_hot)}" if min(n_hot) == max(n_hot) else f"{min(n_hot)}–{max(n_hot)}"
+            rows.append([m.name, h.configuration, str(h.budget_mib), f"{span} of {m.n_expert}",
+                         hit_rate_text(h), h.profile])
+    return Table("Hot experts (hit rate: share of the profile's routed selections that go to hot experts, by layer; "
+                 "in-sample: the profile is the routing trace of the measured text)",
+                 ["model", "configuration", "--moe-hot-mib", "hot experts per layer", "hit rate mean (min–max)", "profile"],
+                 rows)
+
+
 def models_table(report: Report) -> Table:
     rows = [[m.name, m.arch, "dense" if m.dense else f"{m.n_expert} experts, {m.n_expert_used} used",
              str(m.n_layer), m.path] for m in report.models]
@@ -105,4 +124,7 @@ def models_table(report: Report) -> Table:
 
 
 def all_tables(report: Report) -> list[Table]:
-    return [builds_table(report), setup_table(report), models_table(report), accuracy_table(report), speed_table(report)]
+    tables = [builds_table(report), setup_table(report), models_table(report), accuracy_table(report), speed_table(report)]
+    if any(m.hot for m in report.models):
+        tables.append(hot_table(report))
+    return tables

@@ -1,0 +1,65 @@
+"""Patch 0003 in the CPU build: hot experts change where experts are computed, never the result."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from builder.synth_model import ModelSpec, resolve_vocab, write_moe_model
+
+pytestmark = pytest.mark.slow
+
+# our own sentences, repeated: enough tokens for two chunks of 64
+TEXT = " ".join([
+    "The ferry left the harbour at dawn, and the gulls followed it past the lighthouse and the long grey pier.",
+    "On deck a boy counted the buoys aloud while his grandmother read the weather from the colour of the sea.",
+    "By noon the island rose out of the haze, green at the top and white where the waves broke on the rocks.",
+] * 6)
+
+
+def perplexity(dist: Path, model: Path, text: Path, *args: str) -> subprocess.CompletedProcess:
+    # -nr: the hot copies are cut from plain host tensors, not from the CPU's repacked layouts
+    command = [dist / "cpu" / "bin" / "llama-perplexity", "-m", model, "-f", text, "-c", "64", "--chunks", "2",
+               "-t", "2", "-nr", "-lv", "4", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+
+
+def final_ppl(proc: subprocess.CompletedProcess) -> str:
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    return re.search(r"Final estimate: PPL = ([\d.]+)", output).group(1)
+
+
+@pytest.fixture(scope="module")
+def story(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("text") / "story.txt"
+    path.write_text(TEXT)
+    return path
+
+
+@pytest.fixture(scope="module")
+def profile(cpu_builds, tiny_moe, story, tmp_path_factory) -> tuple[Path, str]:
+    """The model's routing on the story (the hot profile), and the perplexity without hot experts."""
+    trace = tmp_path_factory.mktemp("trace") / "tiny.moetrace"
+    return trace, final_ppl(perplexity(cpu_builds, tiny_moe, story, "--moe-trace-out", str(trace)))
+
+
+def test_a_hot_cold_split_gives_the_same_perplexity(cpu_builds, tiny_moe, story, profile):
+    trace, reference = profile
+    # 1 MiB over the model's two MoE layers: 4 of 16 experts (110 KiB each) per layer are hot
+    proc = perplexity(cpu_builds, tiny_moe, story, "--cpu-moe", "--moe-hot-mib", "1", "--moe-hot-profile", str(trace))
+    assert "2 layers, 4 of 16 experts hot per layer" in proc.stderr
+    assert final_ppl(proc) == reference
+
+
+def test_a_profile_of_another_model_is_refused(cpu_builds, pinned_tree, story, profile, tmp_path):
+    trace, _ = profile
+    other = tmp_path / "three-layers.gguf"
+    write_moe_model(other, ModelSpec(arch="qwen3moe", n_layer=3), resolve_vocab(None, "qwen3moe", pinned_tree))
+    proc = perplexity(cpu_builds, other, story, "--cpu-moe", "--moe-hot-mib", "1", "--moe-hot-profile", str(trace))
+    assert proc.returncode != 0
+    assert (f"MoE hot profile {trace}: the trace has 2 layers and 16 experts, the model 3 layers and 16 experts; "
+            "record a trace of this model with --moe-trace-out") in proc.stderr
