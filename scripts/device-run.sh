@@ -99,9 +99,11 @@ hot)
         distinct "$trace" >> "$out/hot-distinct.jsonl"
         budgets=${BUDGETS:-0,1024,2048,4096,8192}
         log "llama-bench -ncmoe $layers --moe-hot-mib $budgets, and all on the GPU; route $route"
-        # one test per budget (0: upstream's -ncmoe placement), then the whole model on the GPU
+        # one test per budget (0: upstream's -ncmoe placement); upstream's layer offload at about the
+        # same VRAM (a quarter, half, three quarters of the layers' experts on the GPU); all on the GPU
         bench=("$bin/llama-bench" -m "$model" -ngl 99 -p 512 -n 64 -r "${REPS:-2}" -t 8 -o jsonl --moe-route "trace:$trace")
-        for placement in "-ncmoe $layers --moe-hot-mib $budgets --moe-hot-profile $trace" ""; do
+        for placement in "-ncmoe $layers --moe-hot-mib $budgets --moe-hot-profile $trace" \
+                         "-ncmoe $((layers * 3 / 4)),$((layers / 2)),$((layers / 4))" ""; do
             timeout 300 "${bench[@]}" $placement >> "$out/hot-bench.jsonl" 2>> "$out/hot-bench.err" \
                 || echo "llama-bench exit $? ($route, ${placement:-all on the GPU})" | tee -a "$out/hot-bench.err"
         done
