@@ -139,3 +139,13 @@ def tiny_vocab(tmp_path_factory) -> Path:
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+@pytest.fixture(scope="session")
+def story(tmp_path_factory) -> Path:
+    """A short English text of our own (llama_tools.STORY)."""
+    from llama_tools import STORY
+
+    path = tmp_path_factory.mktemp("text") / "story.txt"
+    path.write_text(STORY)
+    return path

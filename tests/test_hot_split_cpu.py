@@ -2,42 +2,14 @@
 
 from __future__ import annotations
 
-import re
-import subprocess
 from pathlib import Path
 
 import pytest
+from llama_tools import final_ppl, perplexity
 
 from builder.synth_model import ModelSpec, resolve_vocab, write_moe_model
 
 pytestmark = pytest.mark.slow
-
-# our own sentences, repeated: enough tokens for two chunks of 64
-TEXT = " ".join([
-    "The ferry left the harbour at dawn, and the gulls followed it past the lighthouse and the long grey pier.",
-    "On deck a boy counted the buoys aloud while his grandmother read the weather from the colour of the sea.",
-    "By noon the island rose out of the haze, green at the top and white where the waves broke on the rocks.",
-] * 6)
-
-
-def perplexity(dist: Path, model: Path, text: Path, *args: str) -> subprocess.CompletedProcess:
-    # -nr: the hot copies are cut from plain host tensors, not from the CPU's repacked layouts
-    command = [dist / "cpu" / "bin" / "llama-perplexity", "-m", model, "-f", text, "-c", "64", "--chunks", "2",
-               "-t", "2", "-nr", "-lv", "4", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
-
-
-def final_ppl(proc: subprocess.CompletedProcess) -> str:
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-3000:]
-    return re.search(r"Final estimate: PPL = ([\d.]+)", output).group(1)
-
-
-@pytest.fixture(scope="module")
-def story(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("text") / "story.txt"
-    path.write_text(TEXT)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,29 @@
+"""Running the built llama.cpp tools of the `cpu` variant in tests: perplexity on a short text of our own."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+# our own sentences, repeated: enough tokens for two chunks of 64
+STORY = " ".join([
+    "The ferry left the harbour at dawn, and the gulls followed it past the lighthouse and the long grey pier.",
+    "On deck a boy counted the buoys aloud while his grandmother read the weather from the colour of the sea.",
+    "By noon the island rose out of the haze, green at the top and white where the waves broke on the rocks.",
+] * 6)
+
+
+def perplexity(dist: Path, model: Path, text: Path, *args: str) -> subprocess.CompletedProcess:
+    """llama-perplexity of the `cpu` build over two chunks of 64 tokens, with libllama's info lines (-lv 4).
+    -nr: hot expert copies are cut from plain host tensors, not from the CPU's repacked layouts."""
+    command = [dist / "cpu" / "bin" / "llama-perplexity", "-m", model, "-f", text, "-c", "64", "--chunks", "2",
+               "-t", "2", "-nr", "-lv", "4", *args]
+    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+
+
+def final_ppl(proc: subprocess.CompletedProcess) -> str:
+    """The "Final estimate" PPL as printed: equal strings mean equal results to every printed digit."""
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    return re.search(r"Final estimate: PPL = ([\d.]+)", output).group(1)

@@ -1,0 +1,71 @@
+"""Patch 0004 in the CPU build: hot experts that follow the routing swap experts, never change the result."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import llama_tools
+import pytest
+from llama_tools import final_ppl
+
+pytestmark = pytest.mark.slow
+
+SUMMARY = re.compile(r"llama_moe_hot: adapt: (\d+) updates, (\d+) swaps, ([\d.]+) MiB copied; hot hit rate ([\d.]+)% over \d+ tokens, "
+                     r"([\d.]+)% before the first update \(\d+ tokens\), ([\d.]+)% after it \(\d+ tokens\)")
+
+
+def perplexity(dist: Path, model: Path, text: Path, *args: str) -> subprocess.CompletedProcess:
+    # ubatches of 16 tokens: the hot sets are updated between ubatches, every 16 tokens here
+    return llama_tools.perplexity(dist, model, text, "-b", "64", "-ub", "16", *args)
+
+
+def summary(proc: subprocess.CompletedProcess) -> dict[str, float]:
+    match = SUMMARY.search(proc.stderr)
+    assert match, proc.stderr[-3000:]
+    keys = ["updates", "swaps", "mib", "hit", "hit_before", "hit_after"]
+    return dict(zip(keys, map(float, match.groups())))
+
+
+@pytest.fixture(scope="module")
+def profile(cpu_builds, tiny_moe, story, tmp_path_factory) -> tuple[Path, str]:
+    """The model's routing on the story (the hot profile), and the perplexity without hot experts."""
+    trace = tmp_path_factory.mktemp("trace") / "tiny.moetrace"
+    return trace, final_ppl(perplexity(cpu_builds, tiny_moe, story, "--moe-trace-out", str(trace)))
+
+
+@pytest.mark.parametrize("mib", ["1", "2"])
+@pytest.mark.parametrize("with_profile", [False, True], ids=["experts-0..n-1", "profile"])
+def test_adapting_hot_experts_gives_the_same_perplexity(cpu_builds, tiny_moe, story, profile, mib, with_profile):
+    trace, reference = profile
+    hot = ["--cpu-moe", "--moe-hot-mib", mib] + (["--moe-hot-profile", str(trace)] if with_profile else [])
+    static = perplexity(cpu_builds, tiny_moe, story, *hot)
+    adapted = perplexity(cpu_builds, tiny_moe, story, *hot, "--moe-hot-adapt", "16")
+    assert final_ppl(static) == reference
+    assert final_ppl(adapted) == reference
+    assert summary(adapted)["updates"] > 0
+
+
+def test_the_hot_set_moves_to_the_experts_the_router_selects(cpu_builds, tiny_moe, story, profile):
+    _, reference = profile
+    # without a profile experts 0..3 start hot; the router selects others more often
+    proc = perplexity(cpu_builds, tiny_moe, story, "--cpu-moe", "--moe-hot-mib", "1", "--moe-hot-adapt", "16")
+    assert final_ppl(proc) == reference
+    s = summary(proc)
+    assert s["swaps"] > 0 and s["mib"] > 0
+    assert s["hit_after"] > s["hit_before"]
+
+
+def test_a_replayed_routing_is_unchanged_by_adaptation(cpu_builds, tiny_moe, story, profile):
+    trace, _ = profile
+    route = ["--moe-route", f"trace:{trace}"]
+    reference = final_ppl(perplexity(cpu_builds, tiny_moe, story, *route))
+    proc = perplexity(cpu_builds, tiny_moe, story, *route, "--cpu-moe", "--moe-hot-mib", "1", "--moe-hot-adapt", "16")
+    assert final_ppl(proc) == reference
+
+
+def test_adaptation_without_a_budget_is_refused(cpu_builds, tiny_moe, story):
+    proc = perplexity(cpu_builds, tiny_moe, story, "--cpu-moe", "--moe-hot-adapt", "16")
+    assert proc.returncode != 0
+    assert "the MoE hot adaptation (--moe-hot-adapt) requires a budget (--moe-hot-mib)" in proc.stderr
