@@ -107,6 +107,11 @@ hot)
             timeout 300 "${bench[@]}" $placement >> "$out/hot-bench.jsonl" 2>> "$out/hot-bench.err" \
                 || echo "llama-bench exit $? ($route, ${placement:-all on the GPU})" | tee -a "$out/hot-bench.err"
         done
+        # adaptive hot sets (patch 0004), from experts 0..n-1 without a profile, updated every 8 tokens
+        # (a test keeps its context over its repetitions, so later ones start adapted); llama-bench does not
+        # report --moe-hot-adapt, so these rows go to a file of their own
+        timeout 300 "${bench[@]}" -ncmoe "$layers" --moe-hot-mib "${budgets#0,}" --moe-hot-adapt 8 >> "$out/hot-adapt-bench.jsonl" \
+            2>> "$out/hot-bench.err" || echo "llama-bench exit $? ($route, adaptive)" | tee -a "$out/hot-bench.err"
     done
     log "accuracy: KLD of --moe-hot-mib 2048 against --cpu-moe"
     ppl=("$bin/llama-perplexity" -m "$model" -f "$text" -c 512 --chunks 4 -ngl 99 --cpu-moe -nr -fit off -t 8 -lv 4)
@@ -115,6 +120,7 @@ hot)
         --moe-hot-profile /tmp/trace-zipf.bin >> "$out/hot-ppl.log" 2>&1 || echo "exit $?" >> "$out/hot-ppl.log"
     grep -E "llama_moe_hot|Mean +KLD|Same top|Final estimate|error" "$out/hot-ppl.log" | head -20
     python3 scripts/summarize-bench.py "$out/hot-bench.jsonl"
+    python3 scripts/summarize-bench.py "$out/hot-adapt-bench.jsonl"
     ;;
 regress)
     log "regress cuda-sm$arch ${*:3}"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Summarise llama-bench jsonl from alternating runs into bench.json and bench.md.
+"""Summarise llama-bench jsonl (e.g. from alternating runs) into NAME.json and NAME.md beside NAME.jsonl.
 
     scripts/summarize-bench.py reports/DIR/bench.jsonl --baseline upstream
 """
@@ -32,14 +32,14 @@ def main() -> int:
         "summaries": [asdict(s) for s in summaries],
         "ratios": ratios(summaries, args.baseline),
     }
-    out = args.jsonl.with_name("bench.json")
+    out = args.jsonl.with_suffix(".json")
     out.write_text(json.dumps(result, indent=2) + "\n")
     lines = ["| build | placement | test | median t/s | min | max | runs |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {s.build} | {s.placement or 'default'} | {s.test} | {s.median_ts:.1f} | {s.min_ts:.1f} | {s.max_ts:.1f} | {s.runs} |"
               for s in summaries]
     lines += ["", "| build | placement and test | median ÷ baseline |", "|---|---|---|"]
     lines += [f"| {b} | {t} | {r:.3f} |" for b, tests in result["ratios"].items() for t, r in tests.items()]
-    args.jsonl.with_name("bench.md").write_text("\n".join(lines) + "\n")
+    args.jsonl.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(out)
     return 0
 
