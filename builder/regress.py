@@ -34,6 +34,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from . import hot_experts, log, moe_trace
 from .build import BuildOptions, build_and_package
 from .digest import file_sha256
@@ -400,9 +402,9 @@ def prepare_routing(plan: Plan, model: Path, info: ModelInfo, logs: Path) -> tup
             ToolArgs.both(*route_arguments(mode, trace)) if controlled else ToolArgs())
 
 
-def hot_record(configuration: Configuration, layout: hot_experts.ExpertLayout, trace: Path) -> HotExperts:
-    """A hot configuration's budget on this model and the hot sets the tools will pick from `trace`."""
-    counts = moe_trace.selection_counts(moe_trace.read_trace(trace))
+def hot_record(configuration: Configuration, layout: hot_experts.ExpertLayout, trace: Path, counts: np.ndarray) -> HotExperts:
+    """A hot configuration's budget on this model and the hot sets the tools will pick from `trace`
+    (whose selection counts are `counts`)."""
     budget = hot_experts.budget_mib(layout, configuration.hot_share)
     n_hot = hot_experts.hot_counts(layout, budget)
     rates = hot_experts.hit_rates(counts, hot_experts.hot_sets(counts, n_hot))
@@ -422,12 +424,14 @@ def configuration_runs(plan: Plan, model: Path, info: ModelInfo, routing: Routin
             skip = "no expert tensors (blk.N.ffn_*_exps) in the GGUF"
         if skip:
             notes.append(f"{model.stem}: {', '.join(hot)} skipped: {skip}")
+    # the profile's selection counts, read once for every hot configuration
+    counts = moe_trace.selection_counts(moe_trace.read_trace(Path(routing.trace))) if hot and not skip else None
     runs = []
     for c in plan.configurations:
         if c.mode != "hot":
             runs.append(ConfigurationRun(c))
         elif not skip:
-            runs.append(ConfigurationRun(c, hot_record(c, layout, Path(routing.trace))))
+            runs.append(ConfigurationRun(c, hot_record(c, layout, Path(routing.trace), counts)))
             rates = [r for r in runs[-1].hot.hit_rate if r is not None]
             log.info(f"  {c.name}: --moe-hot-mib {runs[-1].hot.budget_mib}, hit rate {min(rates):.1%}-{max(rates):.1%} by layer")
     return runs

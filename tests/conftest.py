@@ -10,8 +10,10 @@ import tarfile
 import threading
 from pathlib import Path
 
+import gguf
 import platformdirs
 import pytest
+from llama_tools import STORY
 
 from builder.__main__ import main
 from builder.digest import tree_digest
@@ -121,8 +123,6 @@ def tiny_moe(pinned_tree, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_vocab(tmp_path_factory) -> Path:
     """A vocab GGUF of TINY_VOCAB_SIZE made-up tokens, so model-writing tests need no llama.cpp tree."""
-    import gguf
-
     path = tmp_path_factory.mktemp("vocab") / "ggml-vocab-tiny.gguf"
     w = gguf.GGUFWriter(path, "llama")
     w.add_tokenizer_model("gpt2")
@@ -143,9 +143,7 @@ def tiny_vocab(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def story(tmp_path_factory) -> Path:
-    """A short English text of our own (llama_tools.STORY)."""
-    from llama_tools import STORY
-
+    """A short English text of our own."""
     path = tmp_path_factory.mktemp("text") / "story.txt"
     path.write_text(STORY)
     return path

@@ -30,19 +30,21 @@ def builder_commands(workflow: dict) -> list[list[str]]:
     return commands
 
 
-def test_workflow_matches_github_actions_schema():
+def check_schema(workflow: Path) -> subprocess.CompletedProcess:
     # check-jsonschema ships the schema store's GitHub workflow schema: no network needed
-    result = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
-                             str(WORKFLOW)], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
+                           str(workflow)], capture_output=True, text=True)
+
+
+def test_workflow_matches_github_actions_schema():
+    result = check_schema(WORKFLOW)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_schema_check_rejects_a_broken_workflow(tmp_path):
     broken = tmp_path / "broken.yml"
     broken.write_text(WORKFLOW.read_text().replace("runs-on:", "runs_on:"))
-    result = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
-                             str(broken)], capture_output=True, text=True)
-    assert result.returncode == 1
+    assert check_schema(broken).returncode == 1
 
 
 def test_build_matrix_covers_cpu_and_the_cuda_archs():
