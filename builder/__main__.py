@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import __version__, build, fetch, log, patches, regress, synth_model, test_ops
+from . import __version__, build, fetch, log, patches, regress, synth_model, test_ops, trace_flatten, trace_stats
 from .errors import BuilderError
 
 COMMANDS = {
@@ -14,6 +14,8 @@ COMMANDS = {
     "build": (build, "build llama-cli, llama-server, llama-perplexity and llama-bench per variant into dist/"),
     "test-ops": (test_ops, "run upstream's test-backend-ops (default: MUL_MAT_ID) from a built variant"),
     "regress": (regress, "perplexity, KL divergence and tokens/s of the fork against upstream, with reports"),
+    "trace-stats": (trace_stats, "distinct experts, coverage, reuse distance and cache hit rates of a MoE routing trace"),
+    "trace-flatten": (trace_flatten, "mix uniform selections into a MoE routing trace until it has a given skew"),
     "make-model": (synth_model, "write a synthetic MoE GGUF (qwen3moe, olmoe, llama, deepseek2) with the gguf package"),
 }
 

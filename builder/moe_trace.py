@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CommandError
+from .errors import UsageError
 
 MAGIC = b"MOET"
 VERSION = 1
@@ -23,8 +23,8 @@ HEADER = struct.Struct("<4sIIII")
 RECORD = struct.Struct("<I")
 
 
-class TraceError(CommandError):
-    """A file is not a readable version-1 MoE routing trace."""
+class TraceError(UsageError):
+    """A file the user named is not a readable version-1 MoE routing trace."""
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,11 @@ class Trace:
 
 
 def read_trace(path: Path) -> Trace:
-    data = Path(path).read_bytes()
     hint = "write it again with --moe-trace-out (docs/moe-trace-format.md)"
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise TraceError(f"{path}: cannot read it ({exc.strerror or exc})", hint) from exc
     if len(data) < HEADER.size:
         raise TraceError(f"{path}: {len(data)} bytes is too short for a MoE trace header", hint)
     magic, version, n_layer, n_expert, n_used = HEADER.unpack_from(data)
@@ -85,6 +88,14 @@ def routed_tokens(trace: Trace) -> Trace:
     routed_layers = has_ids.any(axis=0)
     keep = has_ids[:, routed_layers].all(axis=1)
     return Trace(trace.n_layer, trace.n_expert, trace.n_expert_used, trace.ids[keep])
+
+
+def read_routed(path: Path, hint: str = "record a trace of at least one full ubatch with --moe-trace-out") -> Trace:
+    """The routed tokens of the trace at `path`; an error if it has none."""
+    routed = routed_tokens(read_trace(path))
+    if routed.n_tokens == 0:
+        raise TraceError(f"{path}: no token has experts in every routed layer", hint)
+    return routed
 
 
 def distinct_experts_per_window(trace: Trace, window: int = 32) -> list[float]:

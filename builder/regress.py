@@ -387,10 +387,7 @@ def prepare_routing(plan: Plan, model: Path, info: ModelInfo, logs: Path) -> tup
     tool(plan.sides["baseline"], "llama-perplexity",
          [*ppl_args(plan, model, s.ctx, s.chunks), "-b", s.ctx, "--no-warmup", *synthetic, "--moe-trace-out", raw],
          logs / "trace.log")
-    routed = moe_trace.routed_tokens(moe_trace.read_trace(raw))
-    if routed.n_tokens == 0:
-        raise moe_trace.TraceError(f"{raw}: no token has experts in every routed layer",
-                                   f"see {logs / 'trace.log'}; a replay would route by its fill rule only")
+    routed = moe_trace.read_routed(raw, f"see {logs / 'trace.log'}; a replay would route by its fill rule only")
     trace = plan.out / "traces" / f"{model.stem}.{mode.replace(':', '-')}.moetrace"
     trace.parent.mkdir(parents=True, exist_ok=True)
     moe_trace.write_trace(routed, trace)

@@ -1,0 +1,82 @@
+"""Per-layer expert caches simulated on a routing trace: how often a token's experts are already
+in a cache of `capacity` experts per layer.
+
+Every policy sees the trace token by token: the experts a token selects in a layer are looked up
+together (a hit is an expert already in the cache), then the cache is updated. Rows of -1 (a layer
+that did not compute the token) are neither lookups nor updates.
+
+- static: a fixed hot set, the `capacity` experts a profile selects most often (ties to the lower
+  id), as `--moe-hot-profile` chooses them (builder/hot_experts.py);
+- LRU: the `capacity` most recently selected experts (within a token, the router's order counts,
+  top-1 most recent);
+- decayed frequency: every expert's count is multiplied by `2**(-1/half_life)` per token and
+  raised by 1 when selected; the cache is the `capacity` experts of highest count (ties to the
+  lower id), recomputed after each token, as patch 0004 ranks experts without its hysteresis.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .hot_experts import hot_sets, hit_rates
+
+
+def _rates(hits: np.ndarray, lookups: np.ndarray) -> list[float | None]:
+    return [int(h) / int(n) if n else None for h, n in zip(hits, lookups)]
+
+
+def static_hit_rates(ids: np.ndarray, profile_counts: np.ndarray, capacity: int) -> list[float | None]:
+    """Per layer: the share of the selections in `ids` ([n_tokens, n_layer, k]) that fall in the
+    `capacity` experts `profile_counts` ([n_layer, n_expert]) ranks first."""
+    n_layer, n_expert = profile_counts.shape
+    counts = np.zeros_like(profile_counts)
+    _, layer, _ = np.nonzero(ids >= 0)
+    np.add.at(counts, (layer, ids[ids >= 0]), 1)
+    hot = hot_sets(profile_counts, {layer: min(capacity, n_expert) for layer in range(n_layer)})
+    return hit_rates(counts, hot)
+
+
+def lru_hit_rates(ids: np.ndarray, n_expert: int, capacity: int) -> list[float | None]:
+    """Per layer: the LRU hit rate. An expert is cached iff fewer than `capacity` other experts
+    were selected after its last selection."""
+    n_tokens, n_layer, k = ids.shape
+    last_use = np.full((n_layer, n_expert), -1, dtype=np.int64)  # selection order, -1: never
+    hits = np.zeros(n_layer, dtype=np.int64)
+    lookups = np.zeros(n_layer, dtype=np.int64)
+    layers = np.arange(n_layer)[:, None]
+    order = k - np.arange(k)  # top-1 is the most recent of a token's selections
+    for t in range(n_tokens):
+        row = ids[t].astype(np.int64)  # [n_layer, k]
+        valid = row >= 0
+        experts = np.where(valid, row, 0)
+        seen = last_use[layers, experts]  # [n_layer, k]
+        newer = (last_use[:, :, None] > seen[:, None, :]).sum(axis=1)  # experts used since, [n_layer, k]
+        hits += (valid & (seen >= 0) & (newer < capacity)).sum(axis=1)
+        lookups += valid.sum(axis=1)
+        layer_of = np.broadcast_to(layers, row.shape)
+        np.maximum.at(last_use, (layer_of[valid], row[valid]), np.broadcast_to(t * (k + 1) + order, row.shape)[valid])
+    return _rates(hits, lookups)
+
+
+def decayed_frequency_hit_rates(ids: np.ndarray, n_expert: int, capacity: int,
+                                half_life: float) -> list[float | None]:
+    """Per layer: the hit rate of a cache holding the `capacity` experts of highest decayed count."""
+    n_tokens, n_layer, _ = ids.shape
+    decay = 2.0 ** (-1.0 / half_life)
+    score = np.zeros((n_layer, n_expert))
+    cached = np.zeros((n_layer, n_expert), dtype=bool)
+    hits = np.zeros(n_layer, dtype=np.int64)
+    lookups = np.zeros(n_layer, dtype=np.int64)
+    layers = np.arange(n_layer)[:, None]
+    for t in range(n_tokens):
+        row = ids[t].astype(np.int64)
+        valid = row >= 0
+        experts = np.where(valid, row, 0)
+        hits += (valid & cached[layers, experts]).sum(axis=1)
+        lookups += valid.sum(axis=1)
+        score *= decay
+        np.add.at(score, (np.broadcast_to(layers, row.shape)[valid], row[valid]), 1.0)
+        top = np.argsort(-score, axis=1, kind="stable")[:, :capacity]
+        cached[:] = False
+        cached[layers, top] = score[layers, top] > 0
+    return _rates(hits, lookups)

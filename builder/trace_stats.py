@@ -1,0 +1,161 @@
+"""`trace-stats`: what a routing trace means for an expert cache (docs/trace-stats.md).
+
+All statistics are over the trace's routed tokens (`moe_trace.routed_tokens`: the tokens every
+routed layer computed, in the order they were computed), per layer, then averaged over the layers:
+distinct experts per 32 tokens, the share of selections the most selected experts cover, the reuse
+distance in tokens, and the hit rates of static, LRU and decayed-frequency caches
+(builder/expert_cache.py) at shares of the experts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from . import expert_cache
+from .errors import UsageError
+from .moe_trace import Trace, distinct_experts_per_window, read_routed, selection_counts
+
+SHARES = (0.125, 0.25, 0.5, 0.75)
+"""Shares of a layer's experts at which coverage and cache hit rates are given."""
+WINDOW = 32
+LABEL = 27
+HALF_LIFE = 32.0
+"""Default half-life in tokens of the decayed-frequency cache's counts."""
+
+
+def capacity(share: float, n_expert: int) -> int:
+    return max(1, math.ceil(share * n_expert))
+
+
+def coverage(counts: np.ndarray, n_top: int) -> np.ndarray:
+    """Per layer: the share of its selections (`counts`, [n_layer, n_expert]) that its `n_top`
+    most selected experts cover."""
+    ranked = -np.sort(-counts, axis=1)
+    totals = counts.sum(axis=1)
+    return ranked[:, :n_top].sum(axis=1) / np.maximum(totals, 1)
+
+
+def experts_to_cover(counts: np.ndarray, share: float) -> np.ndarray:
+    """Per layer: the fewest experts whose selections make up at least `share` of the layer's."""
+    ranked = -np.sort(-counts, axis=1)
+    cumulative = np.cumsum(ranked, axis=1) / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    return (cumulative < share - 1e-12).sum(axis=1) + 1
+
+
+def reuse_distances(trace: Trace) -> np.ndarray:
+    """Tokens between a selection and the previous selection of the same expert in the same layer,
+    over all layers (first selections have none)."""
+    token, layer, slot = np.nonzero(trace.ids >= 0)
+    expert = trace.ids[token, layer, slot].astype(np.int64)
+    order = np.lexsort((token, expert, layer))
+    token, layer, expert = token[order], layer[order], expert[order]
+    same = (layer[1:] == layer[:-1]) & (expert[1:] == expert[:-1])
+    return (token[1:] - token[:-1])[same]
+
+
+def _layer_summary(values) -> dict:
+    per_layer = [None if v is None else float(v) for v in values]
+    known = [v for v in per_layer if v is not None]
+    return {"mean": sum(known) / len(known) if known else None, "per_layer": per_layer}
+
+
+def check_same_shape(trace: Trace, path: Path, other: Trace, other_path: Path) -> None:
+    shape, other_shape = (trace.n_layer, trace.n_expert), (other.n_layer, other.n_expert)
+    if shape != other_shape:
+        raise UsageError(f"{other_path}: a trace of another model shape (layers, experts) {other_shape} than {path}'s {shape}",
+                         "profile with a trace of the same model")
+
+
+def trace_stats(path: Path, profile_path: Path | None = None, half_life: float = HALF_LIFE) -> dict:
+    """The statistics of the trace at `path`, as `trace-stats --json` prints them. The static
+    cache's hot set comes from `profile_path`'s selection counts, else from the trace itself
+    (in-sample: an upper bound for a static profile)."""
+    trace = read_routed(path)
+    counts = selection_counts(trace)
+    if profile_path is None:
+        profile_counts, profile = counts, "in-sample"
+    else:
+        profile_trace = read_routed(profile_path)
+        check_same_shape(trace, path, profile_trace, profile_path)
+        profile_counts, profile = selection_counts(profile_trace), str(profile_path)
+    distances = reuse_distances(trace)
+    caches = []
+    for share in SHARES:
+        n = capacity(share, trace.n_expert)
+        rates = {
+            "static": expert_cache.static_hit_rates(trace.ids, profile_counts, n),
+            "lru": expert_cache.lru_hit_rates(trace.ids, trace.n_expert, n),
+            "decayed-frequency": expert_cache.decayed_frequency_hit_rates(trace.ids, trace.n_expert, n, half_life),
+        }
+        caches += [{"policy": policy, "share": share, "experts": n, **_layer_summary(r)} for policy, r in rates.items()]
+    return {
+        "trace": str(path),
+        "n_layer": trace.n_layer,
+        "n_expert": trace.n_expert,
+        "n_expert_used": trace.n_expert_used,
+        "tokens": trace.n_tokens,
+        "distinct_per_32_tokens": _layer_summary(distinct_experts_per_window(trace, WINDOW)),
+        "coverage": [{"share": s, "experts": capacity(s, trace.n_expert), **_layer_summary(coverage(counts, capacity(s, trace.n_expert)))}
+                     for s in SHARES],
+        "experts_for_90_percent": _layer_summary(experts_to_cover(counts, 0.9)),
+        "reuse_distance_tokens": {
+            "median": float(np.median(distances)) if distances.size else None,
+            "mean": float(distances.mean()) if distances.size else None,
+            "p90": float(np.percentile(distances, 90)) if distances.size else None,
+            "first_selections": int((trace.ids >= 0).sum() - distances.size),
+        },
+        "cache_profile": profile,
+        "decay_half_life_tokens": half_life,
+        "caches": caches,
+    }
+
+
+def _pct(value: float | None) -> str:
+    return "   -  " if value is None else f"{100 * value:5.1f}%"
+
+
+def render_text(stats: dict) -> str:
+    s = stats
+    reuse = s["reuse_distance_tokens"]
+    lines = [
+        f"{s['trace']}: {s['tokens']} routed tokens, {s['n_layer']} layers, {s['n_expert']} experts, {s['n_expert_used']} used",
+        f"distinct experts per {WINDOW} tokens (mean over layers): {s['distinct_per_32_tokens']['mean']:.1f}",
+        f"experts covering 90% of selections (mean over layers): {s['experts_for_90_percent']['mean']:.1f}"
+        f" of {s['n_expert']}",
+        f"reuse distance in tokens: median {reuse['median']}, mean {reuse['mean']:.1f}, p90 {reuse['p90']}"
+        if reuse["median"] is not None else "reuse distance: no expert selected twice",
+        "",
+        f"{'share of experts':<{LABEL}}" + "".join(f"{c['share'] * 100:>7.1f}%" for c in s["coverage"]),
+        f"{'experts per layer':<{LABEL}}" + "".join(f"{c['experts']:>8}" for c in s["coverage"]),
+        f"{'coverage of selections':<{LABEL}}" + "".join(f"  {_pct(c['mean'])}" for c in s["coverage"]),
+    ]
+    for policy in dict.fromkeys(c["policy"] for c in s["caches"]):
+        rows = [c for c in s["caches"] if c["policy"] == policy]
+        lines.append(f"{'hit rate ' + policy:<{LABEL}}" + "".join(f"  {_pct(c['mean'])}" for c in rows))
+    lines.append(f"(static: hot set from {s['cache_profile']}"
+                 + (", an upper bound" if s["cache_profile"] == "in-sample" else "")
+                 + f"; decayed-frequency: half-life {s['decay_half_life_tokens']:g} tokens; per layer in --json)")
+    return "\n".join(lines)
+
+
+def populate_parser(parser: argparse.ArgumentParser) -> None:
+    a = parser.add_argument
+    a("trace", type=Path, metavar="TRACE", help="a trace written by --moe-trace-out (docs/moe-trace-format.md)")
+    a("--profile", type=Path, metavar="OTHER_TRACE",
+      help="the static cache's hot set from this trace of the same model (default: TRACE itself, in-sample)")
+    a("--half-life", type=float, default=HALF_LIFE, metavar="TOKENS",
+      help="half-life of the decayed-frequency cache's counts (default %(default)g)")
+    a("--json", action="store_true", help="print the statistics as JSON, with per-layer values")
+
+
+def main_trace_stats(args: argparse.Namespace) -> int:
+    if args.half_life <= 0:
+        raise UsageError(f"--half-life must be positive, not {args.half_life:g}", "e.g. --half-life 32")
+    stats = trace_stats(args.trace, args.profile, args.half_life)
+    print(json.dumps(stats, indent=2) if args.json else render_text(stats))
+    return 0
