@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from . import __version__, build, fetch, log, patches, regress, synth_model, test_ops, trace_flatten, trace_stats
-from .errors import BuilderError
+from .errors import BuilderError, report
 
 COMMANDS = {
     "fetch": (fetch, "download, verify and cache the pinned llama.cpp source"),
@@ -42,10 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except BuilderError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
-        return exc.exit_code
+        return report(exc)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

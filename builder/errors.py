@@ -1,5 +1,7 @@
 """The errors a user can cause, each with the exit code `main()` returns for it."""
 
+import sys
+
 
 class BuilderError(Exception):
     """A failure the user can act on: `message` says what went wrong, `hint` what to do."""
@@ -52,3 +54,11 @@ class RegressionError(BuilderError):
     """`regress` measured a metric beyond its threshold."""
 
     exit_code = 8
+
+
+def report(exc: BuilderError) -> int:
+    """Print `exc` as an `error:` line and a `hint:` line on stderr; its exit code."""
+    print(f"error: {exc.message}", file=sys.stderr)
+    if exc.hint:
+        print(f"hint: {exc.hint}", file=sys.stderr)
+    return exc.exit_code
