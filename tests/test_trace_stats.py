@@ -1,0 +1,213 @@
+"""trace-stats and trace-flatten, checked against direct counts (plain Python loops over the trace),
+on traces written here and on the committed traces of the trained model (regress/traces/)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import Counter, OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from builder.__main__ import main
+from builder.moe_trace import Trace, read_trace, write_trace
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMITTED = sorted((ROOT / "regress" / "traces").glob("learned-*.moetrace"))
+
+
+def skewed_trace(path: Path, seed: int = 0, n_tokens: int = 300, n_layer: int = 3, n_expert: int = 16, k: int = 4) -> Path:
+    """Zipf-like routing with runs of repeated rows (temporal locality); the last layer is not
+    computed for every fifth token (-1), as llama-perplexity leaves it outside the scored half."""
+    rng = np.random.default_rng(seed)
+    weights = 1 / np.arange(1, n_expert + 1) ** 1.2
+    ids = np.empty((n_tokens, n_layer, k), dtype=np.int16)
+    for t in range(n_tokens):
+        for layer in range(n_layer):
+            repeat = t > 0 and rng.random() < 0.3
+            ids[t, layer] = ids[t - 1, layer] if repeat else rng.choice(n_expert, k, replace=False, p=weights / weights.sum())
+    ids[::5, -1] = -1
+    write_trace(Trace(n_layer, n_expert, k, ids), path)
+    return path
+
+
+def stats_json(capsys, *args) -> dict:
+    assert main(["trace-stats", *map(str, args), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+# ---------------------------------------------------------------- direct counts
+
+
+def routed_rows(path: Path) -> tuple[Trace, list[list[list[int]]]]:
+    """The trace and, per layer, the id lists of the tokens every layer computed."""
+    trace = read_trace(path)
+    tokens = [t for t in range(trace.n_tokens) if all(min(trace.ids[t, layer]) >= 0 for layer in range(trace.n_layer))]
+    return trace, [[trace.ids[t, layer].tolist() for t in tokens] for layer in range(trace.n_layer)]
+
+
+def direct_coverage(rows: list[list[int]], n_top: int) -> float:
+    counts = Counter(e for row in rows for e in row)
+    return sum(sorted(counts.values(), reverse=True)[:n_top]) / sum(counts.values())
+
+
+def direct_static(rows: list[list[int]], profile_rows: list[list[int]], n_hot: int) -> float:
+    counts = Counter(e for row in profile_rows for e in row)
+    hot = set(sorted(counts, key=lambda e: (-counts[e], e))[:n_hot])
+    return sum(e in hot for row in rows for e in row) / sum(len(row) for row in rows)
+
+
+def direct_lru(rows: list[list[int]], capacity: int) -> float:
+    cache: OrderedDict[int, None] = OrderedDict()
+    hits = 0
+    for row in rows:
+        hits += sum(e in cache for e in row)
+        for e in reversed(row):  # top-1 ends most recent
+            cache[e] = None
+            cache.move_to_end(e)
+            if len(cache) > capacity:
+                cache.popitem(last=False)
+    return hits / sum(len(row) for row in rows)
+
+
+def direct_decayed(rows: list[list[int]], capacity: int, half_life: float) -> float:
+    scores: dict[int, float] = {}
+    cached: set[int] = set()
+    hits = 0
+    for row in rows:
+        hits += sum(e in cached for e in row)
+        scores = {e: s * 2 ** (-1 / half_life) for e, s in scores.items()}
+        for e in row:
+            scores[e] = scores.get(e, 0.0) + 1
+        cached = set(sorted(scores, key=lambda e: (-scores[e], e))[:capacity])
+    return hits / sum(len(row) for row in rows)
+
+
+def direct_reuse_median(per_layer: list[list[list[int]]]) -> float:
+    distances = []
+    for rows in per_layer:
+        last: dict[int, int] = {}
+        for t, row in enumerate(rows):
+            for e in row:
+                if e in last:
+                    distances.append(t - last[e])
+                last[e] = t
+    return statistics.median(distances)
+
+
+def assert_matches_direct_count(stats: dict, path: Path, profile: Path | None = None) -> None:
+    trace, per_layer = routed_rows(path)
+    profile_layers = routed_rows(profile)[1] if profile else per_layer
+    assert stats["tokens"] == len(per_layer[0])
+    for c in stats["coverage"]:
+        assert c["per_layer"] == pytest.approx([direct_coverage(rows, c["experts"]) for rows in per_layer])
+    direct = {
+        "static": lambda rows, layer, n: direct_static(rows, profile_layers[layer], n),
+        "lru": lambda rows, layer, n: direct_lru(rows, n),
+        "decayed-frequency": lambda rows, layer, n: direct_decayed(rows, n, stats["decay_half_life_tokens"]),
+    }
+    for c in stats["caches"]:
+        expected = [direct[c["policy"]](rows, layer, c["experts"]) for layer, rows in enumerate(per_layer)]
+        assert c["per_layer"] == pytest.approx(expected), c["policy"]
+    assert stats["reuse_distance_tokens"]["median"] == direct_reuse_median(per_layer)
+    windows = len(per_layer[0]) // 32
+    distinct = [statistics.mean(len({e for row in rows[w * 32:(w + 1) * 32] for e in row}) for w in range(windows))
+                for rows in per_layer]
+    assert stats["distinct_per_32_tokens"]["per_layer"] == pytest.approx(distinct)
+
+
+# ---------------------------------------------------------------- trace-stats
+
+
+def test_statistics_equal_a_direct_count(tmp_path, capsys):
+    path = skewed_trace(tmp_path / "t.moetrace")
+    stats = stats_json(capsys, path)
+    assert stats["cache_profile"] == "in-sample"
+    assert_matches_direct_count(stats, path)
+    # in-sample static hit rate is the coverage; LRU and decayed frequency differ from it on this trace
+    by_share = {c["share"]: c["mean"] for c in stats["coverage"]}
+    static = [c for c in stats["caches"] if c["policy"] == "static"]
+    assert [c["mean"] for c in static] == pytest.approx([by_share[c["share"]] for c in static])
+
+
+def test_static_profile_from_another_trace_and_another_half_life(tmp_path, capsys):
+    path, profile = skewed_trace(tmp_path / "t.moetrace", seed=1), skewed_trace(tmp_path / "p.moetrace", seed=2)
+    stats = stats_json(capsys, path, "--profile", profile, "--half-life", 4)
+    assert stats["cache_profile"] == str(profile) and stats["decay_half_life_tokens"] == 4
+    assert_matches_direct_count(stats, path, profile)
+
+
+def test_text_output_labels_the_in_sample_profile(tmp_path, capsys):
+    assert main(["trace-stats", str(skewed_trace(tmp_path / "t.moetrace"))]) == 0
+    out = capsys.readouterr().out
+    assert "hot set from in-sample, an upper bound" in out and "hit rate lru" in out
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)
+def test_committed_traces_equal_a_direct_count(path, capsys):
+    assert_matches_direct_count(stats_json(capsys, path), path)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and err[0].startswith("error: ") and err[1].startswith("hint: ")
+    return err[0]
+
+
+def test_refuses_a_file_that_is_not_a_trace(tmp_path, capsys):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a trace at all\n")
+    assert main(["trace-stats", str(bad)]) == 2
+    assert str(bad) in one_error_line(capsys)
+
+
+def test_refuses_a_truncated_trace(tmp_path, capsys):
+    path = skewed_trace(tmp_path / "t.moetrace")
+    cut = tmp_path / "cut.moetrace"
+    cut.write_bytes(path.read_bytes()[:-3])
+    assert main(["trace-stats", str(cut)]) == 2
+    line = one_error_line(capsys)
+    assert str(cut) in line and "truncated" in line
+
+
+def test_refuses_a_profile_of_another_model_shape(tmp_path, capsys):
+    path = skewed_trace(tmp_path / "t.moetrace")
+    other = skewed_trace(tmp_path / "other.moetrace", n_expert=32)
+    assert main(["trace-stats", str(path), "--profile", str(other)]) == 2
+    line = one_error_line(capsys)
+    assert str(other) in line and "another model shape" in line
+
+
+def test_refuses_a_missing_file(tmp_path, capsys):
+    assert main(["trace-stats", str(tmp_path / "nope.moetrace")]) == 2
+    assert "cannot read" in one_error_line(capsys)
+
+
+# ---------------------------------------------------------------- trace-flatten
+
+
+def test_flattened_trace_has_the_asked_coverage_and_mixes_rows(tmp_path, capsys):
+    path, flat = skewed_trace(tmp_path / "t.moetrace", n_tokens=2000), tmp_path / "flat.moetrace"
+    before = stats_json(capsys, path)["coverage"][1]["mean"]  # top 25%
+    assert main(["trace-flatten", str(path), "--coverage", "0.45", "--at", "0.25", "-o", str(flat)]) == 0
+    capsys.readouterr()
+    assert before > 0.5
+    stats = stats_json(capsys, flat)
+    assert stats["coverage"][1]["mean"] == pytest.approx(0.45, abs=0.01)
+    original, mixed = routed_rows(path)[0], read_trace(flat)
+    kept = np.asarray([r.tolist() for r in original.ids if (r >= 0).all()])
+    same = (mixed.ids == kept).all(axis=2)
+    assert 0.05 < 1 - same.mean() < 0.95  # some rows replaced, some kept
+    assert all(len(set(row)) == len(row) for row in mixed.ids.reshape(-1, mixed.n_expert_used).tolist())
+
+
+def test_flatten_refuses_a_coverage_above_the_recorded_one(tmp_path, capsys):
+    path = skewed_trace(tmp_path / "t.moetrace")
+    assert main(["trace-flatten", str(path), "--coverage", "0.999", "--at", "0.25", "-o", str(tmp_path / "f")]) == 2
+    assert "outside what mixing can give" in one_error_line(capsys)
+    assert not (tmp_path / "f").exists()
