@@ -19,10 +19,10 @@ import cmake
 import ninja
 
 from . import FORK_NAME, __version__, log
-from .digest import file_sha256
-from .compile_check import Selection, cuda_objects, select_objects
+from .compile_check import MAX_INCLUDERS, Selection, cuda_objects, select_objects
 from .cuda_toolkit import CUBLAS, CUDART, DRIVER, driver_not_linked, find_toolkit, require_pieces
 from .cuda_wheels import cublas_from_wheel
+from .digest import file_sha256
 from .errors import BuildError, UsageError
 from .fetch import SourceTree, ensure_source
 from .patches import PATCHES_DIR, Patch, apply_series, copy_touched_files, read_series
@@ -35,7 +35,6 @@ TOOLS = ("llama-cli", "llama-completion", "llama-server", "llama-perplexity", "l
 NINJA_STEP_RE = re.compile(r"^\[(\d+)/(\d+)\] (.*)$")
 MANIFEST_SCHEMA = 1
 CMAKE = str(Path(cmake.CMAKE_BIN_DIR) / "cmake")  # the Python package's, whatever PATH says
-MAX_INCLUDERS = 8
 
 
 @dataclass(frozen=True)
@@ -305,7 +304,7 @@ def populate_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--build-type", default="Release", choices=["Release", "RelWithDebInfo", "Debug"], help="(default: %(default)s)")
     parser.add_argument("--define", "-D", action="append", default=[], metavar="KEY=VALUE", help="extra CMake definition (repeatable), e.g. -D GGML_NATIVE=OFF")
     parser.add_argument("--dist", type=Path, default=Path("dist"), help="output folder (default: ./dist)")
-    parser.add_argument("--json", action="store_true", help="print the manifests as JSON on stdout")
+    parser.add_argument("--json", action="store_true", help="print the manifests (with --compile-only-touched: the objects) as JSON on stdout")
     cuda = parser.add_argument_group("CUDA")
     cuda.add_argument("--cuda-libs-from-wheels", action="store_true",
                       help="take cuBLAS from the nvidia-cublas wheel of the package index (installed once into the cache), "

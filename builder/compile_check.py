@@ -16,6 +16,7 @@ from pathlib import Path
 CUDA_OBJECTS = "/CMakeFiles/ggml-cuda.dir/"  # the CUDA backend target's object folder
 HEADER_SUFFIXES = (".h", ".hpp", ".cuh")
 INCLUDE_RE = re.compile(r'^\s*#\s*include\s*[<"]([^">]+)[">]', re.M)
+MAX_INCLUDERS = 8
 
 
 @dataclass(frozen=True, order=True)
