@@ -12,13 +12,16 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cmake
 import ninja
 
 from . import FORK_NAME, __version__, log
+from .compile_check import MAX_INCLUDERS, Selection, cuda_objects, select_objects
+from .cuda_toolkit import CUBLAS, CUDART, DRIVER, driver_not_linked, find_toolkit, require_pieces
+from .cuda_wheels import cublas_from_wheel
 from .digest import file_sha256
 from .errors import BuildError, UsageError
 from .fetch import SourceTree, ensure_source
@@ -26,7 +29,7 @@ from .patches import PATCHES_DIR, Patch, apply_series, copy_touched_files, read_
 from .run import run
 from .settings import Settings, add_source_arguments, settings_from_args
 from .sync import sync_tree
-from .variants import Variant, select_variants
+from .variants import Variant, nvcc_command, select_variants
 
 TOOLS = ("llama-cli", "llama-completion", "llama-server", "llama-perplexity", "llama-bench")
 NINJA_STEP_RE = re.compile(r"^\[(\d+)/(\d+)\] (.*)$")
@@ -44,6 +47,8 @@ class BuildOptions:
     """Extra KEY=VALUE CMake definitions, passed last."""
     dist_dir: Path = field(default_factory=lambda: Path.cwd() / "dist")
     """Where dist/<variant>/ goes."""
+    cuda_defines: tuple[str, ...] = ()
+    """KEY=VALUE CMake definitions of CUDA variants from the toolkit check (`cuda_definitions`)."""
 
 
 def work_dir(settings: Settings, variant: Variant) -> Path:
@@ -81,7 +86,7 @@ def cmake_options(tree: SourceTree, variant: Variant, series: list[Patch], opts:
         "-DLLAMA_BUILD_EXAMPLES=OFF",
     ]
     if variant.cuda_arch:
-        options += ["-DGGML_CUDA=ON", f"-DCMAKE_CUDA_ARCHITECTURES={variant.cuda_arch}"]
+        options += ["-DGGML_CUDA=ON", f"-DCMAKE_CUDA_ARCHITECTURES={variant.cuda_arch}", *(f"-D{d}" for d in opts.cuda_defines)]
     if shutil.which("ccache"):
         options += [f"-DCMAKE_{lang}_COMPILER_LAUNCHER=ccache" for lang in ("C", "CXX", "CUDA")]
     return options + [f"-D{d}" for d in opts.defines]
@@ -158,21 +163,48 @@ class VariantBuild:
     build_dir: Path
     series: list[Patch]
     cmake_options: list[str]
+    log_file: Path
 
 
-def build_variant(tree: SourceTree, variant: Variant, settings: Settings, opts: BuildOptions,
-                  targets: tuple[str, ...] = TOOLS, patches_dir: Path = PATCHES_DIR) -> VariantBuild:
-    """Build `targets` of one variant in its build folder."""
+def configured_variant(tree: SourceTree, variant: Variant, settings: Settings, opts: BuildOptions,
+                       patches_dir: Path = PATCHES_DIR, build_name: str = "build",
+                       extra_options: tuple[str, ...] = ()) -> VariantBuild:
+    """The variant's patched source and its configured build folder `build_name`; nothing compiled yet."""
     work = work_dir(settings, variant)
     work.mkdir(parents=True, exist_ok=True)
     log_file = work / "build.log"
     log_file.write_text("")
     series = series_for(variant, patches_dir)
     prepare_source(tree, series, work / "src", log_file)
-    options = cmake_options(tree, variant, series, opts)
-    configure(work / "src", work / "build", options, log_file)
-    compile_targets(work / "build", list(targets), opts.jobs, log_file, f"build {variant.name}")
-    return VariantBuild(work / "build", series, options)
+    options = cmake_options(tree, variant, series, opts) + list(extra_options)
+    configure(work / "src", work / build_name, options, log_file)
+    return VariantBuild(work / build_name, series, options, log_file)
+
+
+def build_variant(tree: SourceTree, variant: Variant, settings: Settings, opts: BuildOptions,
+                  targets: tuple[str, ...] = TOOLS, patches_dir: Path = PATCHES_DIR) -> VariantBuild:
+    """Build `targets` of one variant in its build folder."""
+    built = configured_variant(tree, variant, settings, opts, patches_dir)
+    compile_targets(built.build_dir, list(targets), opts.jobs, built.log_file, f"build {variant.name}")
+    return built
+
+
+def compile_touched(tree: SourceTree, variant: Variant, settings: Settings, opts: BuildOptions,
+                    max_includers: int = MAX_INCLUDERS, patches_dir: Path = PATCHES_DIR) -> Selection:
+    """Compile the CUDA objects the variant's series can break (see compile_check.py), linking nothing,
+    in a build folder of their own (`compile-check/`, whose driver library is a stand-in)."""
+    with log.group(f"compile check {variant.name}"):
+        built = configured_variant(tree, variant, settings, opts, patches_dir, "compile-check",
+                                   ("-DCMAKE_EXPORT_COMPILE_COMMANDS=ON",))
+        src = built.build_dir.parent / "src"
+        touched = sorted({f for p in built.series for f in p.files()})
+        selection = select_objects(cuda_objects(built.build_dir, src), touched, src, max_includers)
+        for title, objects in (("touched", selection.touched), ("include a touched header", selection.includers),
+                               (f"left out (beyond --max-includers {max_includers})", selection.left_out)):
+            log.info(f"  {title}: {', '.join(o.source for o in objects) or 'none'}")
+        if selection.targets:
+            compile_targets(built.build_dir, selection.targets, opts.jobs, built.log_file, f"compile check {variant.name}")
+    return selection
 
 
 def package(build_dir: Path, dest: Path, tools: tuple[str, ...]) -> None:
@@ -238,6 +270,23 @@ def build_and_package(tree: SourceTree, variant: Variant, settings: Settings, op
     return manifest
 
 
+def is_on(defines: list[str], key: str) -> bool:
+    """Whether the last --define of `key` turns it on, as CMake reads ON/1/TRUE/YES/Y."""
+    values = [d.split("=", 1)[1] for d in defines if d.split("=", 1)[0] == key]
+    return bool(values) and values[-1].upper() in ("ON", "1", "TRUE", "YES", "Y")
+
+
+def cuda_definitions(settings: Settings, from_wheels: bool, links: bool, defines: list[str]) -> tuple[str, ...]:
+    """Check, before CMake runs, that the toolkit has what the CUDA backend needs; returns the CMake
+    definitions that take cuBLAS from the wheel (`from_wheels`) and, for a build folder that only
+    compiles (not `links`), stand in for the driver library."""
+    toolkit = find_toolkit(nvcc_command())
+    needs_driver = links and not is_on(defines, "GGML_CUDA_NO_VMM")
+    require_pieces(toolkit, [CUDART, *([] if from_wheels else [CUBLAS]), *([DRIVER] if needs_driver else [])])
+    wheel = cublas_from_wheel(toolkit, settings.cache_dir, settings.index_url) if from_wheels else []
+    return (*wheel, *([] if links else [driver_not_linked(settings.cache_dir)]))
+
+
 def populate_parser(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Build the tools for each variant into DIST/<variant>/bin with a manifest.json. "
@@ -255,7 +304,17 @@ def populate_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--build-type", default="Release", choices=["Release", "RelWithDebInfo", "Debug"], help="(default: %(default)s)")
     parser.add_argument("--define", "-D", action="append", default=[], metavar="KEY=VALUE", help="extra CMake definition (repeatable), e.g. -D GGML_NATIVE=OFF")
     parser.add_argument("--dist", type=Path, default=Path("dist"), help="output folder (default: ./dist)")
-    parser.add_argument("--json", action="store_true", help="print the manifests as JSON on stdout")
+    parser.add_argument("--json", action="store_true", help="print the manifests (with --compile-only-touched: the objects) as JSON on stdout")
+    cuda = parser.add_argument_group("CUDA")
+    cuda.add_argument("--cuda-libs-from-wheels", action="store_true",
+                      help="take cuBLAS from the nvidia-cublas wheel of the package index (installed once into the cache), "
+                      "for a CUDA toolkit without it; the toolkit's folders are not touched")
+    cuda.add_argument("--compile-only-touched", action="store_true",
+                      help="a quick compile check of CUDA variants: compile only the CUDA objects whose sources the series "
+                      "touches or that directly include a header it touches; link nothing, package nothing")
+    cuda.add_argument("--max-includers", type=int, default=MAX_INCLUDERS, metavar="N",
+                      help="with --compile-only-touched: compile at most N objects that include a touched header, "
+                      "smallest first (default: %(default)s)")
     add_source_arguments(parser)
 
 
@@ -265,13 +324,24 @@ def main_build(args: argparse.Namespace) -> int:
     for define in args.define:
         if "=" not in define:
             raise UsageError(f"--define {define!r} lacks '='", "pass --define KEY=VALUE")
+    if args.max_includers < 0:
+        raise UsageError(f"--max-includers {args.max_includers} is negative", "pass --max-includers N with N >= 0")
     settings = settings_from_args(args)
     flavors = tuple(f for f, wanted in (("upstream", args.upstream), ("baseline", args.baseline)) if wanted)
     variants = select_variants(args.cuda_arch, args.cpu, flavors)
-    opts = BuildOptions(args.build_type, args.jobs, tuple(args.define), args.dist.resolve())
+    if args.compile_only_touched and not all(v.cuda_arch for v in variants):
+        raise UsageError("--compile-only-touched checks CUDA variants only",
+                         "pass --cuda-arch ARCH without --cpu; the CPU variants' objects are checked by building them")
+    cuda = any(v.cuda_arch for v in variants)
+    cuda_defines = cuda_definitions(settings, args.cuda_libs_from_wheels, not args.compile_only_touched, args.define) if cuda else ()
+    opts = BuildOptions(args.build_type, args.jobs, tuple(args.define), args.dist.resolve(), cuda_defines)
     tree = ensure_source(settings)
-    log.step(f"building {', '.join(v.name for v in variants)} from {tree.pin.label}")
-    manifests = [build_and_package(tree, v, settings, opts) for v in variants]
+    if args.compile_only_touched:
+        log.step(f"compile check of {', '.join(v.name for v in variants)} from {tree.pin.label}")
+        results = [{"variant": v.name, **asdict(compile_touched(tree, v, settings, opts, args.max_includers))} for v in variants]
+    else:
+        log.step(f"building {', '.join(v.name for v in variants)} from {tree.pin.label}")
+        results = [build_and_package(tree, v, settings, opts) for v in variants]
     if args.json:
-        print(json.dumps(manifests, indent=2))
+        print(json.dumps(results, indent=2))
     return 0

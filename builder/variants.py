@@ -7,6 +7,7 @@ that speed comparisons with upstream see the same expert routing.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -58,6 +59,11 @@ def parse_arch(text: str) -> str:
     return m.group(1)
 
 
+def nvcc_command() -> str:
+    """The nvcc that CMake uses: $CUDACXX, else the one on PATH."""
+    return os.environ.get("CUDACXX") or shutil.which("nvcc") or "nvcc"
+
+
 def nvcc_archs(nvcc: str = "nvcc") -> list[str]:
     """The real archs the installed nvcc can compile for, e.g. ["75", "80", ...]."""
     try:
@@ -100,7 +106,7 @@ def select_variants(cuda_archs: list[str], cpu: bool, flavors: tuple[str, ...] =
     each as the fork, followed by the same backends in the extra `flavors`."""
     archs = [parse_arch(a) for item in cuda_archs for a in item.split(",") if a.strip()]
     if archs:
-        validate_archs(archs, nvcc_archs(shutil.which("nvcc") or "nvcc"))
+        validate_archs(archs, nvcc_archs(nvcc_command()))
     if not archs and not cpu:
         local = local_gpu_arch()
         archs = [local] if local else []
