@@ -122,3 +122,25 @@ def selection_counts(trace: Trace) -> np.ndarray:
     _, layer, _ = np.nonzero(trace.ids >= 0)
     np.add.at(counts, (layer, trace.ids[trace.ids >= 0]), 1)
     return counts
+
+
+def take_tokens(trace: Trace, start: int, n_tokens: int) -> Trace:
+    """Tokens `start` .. `start + n_tokens - 1` of `trace` (fewer where it ends)."""
+    return Trace(trace.n_layer, trace.n_expert, trace.n_expert_used, trace.ids[start:start + n_tokens])
+
+
+def tile_layers(trace: Trace, n_layer: int, seed: int = 0) -> Trace:
+    """The routing of `trace` on a model of `n_layer` layers: layer l replays layer l % trace.n_layer.
+
+    Each repetition after the first renames the experts by a random permutation (drawn from `seed`),
+    so the layers' hot sets differ while each layer keeps its source layer's skew and temporal
+    locality: what a per-layer cache sees is unchanged."""
+    rng = np.random.default_rng(seed)
+    layers = []
+    for layer in range(n_layer):
+        ids = trace.ids[:, layer % trace.n_layer, :]
+        if layer >= trace.n_layer:
+            perm = rng.permutation(trace.n_expert).astype(ids.dtype)
+            ids = np.where(ids >= 0, perm[np.maximum(ids, 0)], ids)
+        layers.append(ids)
+    return Trace(n_layer, trace.n_expert, trace.n_expert_used, np.stack(layers, axis=1))

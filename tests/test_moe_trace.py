@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from builder.moe_trace import (Trace, TraceError, distinct_experts_per_window, read_trace, routed_tokens,
-                               write_trace)
+                               selection_counts, take_tokens, tile_layers, write_trace)
 
 DATA = Path(__file__).parent / "data" / "regress"
 
@@ -107,3 +107,28 @@ def test_uniform_routing_matches_the_expected_count():
     assert (t.n_tokens, t.n_expert, t.n_expert_used) == (512, 128, 8)
     expected = 128 * (1 - (1 - 8 / 128) ** 32)
     assert all(abs(d - expected) < 2.5 for d in distinct_experts_per_window(t))
+
+
+def test_tiled_layers_replay_their_source_layer_with_renamed_experts():
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, 16, size=(96, 2, 2)).astype(np.int16)
+    ids[5, 1, :] = -1  # a row the source did not compute stays uncomputed
+    tiled = tile_layers(trace(ids), 5, seed=1)
+    assert tiled.n_layer == 5 and tiled.ids.shape == (96, 5, 2)
+    assert (tiled.ids[:, :2] == ids).all()  # the first copy is the source itself
+    for layer in range(2, 5):
+        src = ids[:, layer % 2]
+        assert ((tiled.ids[:, layer] < 0) == (src < 0)).all()
+        # a renaming: one expert maps to one expert, so skew and reuse are the source layer's
+        pairs = {(int(a), int(b)) for a, b in zip(src.ravel(), tiled.ids[:, layer].ravel()) if a >= 0}
+        assert len({a for a, _ in pairs}) == len(pairs) == len({b for _, b in pairs})
+        assert sorted(selection_counts(tiled)[layer]) == sorted(selection_counts(trace(ids))[layer % 2])
+    source = distinct_experts_per_window(trace(ids), window=8)
+    assert distinct_experts_per_window(tiled, window=8)[2:] == [source[0], source[1], source[0]]
+    assert not (tiled.ids[:, 2] == tiled.ids[:, 0]).all()  # renamed, not copied
+
+
+def test_take_tokens_keeps_the_order_and_stops_at_the_end():
+    ids = np.arange(10, dtype=np.int16).reshape(10, 1, 1)
+    assert take_tokens(trace(ids), 3, 4).ids.ravel().tolist() == [3, 4, 5, 6]
+    assert take_tokens(trace(ids), 8, 4).n_tokens == 2

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Decode speed of expert placements at the same VRAM, per replayed routing (shared/BENCHMARK.md).
+
+Runs on the GPU machine with the fork and the baseline (upstream + the routing patch) built:
+
+    scripts/bench-placements.py --model M.gguf --text T.txt --route zipf=replay.bin:profile.bin \\
+        --route learned=replay.bin:profile.bin --budgets 25,50,75 --rounds 2 --out DIR
+
+Every run is `llama-perplexity -c 512 --chunks C -b 1 -ub 1` (one token per step) with the routing
+replayed from the trace (`--moe-route trace:`), so all sides compute the same experts; tokens/s come
+from its eval-time line. Per routing and budget (a share of the model's expert bytes) it runs:
+
+    ncmoe       baseline, -ncmoe N: the experts of N layers on the CPU, the others' in the same VRAM
+    lru         baseline, --cpu-moe --moe-cache-mib B (upstream's LRU of expert copies)
+    lru-pinned  the same with -lm none: the experts in pinned memory, so its copies run at full bus speed
+    hot-cpu     fork, --cpu-moe --moe-hot-mib B --moe-hot-profile P, cold experts on the CPU (patch 0003)
+    hot-gpu     fork, the same with --moe-cold gpu -lm none, cold experts read in place (patch 0005)
+    adapt-gpu   fork, --moe-hot-mib B --moe-hot-adapt 8 --moe-cold gpu -lm none, no profile (0004 + 0005)
+
+plus, once per routing, all on the GPU, all experts on the CPU, and every expert hot. The static
+profile P is a trace of other text than the replayed one. Rounds alternate over all runs. Results:
+DIR/runs.jsonl (one line per run, with its command), summarised by scripts/report-placements.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gguf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from builder import moe_trace  # noqa: E402
+
+CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-gpu", "adapt-gpu")
+MIB = 1024 * 1024
+EVAL = re.compile(r"eval time =\s*([\d.]+) ms /\s*(\d+) (?:tokens|runs)")
+PPL = re.compile(r"Final estimate: PPL = ([\d.]+)")
+ADAPT = re.compile(r"llama_moe_hot: adapt: (\d+) updates, (\d+) swaps, ([\d.]+) MiB copied; hot hit rate ([\d.]+)%")
+
+
+def expert_layout(model: Path) -> tuple[int, int]:
+    """(bytes of all expert tensors, number of layers with experts) of a GGUF."""
+    reader = gguf.GGUFReader(model)
+    layers, total = set(), 0
+    for t in reader.tensors:
+        if re.search(r"\.ffn_(gate|up|down|gate_up)_exps\.weight$", t.name):
+            total += int(t.n_bytes)
+            layers.add(t.name.split(".")[1])
+    if not layers:
+        sys.exit(f"error: {model} has no expert tensors (ffn_*_exps)")
+    return total, len(layers)
+
+
+def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Path) -> tuple[str, list[str]]:
+    """(variant, arguments) of a configuration at a budget."""
+    hot = ["--cpu-moe", "--moe-hot-mib", str(budget_mib)]
+    return {
+        "ncmoe": ("base", ["-ncmoe", str(n_cpu_layers)]),
+        "lru": ("base", ["--cpu-moe", "--moe-cache-mib", str(budget_mib)]),
+        "lru-pinned": ("base", ["--cpu-moe", "--moe-cache-mib", str(budget_mib), "-lm", "none"]),
+        "hot-cpu": ("fork", hot + ["--moe-hot-profile", str(profile)]),
+        "hot-gpu": ("fork", hot + ["--moe-hot-profile", str(profile), "--moe-cold", "gpu", "-lm", "none"]),
+        "adapt-gpu": ("fork", hot + ["--moe-hot-adapt", "8", "--moe-cold", "gpu", "-lm", "none"]),
+        "all-gpu": ("base", []),
+        "cpu-moe": ("base", ["--cpu-moe"]),
+        "all-hot": ("fork", hot),
+    }[config]
+
+
+def parse_run(text: str) -> dict:
+    evals = [(float(ms), int(n)) for ms, n in EVAL.findall(text)]
+    res: dict = {}
+    if evals:
+        ms, n = max(evals, key=lambda e: e[1])
+        res.update(tokens=n, tokens_per_s=round(1000.0 * n / ms, 2) if ms > 0 else None)
+    if m := PPL.search(text):
+        res["ppl"] = float(m.group(1))
+    if m := ADAPT.search(text):
+        res.update(updates=int(m.group(1)), swaps=int(m.group(2)), mib_copied=float(m.group(3)), hit_rate=float(m.group(4)))
+    return res
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--text", type=Path, required=True)
+    p.add_argument("--route", action="append", required=True, metavar="NAME=REPLAY:PROFILE",
+                   help="a routing: the trace replayed and a trace of other text for the static profile")
+    p.add_argument("--fork", type=Path, default=Path("dist/cuda-sm90/bin"))
+    p.add_argument("--base", type=Path, default=Path("dist/baseline-cuda-sm90/bin"))
+    p.add_argument("--budgets", default="25,50,75", help="percent of the model's expert bytes")
+    p.add_argument("--configs", default=",".join(CONFIGS))
+    p.add_argument("--refs", default="all-gpu,cpu-moe,all-hot", help="reference runs, once per routing")
+    p.add_argument("--threads", type=int, default=8)
+    p.add_argument("--chunks", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--first-round", type=int, default=0, help="number of the first round (to continue a run in another call)")
+    p.add_argument("--timeout", type=int, default=240)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args()
+
+    expert_bytes, n_layer = expert_layout(args.model)
+    layer_bytes = expert_bytes / n_layer
+    routes = {}
+    for spec in args.route:
+        name, _, files = spec.partition("=")
+        replay, _, profile = files.partition(":")
+        routes[name] = (Path(replay), Path(profile or replay))
+
+    plan = []
+    for name, (replay, profile) in routes.items():
+        for pct in (int(b) for b in args.budgets.split(",")):
+            budget = int(expert_bytes * pct / 100 / MIB)
+            n_cpu = n_layer - int(budget * MIB // layer_bytes)
+            for config in args.configs.split(","):
+                plan.append((name, pct, budget, config, *placement_args(config, budget, n_cpu, profile)))
+        for ref in filter(None, args.refs.split(",")):
+            budget = int(expert_bytes / MIB) + 64 if ref == "all-hot" else 0
+            plan.append((name, 100 if ref == "all-hot" else 0, budget, ref, *placement_args(ref, budget, 0, profile)))
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    distinct = {name: moe_trace.distinct_experts_per_window(moe_trace.read_trace(replay)) for name, (replay, _) in routes.items()}
+    meta = {"model": str(args.model), "expert_mib": round(expert_bytes / MIB, 1), "n_layer": n_layer,
+            "threads": args.threads, "chunks": args.chunks, "routes": {k: [str(v[0]), str(v[1])] for k, v in routes.items()},
+            "distinct_per_32": {k: round(sum(d) / len(d), 2) for k, d in distinct.items()}}
+    (args.out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    with open(args.out / "runs.jsonl", "a") as runs:
+        for rnd in range(args.first_round, args.first_round + args.rounds):
+            for name, pct, budget, config, variant, extra in plan:
+                binary = (args.fork if variant == "fork" else args.base) / "llama-perplexity"
+                cmd = [str(binary), "-m", str(args.model), "-f", str(args.text), "-c", "512", "--chunks", str(args.chunks),
+                       "-b", "1", "-ub", "1", "--perf", "-lv", "4", "-t", str(args.threads), "-fit", "off", "-ngl", "99",
+                       "--moe-route", f"trace:{routes[name][0]}", *extra]
+                start = time.monotonic()
+                try:
+                    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+                    text, rc = proc.stdout + proc.stderr, proc.returncode
+                except subprocess.TimeoutExpired as exc:
+                    text, rc = (exc.stdout or b"").decode() + (exc.stderr or b"").decode(), "timeout"
+                row = {"round": rnd, "route": name, "budget_pct": pct, "budget_mib": budget, "config": config,
+                       "variant": variant, "rc": rc, "seconds": round(time.monotonic() - start, 1), "cmd": cmd, **parse_run(text)}
+                if rc != 0:
+                    row["tail"] = text[-1500:]
+                runs.write(json.dumps(row) + "\n")
+                runs.flush()
+                print(f"{rnd} {name:8} {pct:3}% {config:9} rc={rc} {row.get('tokens_per_s')} t/s ppl={row.get('ppl')} "
+                      f"hit={row.get('hit_rate')} {row['seconds']}s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Summarise a scripts/bench-placements.py run: DIR/report.json (the source of truth), DIR/report.md
+rendered from it, and DIR/placements.png (tokens/s vs budget, one line per configuration, one panel
+per routing; the reference runs as horizontal lines).
+
+    scripts/report-placements.py DIR [--title T] [--note TEXT ...]
+
+Per routing and budget it gives each configuration's median tokens/s over the rounds with its
+spread (min-max), the hit rate of the adaptive hot set, and the fork's best configuration against
+the better of upstream's placements at the same VRAM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+UPSTREAM = ("ncmoe", "lru", "lru-pinned")
+FORK = ("hot-cpu", "hot-gpu", "adapt-gpu")
+REFS = {"all-gpu": "all on the GPU", "cpu-moe": "all experts on the CPU", "all-hot": "fork, every expert hot"}
+LABELS = {
+    "ncmoe": "upstream -ncmoe N",
+    "lru": "upstream --moe-cache-mib (mmap)",
+    "lru-pinned": "upstream --moe-cache-mib -lm none",
+    "hot-cpu": "fork static, cold on CPU (0003)",
+    "hot-gpu": "fork static, cold on GPU (0005)",
+    "adapt-gpu": "fork adaptive, cold on GPU (0004+0005)",
+}
+
+
+def summarise(runs: list[dict]) -> dict:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in runs:
+        groups[(r["route"], r["budget_pct"], r["config"])].append(r)
+    cells = []
+    for (route, pct, config), rows in sorted(groups.items()):
+        speeds = [r["tokens_per_s"] for r in rows if r.get("tokens_per_s") and r["rc"] == 0]
+        cell = {"route": route, "budget_pct": pct, "budget_mib": rows[0]["budget_mib"], "config": config,
+                "runs": len(rows), "failed": sum(r["rc"] != 0 for r in rows),
+                "median": round(statistics.median(speeds), 1) if speeds else None,
+                "min": min(speeds, default=None), "max": max(speeds, default=None),
+                "ppl": sorted({r["ppl"] for r in rows if "ppl" in r}),
+                "cmd": " ".join(rows[0]["cmd"])}
+        hits = [r["hit_rate"] for r in rows if "hit_rate" in r]
+        if hits:
+            cell.update(hit_rate=statistics.median(hits), mib_copied=statistics.median(r["mib_copied"] for r in rows if "mib_copied" in r))
+        cells.append(cell)
+    return {"cells": cells, "comparisons": compare(cells)}
+
+
+def compare(cells: list[dict]) -> list[dict]:
+    by = {(c["route"], c["budget_pct"], c["config"]): c["median"] for c in cells}
+    res = []
+    for route, pct in sorted({(c["route"], c["budget_pct"]) for c in cells if c["config"] in FORK}):
+        upstream = {k: by.get((route, pct, k)) for k in UPSTREAM if by.get((route, pct, k))}
+        fork = {k: by.get((route, pct, k)) for k in FORK if by.get((route, pct, k))}
+        if not upstream or not fork:
+            continue
+        best_up = max(upstream, key=upstream.get)
+        best_fork = max(fork, key=fork.get)
+        all_gpu = by.get((route, 0, "all-gpu"))
+        res.append({"route": route, "budget_pct": pct, "best_upstream": best_up, "upstream": upstream[best_up],
+                    "best_fork": best_fork, "fork": fork[best_fork], "ratio": round(fork[best_fork] / upstream[best_up], 2),
+                    "of_all_gpu": round(fork[best_fork] / all_gpu, 2) if all_gpu else None})
+    return res
+
+
+def render_md(report: dict) -> str:
+    meta = report["meta"]
+    lines = [f"# {report['title']}", "", *report["notes"], "",
+             f"Model `{Path(meta['model']).name}`: {meta['n_layer']} layers with experts, {meta['expert_mib']} MiB of experts. "
+             f"Decode: `llama-perplexity -c 512 --chunks {meta['chunks']} -b 1 -ub 1`, {meta['threads']} threads, "
+             f"{report['rounds']} alternating rounds; tokens/s median (min-max).", ""]
+    lines += ["| routing | distinct experts / layer / 32 tokens |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in meta["distinct_per_32"].items()]
+    cells = report["cells"]
+    for route in sorted({c["route"] for c in cells}):
+        lines += ["", f"## {route}", ""]
+        budgets = sorted({c["budget_pct"] for c in cells if c["route"] == route and c["config"] in LABELS})
+        head = "| configuration | " + " | ".join(
+            f"{p}% ({next(c['budget_mib'] for c in cells if c['route'] == route and c['budget_pct'] == p)} MiB)" for p in budgets) + " |"
+        lines += [head, "|---|" + "---|" * len(budgets)]
+        for config, label in LABELS.items():
+            row = []
+            for p in budgets:
+                c = next((c for c in cells if (c["route"], c["budget_pct"], c["config"]) == (route, p, config)), None)
+                if c is None or c["median"] is None:
+                    row.append("failed" if c else "")
+                    continue
+                text = f"{c['median']} ({c['min']}-{c['max']})"
+                if "hit_rate" in c:
+                    text += f", hit {c['hit_rate']:.1f}%"
+                row.append(text)
+            if any(row):
+                lines.append(f"| {label} | " + " | ".join(row) + " |")
+        for ref, label in REFS.items():
+            c = next((c for c in cells if (c["route"], c["config"]) == (route, ref)), None)
+            if c and c["median"]:
+                lines.append(f"| {label} | {c['median']} ({c['min']}-{c['max']}) |" + " |" * (len(budgets) - 1))
+    lines += ["", "## Fork against upstream's best placement at the same VRAM", "",
+              "| routing | budget | best upstream | t/s | best fork | t/s | ratio | of all on the GPU |", "|---|---|---|---|---|---|---|---|"]
+    for c in report["comparisons"]:
+        lines.append(f"| {c['route']} | {c['budget_pct']}% | {c['best_upstream']} | {c['upstream']} | {c['best_fork']} | {c['fork']} | "
+                     f"{c['ratio']} | {c['of_all_gpu']} |")
+    lines += ["", "## Commands (first round)", ""]
+    lines += [f"- {c['route']} {c['budget_pct']}% {c['config']}: `{c['cmd']}`" for c in cells]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = report["cells"]
+    routes = sorted({c["route"] for c in cells})
+    fig, axes = plt.subplots(1, len(routes), figsize=(6 * len(routes), 4.5), squeeze=False)
+    for ax, route in zip(axes[0], routes):
+        for config, label in LABELS.items():
+            pts = sorted((c["budget_pct"], c["median"]) for c in cells
+                         if c["route"] == route and c["config"] == config and c["median"])
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=label, linestyle="--" if config in UPSTREAM else "-")
+        for ref, label in REFS.items():
+            c = next((c for c in cells if (c["route"], c["config"]) == (route, ref) and c["median"]), None)
+            if c:
+                ax.axhline(c["median"], color="grey", linewidth=0.8, linestyle=":")
+                ax.annotate(f"{label} {c['median']}", (0.01, c["median"]), xycoords=("axes fraction", "data"), fontsize=7)
+        ax.set_title(f"{route} ({report['meta']['distinct_per_32'].get(route)} distinct experts / 32 tokens)")
+        ax.set_xlabel("VRAM for experts, % of the model's expert bytes")
+        ax.set_ylabel("decode tokens/s")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, 0.93))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dir", type=Path)
+    p.add_argument("--title", default="Expert placements at the same VRAM, decode")
+    p.add_argument("--note", action="append", default=[])
+    args = p.parse_args()
+    runs = [json.loads(line) for line in (args.dir / "runs.jsonl").read_text().splitlines() if line.strip()]
+    meta = json.loads((args.dir / "meta.json").read_text())
+    report = {"schema": 1, "title": args.title, "notes": args.note, "meta": meta,
+              "rounds": len({r["round"] for r in runs}), **summarise(runs), "runs": runs}
+    (args.dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    (args.dir / "report.md").write_text(render_md(report))
+    plot(report, args.dir / "placements.png")
+    print(render_md(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
