@@ -144,8 +144,11 @@ def main() -> int:
                     text, rc = proc.stdout + proc.stderr, proc.returncode
                 except subprocess.TimeoutExpired as exc:
                     text, rc = (exc.stdout or b"").decode() + (exc.stderr or b"").decode(), "timeout"
+                result = parse_run(text)
+                if rc == 0 and "ppl" not in result:
+                    rc = "no result"  # llama-perplexity exits 0 when the text is too short
                 row = {"round": rnd, "route": name, "budget_pct": pct, "budget_mib": budget, "config": config,
-                       "variant": variant, "rc": rc, "seconds": round(time.monotonic() - start, 1), "cmd": cmd, **parse_run(text)}
+                       "variant": variant, "rc": rc, "seconds": round(time.monotonic() - start, 1), "cmd": cmd, **result}
                 if rc != 0:
                     row["tail"] = text[-1500:]
                 runs.write(json.dumps(row) + "\n")

@@ -25,13 +25,13 @@ arch=${2:?CUDA arch, e.g. 90}
 out=${OUT:-$PWD/reports/device-out}
 mkdir -p "$out"
 export EXPERTS_FIRST_CACHE=$PWD/.cache PYTHONUNBUFFERED=1
-python3 -m pip install -q --no-index --no-deps --upgrade --target /tmp/site .whl/*.whl
+[ -d /tmp/site/gguf ] || python3 -m pip install -q --no-index --no-deps --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:$PWD
 if [ -x .tools/bin/ccache ]; then
     export PATH=$PWD/.tools/bin:$PATH LD_LIBRARY_PATH=$PWD/.tools/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
     export CCACHE_DIR=$PWD/.cache/ccache CCACHE_MAXSIZE=20G
 fi
-jobs=$(nproc)
+jobs=${JOBS:-$(nproc)}
 builder() { python3 -m builder "$@"; }
 log() { echo "== $(date -u +%H:%M:%S) $*"; }
 
@@ -125,16 +125,66 @@ hot)
     python3 scripts/summarize-bench.py "$out/hot-bench.jsonl"
     python3 scripts/summarize-bench.py "$out/hot-adapt-bench.jsonl"
     ;;
+placements-prep)
+    # the routings of the placement benchmark (after `learned`): a replayed trace and a profile of other
+    # text each, on the bench model's depth; then the fidelity of the cold experts on the GPU
+    bin=dist/cuda-sm$arch/bin
+    make_model
+    mkdir -p /tmp/bt
+    layers=${LAYERS:-24}
+    for route in zipf:1.0,1 uniform:1; do
+        name=${route%%:*}
+        log "trace of $route on the bench model"
+        "$bin/llama-perplexity" -m "$model" -f /tmp/learned/heldout-prose.txt -c 512 --chunks 8 -ngl 99 -fit off -t 8 \
+            --moe-route "$route" --moe-trace-out "/tmp/bt/$name-raw.bin" > /dev/null 2>&1
+        python3 scripts/make-bench-traces.py "/tmp/bt/$name-raw.bin" -o "/tmp/bt/$name" | tee -a "$out/placements-traces.jsonl"
+    done
+    python3 scripts/make-bench-traces.py "$out/learned-prose.moetrace" --profile "$out/learned-poems.moetrace" \
+        --layers "$layers" -o /tmp/bt/learned | tee -a "$out/placements-traces.jsonl"
+    log "fidelity: cold experts on the GPU (-ub 16, zero-copy) against --cpu-moe, trained model and bench model"
+    q8=/tmp/learned/model-q8_0.gguf
+    for m in "$q8 /tmp/learned/heldout-prose.txt" "$model /tmp/learned/heldout-prose.txt"; do
+        set -- $m
+        ppl=("$bin/llama-perplexity" -m "$1" -f "$2" -c 512 --chunks 4 -ub 16 -ngl 99 -fit off -t 8 -lv 4)
+        hot=$(python3 -c 'import gguf, sys; b = sum(int(t.n_bytes) for t in gguf.GGUFReader(sys.argv[1]).tensors if "_exps." in t.name)
+print(max(1, int(b * 0.25 / 2**20)))' "$1")
+        "${ppl[@]}" --cpu-moe --kl-divergence-base /tmp/base.kld > /tmp/fid-base.log 2>&1
+        for extra in "" "--moe-hot-adapt 8"; do
+            "${ppl[@]}" --cpu-moe -lm none --moe-hot-mib "$hot" --moe-cold gpu $extra --kl-divergence-base /tmp/base.kld \
+                --kl-divergence > /tmp/fid.log 2>&1 || echo "exit $?" >> /tmp/fid.log
+            { echo "## $(basename "$1") --moe-hot-mib $hot --moe-cold gpu $extra"; grep -E "llama_moe_hot|Mean +KLD|Maximum KLD|Same top|error" /tmp/fid.log; } \
+                | tee -a "$out/placements-fidelity.txt"
+        done
+    done
+    ;;
+placements)
+    # one or more rounds of scripts/bench-placements.py (env ROUNDS, CHUNKS), appended to $out/placements/runs.jsonl
+    text=/tmp/learned/heldout-prose.txt
+    python3 scripts/bench-placements.py --model "$model" --text "$text" --fork "dist/cuda-sm$arch/bin" \
+        --base "dist/baseline-cuda-sm$arch/bin" --rounds "${ROUNDS:-1}" --chunks "${CHUNKS:-1}" --out "$out/placements" \
+        --route learned=/tmp/bt/learned-replay.bin:/tmp/bt/learned-profile.bin \
+        --route zipf=/tmp/bt/zipf-replay.bin:/tmp/bt/zipf-profile.bin \
+        --route uniform=/tmp/bt/uniform-replay.bin:/tmp/bt/uniform-profile.bin "${@:3}"
+    ;;
 regress)
     log "regress cuda-sm$arch ${*:3}"
     builder regress --variant "cuda-sm$arch" --dist dist -j "$jobs" --out "$out/regress" "${@:3}" || echo "regress exit $?"
     ;;
+learned-train)
+    # only the training and conversion (the GPU), e.g. while a build keeps the CPUs busy; needs the fetched tree
+    log "train-moe.py ${*:3}"
+    python3 scripts/train-moe.py --out /tmp/learned --force "${@:3}" > "$out/learned-train.log" 2>&1 \
+        || { tail -5 "$out/learned-train.log"; exit 1; }
+    cp /tmp/learned/train-moe.json "$out/learned-train.json"
+    ;;
 learned)
     bin=dist/cuda-sm$arch/bin
     model=/tmp/learned
-    log "train-moe.py ${*:3}"
-    python3 scripts/train-moe.py --out "$model" --force "${@:3}" > "$out/learned-train.log" 2>&1 \
-        || { tail -5 "$out/learned-train.log"; exit 1; }
+    if [ ! -f "$model/train-moe.json" ]; then
+        log "train-moe.py ${*:3}"
+        python3 scripts/train-moe.py --out "$model" --force "${@:3}" > "$out/learned-train.log" 2>&1 \
+            || { tail -5 "$out/learned-train.log"; exit 1; }
+    fi
     cp "$model/train-moe.json" "$out/learned-train.json"
     ctx=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["config"]["ctx"])' "$model/train-moe.json")
     chunks=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["config"]["chunks"])' "$model/train-moe.json")

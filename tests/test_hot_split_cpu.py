@@ -35,3 +35,23 @@ def test_a_profile_of_another_model_is_refused(cpu_builds, pinned_tree, story, p
     assert proc.returncode != 0
     assert (f"MoE hot profile {trace}: the trace has 2 layers and 16 experts, the model 3 layers and 16 experts; "
             "record a trace of this model with --moe-trace-out") in proc.stderr
+
+
+def test_cold_experts_on_the_gpu_are_refused_without_a_cuda_gpu(cpu_builds, tiny_moe, story):
+    # patch 0005: the CPU build's layers run on the CPU, which cannot read the host experts "in place" as a GPU
+    proc = perplexity(cpu_builds, tiny_moe, story, "--cpu-moe", "--moe-hot-mib", "1", "--moe-cold", "gpu")
+    assert proc.returncode != 0
+    assert ("MoE cold experts on the GPU (--moe-cold gpu): layer 0 runs on CPU, which is not a CUDA GPU; "
+            "use --moe-cold cpu") in proc.stderr
+
+
+def test_cold_experts_on_the_gpu_need_hot_experts(cpu_builds, tiny_moe, story):
+    proc = perplexity(cpu_builds, tiny_moe, story, "--cpu-moe", "--moe-cold", "gpu")
+    assert proc.returncode != 0
+    assert "computing the cold experts on the GPU (--moe-cold gpu) requires hot experts (--moe-hot-mib)" in proc.stderr
+
+
+def test_the_cold_placement_is_checked_by_the_argument_parser(cpu_builds, tiny_moe, story):
+    proc = perplexity(cpu_builds, tiny_moe, story, "--moe-cold", "disk")
+    assert proc.returncode != 0
+    assert "--moe-cold" in proc.stderr and "invalid value" in proc.stderr
