@@ -79,6 +79,7 @@ def cmake_options(tree: SourceTree, variant: Variant, series: list[Patch], opts:
         "-DLLAMA_USE_PREBUILT_UI=OFF",  # the build never touches the network
         "-DLLAMA_BUILD_TESTS=ON",  # for test-backend-ops; only built when asked for
         "-DLLAMA_BUILD_EXAMPLES=OFF",
+        "-DLLAMA_BUILD_APP=OFF",  # app/ (the unified `llama` binary) is outside the pin's digest: never copied, never built
     ]
     if variant.cuda_arch:
         options += ["-DGGML_CUDA=ON", f"-DCMAKE_CUDA_ARCHITECTURES={variant.cuda_arch}"]
@@ -108,7 +109,7 @@ def prepare_source(tree: SourceTree, series: list[Patch], dest: Path, log_file: 
         overlay = Path(tmp)
         touched = copy_touched_files(tree.path, series, overlay)
         apply_series(overlay, series, log_file)
-        changed = sync_tree(tree.path, overlay, touched, dest)
+        changed = sync_tree(tree.path, tree.files, overlay, touched, dest)
     log.info(f"  source ready: {len(series)} patches, {changed} files updated")
 
 
@@ -211,7 +212,8 @@ def make_manifest(tree: SourceTree, variant: Variant, series: list[Patch], optio
             "build_number": tree.pin.build_number,
             "tree_digest": tree.pin.tree_digest,
         },
-        "source": {"from": tree.source, "digest": tree.digest, "verified": tree.verified},
+        "source": {"from": tree.source, "digest": tree.digest, "verified": tree.verified,
+                   "verified_paths": list(tree.pin.tree_paths), "files": len(tree.files)},
         "patches": [{"name": p.name, "sha256": file_sha256(p.path)} for p in series],
         "cmake_options": options,
         "build_type": opts.build_type,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from builder.__main__ import main
-from builder.build import TOOLS, cmake_options, fork_commit, work_dir
+from builder.build import TOOLS, BuildOptions, cmake_options, fork_commit, make_manifest, prepare_source, work_dir
 from builder.fetch import SourceTree
 from builder.patches import read_series
 from builder.pin import load_pin
@@ -19,15 +19,34 @@ from builder.variants import Variant
 
 
 def _tree(tmp_path: Path) -> SourceTree:
-    return SourceTree(tmp_path, load_pin(), "test", load_pin().tree_digest, True)
+    return SourceTree(tmp_path, load_pin(), "test", load_pin().tree_digest, True, ())
+
+
+def test_the_build_folder_gets_only_the_verified_files(small_tree, tmp_path):
+    (small_tree / ".git").mkdir()
+    (small_tree / ".git" / "config").write_text("[core]\n")
+    (small_tree / "app").mkdir()
+    (small_tree / "app" / "CMakeLists.txt").write_text("message(FATAL_ERROR unverified)\n")
+    verified = ("CMakeLists.txt", "ggml/CMakeLists.txt", "ggml/src/ggml.c", "src/llama.cpp")
+    tree = SourceTree(small_tree, load_pin(), "test", "sha256:x", True, verified)
+    dest = tmp_path / "work" / "src"
+    dest.parent.mkdir()
+    prepare_source(tree, [], dest, tmp_path / "build.log")
+    assert tuple(sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())) == verified
+
+
+def test_manifest_names_the_verified_paths(small_tree, tmp_path):
+    tree = SourceTree(small_tree, load_pin(), "test", load_pin().tree_digest, True, ("CMakeLists.txt", "src/llama.cpp"))
+    manifest = make_manifest(tree, Variant(None), [], [], BuildOptions(), 1.0, "version: 1")
+    assert manifest["source"]["verified_paths"] == list(load_pin().tree_paths)
+    assert manifest["source"]["files"] == 2 and manifest["source"]["verified"] is True
 
 
 def test_cmake_options_never_reach_the_network_and_name_the_fork(tmp_path):
-    from builder.build import BuildOptions
-
     series = read_series()
     options = cmake_options(_tree(tmp_path), Variant("75"), series, BuildOptions())
     assert "-DLLAMA_USE_PREBUILT_UI=OFF" in options and "-DLLAMA_BUILD_UI=OFF" in options
+    assert "-DLLAMA_BUILD_APP=OFF" in options  # app/ is not digested, so it is not built
     assert "-DCMAKE_CUDA_ARCHITECTURES=75" in options and "-DGGML_CUDA=ON" in options
     assert f"-DLLAMA_BUILD_COMMIT={fork_commit(Variant('75'), series)}" in options
     cpu = cmake_options(_tree(tmp_path), Variant(None, "upstream"), [], BuildOptions(defines=("GGML_NATIVE=OFF",)))
@@ -61,7 +80,7 @@ def test_dist_holds_runnable_tools_and_manifest(cpu_builds, variant, real_pin):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["variant"] == variant
     assert manifest["pin"]["tag"] == real_pin.tag and manifest["source"]["digest"] == real_pin.tree_digest
-    assert manifest["source"]["verified"] is True
+    assert manifest["source"]["verified"] is True and manifest["source"]["verified_paths"] == list(real_pin.tree_paths)
     assert manifest["flavor"] == ("fork" if variant == "cpu" else "upstream")
     assert [p["name"] for p in manifest["patches"]] == ([p.name for p in read_series()] if variant == "cpu" else [])
     assert manifest["compilers"]["c++"].startswith(("c++", "g++", "clang"))

@@ -172,6 +172,65 @@ def test_local_source(as_archive, small_tree, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["source"] == str(local)
 
 
+def test_only_the_digested_files_are_cached(small_tree, tmp_path, capsys):
+    """A checkout's .git/ and files outside the pin's paths never reach the cache, so never a build."""
+    (small_tree / ".git").mkdir()
+    (small_tree / ".git" / "HEAD").write_text("ref: refs/heads/master\n")
+    (small_tree / "app").mkdir()
+    (small_tree / "app" / "CMakeLists.txt").write_text("message(FATAL_ERROR unverified)\n")
+    pin = write_pin(tmp_path / "pin.toml", small_tree, url_source(DEAD_URL))
+    assert fetch(pin, tmp_path / "cache", "--source", str(small_tree), "--json") == 0
+    tree = Path(json.loads(capsys.readouterr().out)["path"])
+    cached = sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file() and p.name != MARKER)
+    assert cached == ["CMakeLists.txt", "ggml/CMakeLists.txt", "ggml/src/ggml.c", "src/llama.cpp"]
+    assert sorted(p.name for p in tree.iterdir()) == sorted([MARKER, "CMakeLists.txt", "ggml", "src"])
+
+
+@pytest.mark.parametrize("tamper, message", [
+    (lambda tree: (tree / "ggml/src/ggml.c").write_text("int ggml_answer(void) { return 0; }\n"), "changed: ggml/src/ggml.c"),
+    (lambda tree: (tree / "src/extra.c").write_text("int x;\n"), "added: src/extra.c"),
+    (lambda tree: (tree / "src/llama.cpp").unlink(), "removed: src/llama.cpp"),
+])
+def test_a_modified_cached_tree_stops_naming_the_file(tamper, message, small_tree, http_server, tmp_path, capsys):
+    www, base = http_server
+    tar_of_tree(small_tree, www / "b1.tar.gz")
+    pin = write_pin(tmp_path / "pin.toml", small_tree, url_source(f"{base}/b1.tar.gz"))
+    cache = tmp_path / "cache"
+    assert fetch(pin, cache) == 0
+    tamper(cache / "src" / "llama.cpp-b1")
+    capsys.readouterr()
+    assert fetch(pin, cache) == 4
+    err = capsys.readouterr().err
+    assert "is not the verified tree" in err and message in err
+    assert "delete " in err  # the hint says what to do
+    assert fetch(pin, cache, "--no-verify") == 0  # only an explicit --no-verify takes it as it is
+
+
+def test_a_tampered_file_list_is_refused(small_tree, tmp_path, capsys):
+    pin = write_pin(tmp_path / "pin.toml", small_tree, url_source(DEAD_URL))
+    cache = tmp_path / "cache"
+    assert fetch(pin, cache, "--source", str(small_tree)) == 0
+    tree = cache / "src" / "llama.cpp-b1"
+    (tree / "ggml/src/ggml.c").write_text("int ggml_answer(void) { return 0; }\n")
+    marker = json.loads((tree / MARKER).read_text())
+    marker["files"]["ggml/src/ggml.c"] = file_sha256(tree / "ggml/src/ggml.c")  # the record follows the change
+    (tree / MARKER).write_text(json.dumps(marker))
+    capsys.readouterr()
+    assert fetch(pin, cache) == 4
+    assert "its file list (.experts-first-source.json) does not match the pin's digest" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("verify", [[], ["--no-verify"]])
+def test_a_source_missing_a_folder_fails_in_fetch_naming_it(verify, small_tree, tmp_path, capsys):
+    pin = write_pin(tmp_path / "pin.toml", small_tree, url_source(DEAD_URL))
+    for path in (small_tree / "src").iterdir():
+        path.unlink()
+    (small_tree / "src").rmdir()
+    assert fetch(pin, tmp_path / "cache", "--source", str(small_tree), *verify) == 3
+    assert "the llama.cpp tree lacks src" in capsys.readouterr().err
+    assert not (tmp_path / "cache" / "src").exists()
+
+
 def test_print_digest_matches_pin(small_tree, tmp_path, capsys):
     pin = write_pin(tmp_path / "pin.toml", small_tree, url_source(DEAD_URL))
     assert fetch(pin, tmp_path / "cache", "--print-digest", "--source", str(small_tree)) == 0
