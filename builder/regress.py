@@ -23,7 +23,6 @@ import argparse
 import datetime
 import fnmatch
 import json
-import os
 import re
 import shlex
 import shutil
@@ -37,7 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from . import hot_experts, log, moe_trace
-from .build import BuildOptions, build_and_package
+from .build import build_and_package, recorded_options
+from .cpus import usable_cpus
 from .digest import file_sha256
 from .errors import CommandError, FetchError, RegressionError, UsageError, VerifyError
 from .fetch import ensure_source
@@ -283,9 +283,8 @@ def prepare_sides(variant: Variant, args: argparse.Namespace, settings: SourceSe
     dist = args.dist.resolve()
     if not args.no_build:
         tree = ensure_source(settings)
-        opts = BuildOptions(jobs=args.jobs, dist_dir=dist) if args.jobs else BuildOptions(dist_dir=dist)
-        for v in roles.values():
-            build_and_package(tree, v, settings, opts)
+        for v in roles.values():  # each with the options it was built with
+            build_and_package(tree, v, settings, recorded_options(settings, v, args.jobs, dist))
     sides = {}
     for role, v in roles.items():
         manifest = dist / v.name / "manifest.json"
@@ -527,7 +526,8 @@ def populate_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bench-pp", type=int, default=512, help="llama-bench prompt tokens (default: %(default)s)")
     parser.add_argument("--bench-tg", type=int, default=128, help="llama-bench generated tokens (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=5, help="alternating speed rounds (default: %(default)s)")
-    parser.add_argument("-t", "--threads", type=int, default=os.cpu_count() or 1, help="threads of every run (default: %(default)s)")
+    parser.add_argument("-t", "--threads", type=int, default=usable_cpus(),
+                        help="threads of every run (default: the CPUs this process may use: %(default)s)")
     parser.add_argument("--placement", metavar="ARGS",
                         help="arguments every run of both sides gets, in a spelling llama-perplexity and llama-bench share "
                         "(default: '-ngl 999 -ncmoe 999' for CUDA, i.e. experts on the CPU; none for cpu)")
@@ -541,7 +541,7 @@ def populate_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dist", type=Path, default=Path("dist"), help="where the variants are built (default: ./dist)")
     parser.add_argument("--no-build", action="store_true",
                         help="use the builds in --dist as they are (e.g. binaries from a CI build job)")
-    parser.add_argument("--jobs", "-j", type=int, help="parallel compile jobs when building")
+    parser.add_argument("--jobs", "-j", type=int, help="parallel compile jobs when building (default: the CPUs this process may use)")
     parser.add_argument("--json", action="store_true", help="print the report JSON on stdout")
     add_source_arguments(parser)
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from builder.__main__ import main
-from builder.build import TOOLS, BuildOptions, cmake_options, fork_commit, make_manifest, prepare_source, work_dir
+from builder.build import (BUILD_CHOICES, TOOLS, BuildOptions, cmake_options, configure, fork_commit, make_manifest, prepare_source,
+                           recorded_options, work_dir)
 from builder.fetch import SourceTree
 from builder.patches import read_series
 from builder.pin import load_pin
@@ -64,6 +65,37 @@ def test_fork_commit_changes_with_the_series(tmp_path):
     assert fork_commit(Variant(None, "baseline"), [Patch(a)]).startswith("upstream+experts-first-baseline-")
     a.write_text("two\n")
     assert fork_commit(Variant(None), [Patch(a)]) != first
+
+
+def _cmake_cache(build_dir: Path) -> str:
+    return (build_dir / "CMakeCache.txt").read_text()
+
+
+def test_changed_options_configure_afresh(tmp_path):
+    """A definition given once and dropped later must not stay in CMakeCache.txt."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "CMakeLists.txt").write_text("cmake_minimum_required(VERSION 3.14)\nproject(tiny NONE)\n")
+    build_dir, log_file = tmp_path / "build", tmp_path / "build.log"
+    configure(src, build_dir, ["-DEF_PROBE=1"], log_file)
+    assert "EF_PROBE:UNINITIALIZED=1" in _cmake_cache(build_dir)
+    configure(src, build_dir, [], log_file)
+    assert "EF_PROBE" not in _cmake_cache(build_dir)
+    runs = log_file.read_text().count("$ ")
+    configure(src, build_dir, [], log_file)  # same options: CMake does not run again
+    assert log_file.read_text().count("$ ") == runs
+
+
+def test_test_ops_and_regress_rebuild_a_variant_with_its_recorded_options(tmp_path):
+    settings = Settings(load_pin().path, tmp_path, None, None, None, True)
+    fresh = recorded_options(settings, Variant(None), jobs=3)
+    assert (fresh.build_type, fresh.defines, fresh.jobs) == ("Release", (), 3)
+    work = work_dir(settings, Variant(None))
+    work.mkdir(parents=True)
+    (work / BUILD_CHOICES).write_text(json.dumps({"build_type": "RelWithDebInfo", "defines": ["GGML_NATIVE=OFF"]}))
+    kept = recorded_options(settings, Variant(None), dist_dir=tmp_path / "dist")
+    assert (kept.build_type, kept.defines, kept.dist_dir) == ("RelWithDebInfo", ("GGML_NATIVE=OFF",), tmp_path / "dist")
+    assert recorded_options(settings, Variant(None, "upstream")).defines == ()  # per variant
 
 
 def test_bad_define_is_refused(capsys):
