@@ -47,9 +47,9 @@ from .report.machine import describe_machine
 from .report.markdown import render_markdown
 from .report.parse import (ModelInfo, MoeHotInfo, PerplexityRun, parse_bench, parse_decode, parse_kld, parse_model_info, parse_moe_hot,
                            parse_perplexity)
-from .report.schema import Accuracy, Build, Configuration, HotExperts, ModelResult, Report, Routing, Settings, Speed
+from .report.schema import Accuracy, Build, Check, Configuration, HotExperts, ModelResult, Report, Routing, Settings, Speed
 from .report.thresholds import DEFAULT_PATH as DEFAULT_THRESHOLDS
-from .report.thresholds import check_model, load_thresholds
+from .report.thresholds import METRICS, check_model, load_thresholds
 from .run import run
 from .settings import Settings as SourceSettings
 from .settings import add_source_arguments, settings_from_args
@@ -604,14 +604,22 @@ def main_regress(args: argparse.Namespace) -> int:
         variant=variant.name, builds={role: side.build() for role, side in sides.items()},
         machine=describe_machine(), settings=settings, thresholds=thresholds.label,
         configurations=list(configurations), models=results, checks=checks,
-        passed=all(c.passed for c in checks), notes=notes,
+        passed=bool(checks) and all(c.passed for c in checks), notes=notes,
     )
     write_report(report, out)
     if args.json:
         print(report.to_json(), end="")
-    failed = [c for c in checks if not c.passed]
-    if failed:
-        raise RegressionError(f"{len(failed)} metric(s) regressed:\n" + "\n".join(f"  {c.describe()}" for c in failed),
-                              f"details in {out / 'report.md'}; thresholds in {thresholds.path}")
+    judge(checks, thresholds.path, out)
     log.info(f"passed: {len(checks)} checks within {thresholds.label}")
     return 0
+
+
+def judge(checks: list[Check], thresholds: Path, out: Path) -> None:
+    """Raise unless there were checks and all passed: a run that checked nothing proves nothing."""
+    if not checks:
+        raise UsageError(f"no metric was checked: {thresholds} bounds none of the metrics this run measured",
+                         f"bound some of {', '.join(METRICS)} in [default] (see {DEFAULT_THRESHOLDS}); report in {out}")
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        raise RegressionError(f"{len(failed)} metric(s) regressed or were not measured:\n" + "\n".join(f"  {c.describe()}" for c in failed),
+                              f"details in {out / 'report.md'}; thresholds in {thresholds}")
