@@ -11,7 +11,7 @@ import pytest
 from builder.__main__ import main
 from builder.digest import file_sha256
 from builder.fetch import MARKER
-from conftest import make_tar, tar_of_tree, write_pin
+from conftest import SMALL_TREE, make_tar, tar_of_tree, write_pin
 
 DEAD_URL = "http://127.0.0.1:9/x.tar.gz"  # the discard port: nothing listens there
 
@@ -124,6 +124,9 @@ def _info(name: str, kind: bytes = tarfile.REGTYPE, link: str = "", data: bytes 
         (_info("llama.cpp-b1/src/out", tarfile.SYMTYPE, "../../../etc/passwd"), "leaves the tree"),
         (_info("llama.cpp-b1/src/abs", tarfile.SYMTYPE, "/etc/passwd"), "leaves the tree"),
         (_info("llama.cpp-b1/dev", tarfile.CHRTYPE), "is a device file"),
+        (_info("llama.cpp-b1/src/fifo", tarfile.FIFOTYPE), "is a FIFO"),
+        (_info("llama.cpp-b1/src/hard", tarfile.LNKTYPE, "../../etc/passwd"), "leaves the tree"),
+        (_info("llama.cpp-b1/src/hard", tarfile.LNKTYPE, "llama.cpp-b1/src/none.c"), "names no file of the tree"),
     ],
 )
 def test_unsafe_members_are_refused(member, message, http_server, tmp_path, small_tree, capsys):
@@ -134,6 +137,27 @@ def test_unsafe_members_are_refused(member, message, http_server, tmp_path, smal
     assert message in capsys.readouterr().err
     assert not (cache / "src").exists()
     assert not (tmp_path / "evil.txt").exists()
+
+
+def test_hard_links_inside_the_tree_are_files_of_it(small_tree, http_server, tmp_path, capsys):
+    www, base = http_server
+    (small_tree / "src" / "copy.c").write_text(SMALL_TREE["ggml/src/ggml.c"])
+    pin = write_pin(tmp_path / "pin.toml", small_tree, url_source(f"{base}/b1.tar.gz"))
+    members = [_info(f"llama.cpp-b1/{rel}", data=text.encode()) for rel, text in SMALL_TREE.items()]
+    make_tar(www / "b1.tar.gz", [*members, _info("llama.cpp-b1/src/copy.c", tarfile.LNKTYPE, "llama.cpp-b1/ggml/src/ggml.c")])
+    assert fetch(pin, tmp_path / "cache", "--json") == 0
+    tree = Path(json.loads(capsys.readouterr().out)["path"])
+    assert (tree / "src" / "copy.c").read_text() == SMALL_TREE["ggml/src/ggml.c"]
+
+
+def test_a_hard_link_to_a_file_outside_the_tree_is_refused(small_tree, http_server, tmp_path, capsys):
+    www, base = http_server
+    make_tar(www / "b1.tar.gz", [_info("secret.txt", data=b"not the tree's"), _info("llama.cpp-b1/CMakeLists.txt"),
+                                 _info("llama.cpp-b1/src/llama.cpp", tarfile.LNKTYPE, "secret.txt")])
+    cache = tmp_path / "cache"
+    assert fetch(write_pin(tmp_path / "pin.toml", small_tree, url_source(f"{base}/b1.tar.gz")), cache) == 3
+    assert "hard link 'llama.cpp-b1/src/llama.cpp' -> 'secret.txt' names no file of the tree" in capsys.readouterr().err
+    assert not (cache / "src").exists()
 
 
 def test_package_index_source(small_tree, http_server, tmp_path, capsys):
