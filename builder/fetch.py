@@ -204,7 +204,7 @@ def ensure_source(settings: Settings) -> SourceTree:
                 _drop_unverified(staging, set(hashes))
                 digest = digest_of(hashes)
                 _install(staging, dest, {"schema": MARKER_SCHEMA, "source": name, "digest": digest, "verified": settings.verify,
-                                         "tag": pin.tag, "paths": list(pin.tree_paths), "files": hashes})
+                                         "tag": pin.tag, "files": hashes})
                 return SourceTree(dest, pin, name, digest, settings.verify, tuple(sorted(hashes)))
     raise FetchError(
         f"could not fetch {pin.label} from any source, and nothing usable is cached:\n  - " + "\n  - ".join(failures),
