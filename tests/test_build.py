@@ -144,3 +144,6 @@ def test_rebuild_reuses_the_build_folder(cpu_builds, shared_cache):
     log = (work_dir(settings, Variant(None)) / "build.log").read_text()
     assert "Configuring done" not in log
     assert not re.search(r"Building (C|CXX) object", log)
+    # only verified files reach the build folder: app/ (not digested) is neither copied nor configured
+    src = work_dir(settings, Variant(None)) / "src"
+    assert not [p for p in (src / "app").rglob("*") if p.is_file()] and not (src / ".experts-first-source.json").exists()
