@@ -4,7 +4,6 @@ Each must stop the tool with the reason, not crash it or go on with a wrong setu
 
 from __future__ import annotations
 
-
 import pytest
 from llama_tools import perplexity
 
