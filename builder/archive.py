@@ -28,7 +28,8 @@ def _check_member(member: tarfile.TarInfo, archive: Path) -> str:
     if name.startswith("/") or ".." in name.split("/"):
         raise FetchError(f"{archive.name}: member {name!r} points outside the archive", "the archive is unsafe; do not use it")
     if member.isdev():
-        raise FetchError(f"{archive.name}: member {name!r} is a device file", "the archive is unsafe; do not use it")
+        kind = "FIFO" if member.isfifo() else "device file"
+        raise FetchError(f"{archive.name}: member {name!r} is a {kind}", "the archive is unsafe; do not use it")
     if member.issym() or member.islnk():
         target = member.linkname
         resolved = posixpath.normpath(posixpath.join(posixpath.dirname(norm), target) if member.issym() else target)
@@ -45,13 +46,20 @@ def extract_tree(archive: Path, root: str, dest: Path) -> None:
     try:
         with tarfile.open(archive) as tar:
             members = []
+            files = set()  # a hard link names an earlier file of the tree
             for member in tar:
                 rel = _inside(root, _check_member(member, archive))
                 if rel:
-                    member.name = rel
                     if member.islnk():
-                        member.linkname = _inside(root, posixpath.normpath(member.linkname)) or ""
+                        target = _inside(root, posixpath.normpath(member.linkname))
+                        if target not in files:
+                            raise FetchError(f"{archive.name}: hard link {member.name!r} -> {member.linkname!r} names no file of the tree",
+                                             "the archive is unsafe or broken; do not use it")
+                        member.linkname = target
+                    member.name = rel
                     members.append(member)
+                    if member.isfile() or member.islnk():
+                        files.add(rel)
             if not members:
                 raise FetchError(f"{archive.name} has no folder {root!r}", "check the source's root in the pin")
             dest.mkdir(parents=True)

@@ -6,13 +6,12 @@ import argparse
 import datetime
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import cmake
@@ -22,6 +21,7 @@ from . import FORK_NAME, __version__, log
 from .compile_check import MAX_INCLUDERS, Selection, cuda_objects, select_objects
 from .cuda_toolkit import CUBLAS, CUDART, DRIVER, driver_not_linked, find_toolkit, require_pieces
 from .cuda_wheels import cublas_from_wheel
+from .cpus import usable_cpus
 from .digest import file_sha256
 from .errors import BuildError, UsageError
 from .fetch import SourceTree, ensure_source
@@ -33,7 +33,9 @@ from .variants import Variant, nvcc_command, select_variants
 
 TOOLS = ("llama-cli", "llama-completion", "llama-server", "llama-perplexity", "llama-bench")
 NINJA_STEP_RE = re.compile(r"^\[(\d+)/(\d+)\] (.*)$")
-MANIFEST_SCHEMA = 1
+MANIFEST_SCHEMA = 2  # 2: source.verified_paths and source.files
+BUILD_CHOICES = "experts-first-build.json"
+"""In a variant's work folder: the build type and definitions it was last built with."""
 CMAKE = str(Path(cmake.CMAKE_BIN_DIR) / "cmake")  # the Python package's, whatever PATH says
 
 
@@ -41,7 +43,7 @@ CMAKE = str(Path(cmake.CMAKE_BIN_DIR) / "cmake")  # the Python package's, whatev
 class BuildOptions:
     build_type: str = "Release"
     """CMAKE_BUILD_TYPE."""
-    jobs: int = os.cpu_count() or 1
+    jobs: int = field(default_factory=usable_cpus)
     """Parallel compile jobs."""
     defines: tuple[str, ...] = ()
     """Extra KEY=VALUE CMake definitions, passed last."""
@@ -53,6 +55,17 @@ class BuildOptions:
 
 def work_dir(settings: Settings, variant: Variant) -> Path:
     return settings.cache_dir / "build" / variant.name
+
+
+def recorded_options(settings: Settings, variant: Variant, jobs: int | None = None, dist_dir: Path | None = None) -> BuildOptions:
+    """The build type and definitions `variant` was last built with (the defaults if it never was), so that
+    commands that rebuild it for their own use (test-ops, regress) keep it as the user built it."""
+    try:
+        recorded = json.loads((work_dir(settings, variant) / BUILD_CHOICES).read_text())
+    except (OSError, ValueError):
+        recorded = {}
+    opts = BuildOptions(build_type=recorded.get("build_type", "Release"), defines=tuple(recorded.get("defines", ())))
+    return replace(opts, jobs=jobs or opts.jobs, dist_dir=dist_dir or opts.dist_dir)
 
 
 def series_for(variant: Variant, patches_dir: Path = PATCHES_DIR) -> list[Patch]:
@@ -84,6 +97,7 @@ def cmake_options(tree: SourceTree, variant: Variant, series: list[Patch], opts:
         "-DLLAMA_USE_PREBUILT_UI=OFF",  # the build never touches the network
         "-DLLAMA_BUILD_TESTS=ON",  # for test-backend-ops; only built when asked for
         "-DLLAMA_BUILD_EXAMPLES=OFF",
+        "-DLLAMA_BUILD_APP=OFF",  # app/ (the unified `llama` binary) is outside the pin's digest: never copied, never built
     ]
     if variant.cuda_arch:
         options += ["-DGGML_CUDA=ON", f"-DCMAKE_CUDA_ARCHITECTURES={variant.cuda_arch}", *(f"-D{d}" for d in opts.cuda_defines)]
@@ -113,7 +127,7 @@ def prepare_source(tree: SourceTree, series: list[Patch], dest: Path, log_file: 
         overlay = Path(tmp)
         touched = copy_touched_files(tree.path, series, overlay)
         apply_series(overlay, series, log_file)
-        changed = sync_tree(tree.path, overlay, touched, dest)
+        changed = sync_tree(tree.path, tree.files, overlay, touched, dest)
     log.info(f"  source ready: {len(series)} patches, {changed} files updated")
 
 
@@ -140,13 +154,18 @@ def compile_targets(build_dir: Path, targets: list[str], jobs: int, log_file: Pa
 
 
 def configure(src: Path, build_dir: Path, options: list[str], log_file: Path) -> None:
-    """Run CMake unless the build folder was configured with the same options."""
+    """Run CMake unless the build folder was configured with the same options.
+
+    Other options configure it afresh (`--fresh`): a definition dropped since the last run would
+    otherwise stay in CMakeCache.txt, and the binaries would not be built with the options recorded."""
     stamp = build_dir / "experts-first-options.json"
-    if (build_dir / "CMakeCache.txt").exists() and stamp.exists() and json.loads(stamp.read_text()) == options:
+    cached = (build_dir / "CMakeCache.txt").exists()
+    if cached and stamp.exists() and json.loads(stamp.read_text()) == options:
         log.info("  configured already; reusing the build folder")
         return
     build_dir.mkdir(parents=True, exist_ok=True)
-    run([CMAKE, "-S", str(src), "-B", str(build_dir), *options], env=ccache_env(build_dir.parent), log_file=log_file, error=BuildError,
+    stamp.unlink(missing_ok=True)
+    run([CMAKE, *(["--fresh"] if cached else []), "-S", str(src), "-B", str(build_dir), *options], env=ccache_env(build_dir.parent), log_file=log_file, error=BuildError,
         hint=f"see {log_file}; a missing compiler or CUDA toolkit is the usual cause")
     stamp.write_text(json.dumps(options))
 
@@ -185,6 +204,7 @@ def build_variant(tree: SourceTree, variant: Variant, settings: Settings, opts: 
                   targets: tuple[str, ...] = TOOLS, patches_dir: Path = PATCHES_DIR) -> VariantBuild:
     """Build `targets` of one variant in its build folder."""
     built = configured_variant(tree, variant, settings, opts, patches_dir)
+    (built.build_dir.parent / BUILD_CHOICES).write_text(json.dumps({"build_type": opts.build_type, "defines": list(opts.defines)}))
     compile_targets(built.build_dir, list(targets), opts.jobs, built.log_file, f"build {variant.name}")
     return built
 
@@ -243,7 +263,8 @@ def make_manifest(tree: SourceTree, variant: Variant, series: list[Patch], optio
             "build_number": tree.pin.build_number,
             "tree_digest": tree.pin.tree_digest,
         },
-        "source": {"from": tree.source, "digest": tree.digest, "verified": tree.verified},
+        "source": {"from": tree.source, "digest": tree.digest, "verified": tree.verified,
+                   "verified_paths": list(tree.pin.tree_paths), "files": len(tree.files)},
         "patches": [{"name": p.name, "sha256": file_sha256(p.path)} for p in series],
         "cmake_options": options,
         "build_type": opts.build_type,
@@ -300,7 +321,8 @@ def populate_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--upstream", action="store_true", help="also build each variant unpatched: upstream-<variant>")
     parser.add_argument("--baseline", action="store_true",
                         help="also build each variant as upstream plus the series' `baseline` patches (routing control): baseline-<variant>")
-    parser.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1, help="parallel compile jobs (default: %(default)s)")
+    parser.add_argument("--jobs", "-j", type=int, default=usable_cpus(),
+                        help="parallel compile jobs (default: the CPUs this process may use, by affinity and cgroup quota: %(default)s)")
     parser.add_argument("--build-type", default="Release", choices=["Release", "RelWithDebInfo", "Debug"], help="(default: %(default)s)")
     parser.add_argument("--define", "-D", action="append", default=[], metavar="KEY=VALUE", help="extra CMake definition (repeatable), e.g. -D GGML_NATIVE=OFF")
     parser.add_argument("--dist", type=Path, default=Path("dist"), help="output folder (default: ./dist)")

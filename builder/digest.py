@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 CHUNK = 1 << 20
 
@@ -18,7 +18,8 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _tree_files(root: Path, paths: Iterable[str]) -> list[str]:
+def tree_files(root: Path, paths: Iterable[str]) -> list[str]:
+    """Relative paths of the files and symbolic links under `paths` of `root`, sorted; links are not followed."""
     found = []
     for rel in paths:
         top = root / rel
@@ -32,6 +33,29 @@ def _tree_files(root: Path, paths: Iterable[str]) -> list[str]:
     return sorted(set(found))
 
 
+def missing_paths(root: Path, paths: Iterable[str]) -> list[str]:
+    return [rel for rel in paths if not (root / rel).exists() and not (root / rel).is_symlink()]
+
+
+def file_hashes(root: Path, paths: Iterable[str]) -> dict[str, str]:
+    """Each file under `paths` of `root` and its content: its sha256, or "link:<target>" for a symbolic link."""
+    hashes = {}
+    for rel in tree_files(root, paths):
+        path = root / rel
+        hashes[rel] = f"link:{os.readlink(path)}" if path.is_symlink() else file_sha256(path)
+    return hashes
+
+
+def digest_of(hashes: Mapping[str, str], missing: Iterable[str] = ()) -> str:
+    """"sha256:<hex>" over the listed paths that are missing, then each file's relative path and content."""
+    outer = hashlib.sha256()
+    for rel in missing:
+        outer.update(f"missing\0{rel}\n".encode())
+    for rel in sorted(hashes):
+        outer.update(f"{rel}\0{hashes[rel]}\n".encode())
+    return f"sha256:{outer.hexdigest()}"
+
+
 def tree_digest(root: Path, paths: Iterable[str]) -> str:
     """"sha256:<hex>" over every file under `paths` of `root`: relative path and content.
 
@@ -39,12 +63,5 @@ def tree_digest(root: Path, paths: Iterable[str]) -> str:
     so an archive and a checkout of the same tree give the same digest. A listed
     path that is missing counts as missing, so it changes the digest too.
     """
-    outer = hashlib.sha256()
-    for rel in paths:
-        if not (root / rel).exists() and not (root / rel).is_symlink():
-            outer.update(f"missing\0{rel}\n".encode())
-    for rel in _tree_files(root, paths):
-        path = root / rel
-        content = f"link:{os.readlink(path)}" if path.is_symlink() else file_sha256(path)
-        outer.update(f"{rel}\0{content}\n".encode())
-    return f"sha256:{outer.hexdigest()}"
+    paths = list(paths)
+    return digest_of(file_hashes(root, paths), missing_paths(root, paths))

@@ -24,6 +24,7 @@ def download(url: str, dest: Path, *, sha256: str = "", size: int = 0, what: str
     partial = dest.with_name(dest.name + ".partial")
     dest.parent.mkdir(parents=True, exist_ok=True)
     h = hashlib.sha256()
+    got = expected_len = 0
     try:
         with requests.get(url, stream=True, timeout=TIMEOUT) as response:
             if response.status_code != 200:
@@ -33,7 +34,6 @@ def download(url: str, dest: Path, *, sha256: str = "", size: int = 0, what: str
                 )
             expected_len = int(response.headers.get("Content-Length") or 0) or size
             progress = log.Progress(f"downloading {dest.name}", expected_len or None)
-            got = 0
             with open(partial, "wb") as f:
                 for block in response.iter_content(CHUNK):
                     f.write(block)
@@ -43,19 +43,18 @@ def download(url: str, dest: Path, *, sha256: str = "", size: int = 0, what: str
             progress.close()
     except requests.RequestException as exc:
         partial.unlink(missing_ok=True)
+        if got:  # the body stopped early (requests checks it against Content-Length)
+            raise FetchError(
+                f"{what}: download of {url} was cut short after {got} of {expected_len or 'unknown'} bytes ({exc.__class__.__name__})",
+                "run the command again; nothing of it was kept",
+            ) from exc
         raise FetchError(
             f"{what}: cannot download {url}: {exc.__class__.__name__}: {exc}",
             "check the network, or use a cached or local copy (--source PATH)",
         ) from exc
-    except BaseException:
+    except BaseException:  # also Ctrl-C: no partial file is left behind
         partial.unlink(missing_ok=True)
         raise
-    if response.headers.get("Content-Length") and got != int(response.headers["Content-Length"]):
-        partial.unlink(missing_ok=True)
-        raise FetchError(
-            f"{what}: download of {url} was cut short ({got} of {response.headers['Content-Length']} bytes)",
-            "run the command again",
-        )
     digest = h.hexdigest()
     if sha256 and digest != sha256:
         partial.unlink(missing_ok=True)

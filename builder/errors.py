@@ -51,7 +51,7 @@ class CommandError(BuilderError):
 
 
 class RegressionError(BuilderError):
-    """`regress` measured a metric beyond its threshold."""
+    """`regress` measured a metric beyond its threshold, or did not measure a bounded one."""
 
     exit_code = 8
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import posixpath
 import shutil
 import tarfile
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from . import log
 from .archive import extract_tree
-from .digest import file_sha256, tree_digest
+from .digest import digest_of, file_hashes, file_sha256, missing_paths, tree_digest, tree_files
 from .download import download
 from .errors import FetchError, VerifyError
 from .index import find_file_url
@@ -22,6 +23,9 @@ from .pin import Pin, Source, load_pin
 from .settings import Settings, add_source_arguments, resolve_index_url, settings_from_args
 
 MARKER = ".experts-first-source.json"
+MARKER_SCHEMA = 2
+"""Schema 2 lists every file of the tree with its content hash; a tree with an older marker is fetched again."""
+SHOWN_FILES = 10
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,8 @@ class SourceTree:
     """Where it came from: a pin source's name or a local path."""
     digest: str
     verified: bool
+    files: tuple[str, ...]
+    """Every file of the tree (relative paths): exactly the files under the pin's `[tree] paths`."""
 
 
 def source_dir(settings: Settings, pin: Pin) -> Path:
@@ -97,14 +103,33 @@ def _archive_root(archive: Path) -> str:
     return roots[0]
 
 
-def _verify(tree: Path, pin: Pin, what: str, verify: bool) -> str:
-    digest = tree_digest(tree, pin.tree_paths)
+def _check_complete(tree: Path, pin: Pin, what: str) -> None:
+    missing = missing_paths(tree, pin.tree_paths)
+    if missing:
+        raise FetchError(f"{what}: the llama.cpp tree lacks {', '.join(missing)}",
+                         f"the build needs every path of [tree] paths in {pin.path}; pass a complete {pin.label} tree")
+
+
+def _verify(tree: Path, pin: Pin, what: str, verify: bool) -> dict[str, str]:
+    """The content hash of every file under the pin's paths, checked against the pin's digest."""
+    hashes = file_hashes(tree, pin.tree_paths)
+    digest = digest_of(hashes)
     if verify and digest != pin.tree_digest:
         raise VerifyError(
             f"{what}: the llama.cpp tree does not match the pin\n  expected {pin.tree_digest}\n  got      {digest}",
             f"this is not {pin.label} as pinned in {pin.path}; use another source, or update the pin on purpose",
         )
-    return digest
+    return hashes
+
+
+def _drop_unverified(tree: Path, keep: set[str]) -> None:
+    """Delete every file that the digest does not cover (the rest of the archive, a checkout's .git/),
+    so that nothing unverified can reach a build."""
+    for rel in set(tree_files(tree, [p.name for p in tree.iterdir()])) - keep:
+        (tree / rel).unlink()
+    for dirpath, _, _ in sorted(os.walk(tree), key=lambda entry: -len(entry[0])):
+        if dirpath != str(tree) and not os.listdir(dirpath):
+            os.rmdir(dirpath)
 
 
 def _install(staging: Path, dest: Path, marker: dict) -> None:
@@ -116,6 +141,23 @@ def _install(staging: Path, dest: Path, marker: dict) -> None:
     staging.rename(dest)
 
 
+def _check_cached(tree: Path, pin: Pin, marker: dict) -> None:
+    """The cached tree is still what was verified: its marker's file list digests to the pin, and every
+    file on disk has the content the list records (nothing changed, added or removed)."""
+    recorded = marker["files"]
+    if digest_of(recorded) != pin.tree_digest:
+        raise VerifyError(f"cached tree {tree}: its file list ({MARKER}) does not match the pin's digest",
+                          f"the cache was tampered with; delete {tree} and fetch again")
+    on_disk = file_hashes(tree, [p.name for p in tree.iterdir() if p.name != MARKER])
+    changed = sorted(rel for rel in recorded.keys() & on_disk.keys() if recorded[rel] != on_disk[rel])
+    problems = ([f"changed: {rel}" for rel in changed] + [f"added: {rel}" for rel in sorted(on_disk.keys() - recorded.keys())]
+                + [f"removed: {rel}" for rel in sorted(recorded.keys() - on_disk.keys())])
+    if problems:
+        more = f"\n  ... and {len(problems) - SHOWN_FILES} more" if len(problems) > SHOWN_FILES else ""
+        raise VerifyError(f"cached tree {tree} is not the verified tree:\n  " + "\n  ".join(problems[:SHOWN_FILES]) + more,
+                          f"something modified the cache; delete {tree} and fetch again")
+
+
 def ensure_source(settings: Settings) -> SourceTree:
     """The pinned tree from the cache, fetching it first if needed."""
     pin = load_pin(settings.pin_path)
@@ -123,14 +165,15 @@ def ensure_source(settings: Settings) -> SourceTree:
     marker = _read_marker(dest)
     if not settings.verify:
         log.warn("--no-verify: hashes are NOT checked; the build manifest records this")
-    if marker and settings.local_source is None and marker.get("digest") == pin.tree_digest:
-        if marker.get("verified") or not settings.verify:
-            return SourceTree(dest, pin, marker["source"], marker["digest"], marker["verified"])
-        log.info("  cached tree was fetched with --no-verify; checking it now")
-        _verify(dest, pin, f"cached tree {dest}", True)
-        marker["verified"] = True
-        (dest / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
-        return SourceTree(dest, pin, marker["source"], marker["digest"], True)
+    cached = (marker and marker.get("schema") == MARKER_SCHEMA and settings.local_source is None
+              and marker.get("digest") == pin.tree_digest)
+    if cached:
+        if settings.verify:
+            _check_cached(dest, pin, marker)
+        if settings.verify and not marker["verified"]:
+            marker["verified"] = True
+            (dest / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        return SourceTree(dest, pin, marker["source"], marker["digest"], marker["verified"], tuple(sorted(marker["files"])))
 
     if settings.local_source is not None:
         attempts: list[tuple[str, Source | Path]] = [(str(settings.local_source), settings.local_source)]
@@ -150,15 +193,19 @@ def ensure_source(settings: Settings) -> SourceTree:
                         _unpack_local(origin, staging)
                     else:
                         _extract_download(_archive_for(origin, settings), origin.root, staging)
-                    digest = _verify(staging, pin, f"source {name!r}", settings.verify)
+                    _check_complete(staging, pin, f"source {name!r}")
+                    hashes = _verify(staging, pin, f"source {name!r}", settings.verify)
                 except VerifyError:
                     raise
                 except FetchError as exc:
                     log.warn(exc.message)
                     failures.append(f"{name}: {exc.message}")
                     continue
-                _install(staging, dest, {"source": name, "digest": digest, "verified": settings.verify, "tag": pin.tag})
-                return SourceTree(dest, pin, name, digest, settings.verify)
+                _drop_unverified(staging, set(hashes))
+                digest = digest_of(hashes)
+                _install(staging, dest, {"schema": MARKER_SCHEMA, "source": name, "digest": digest, "verified": settings.verify,
+                                         "tag": pin.tag, "files": hashes})
+                return SourceTree(dest, pin, name, digest, settings.verify, tuple(sorted(hashes)))
     raise FetchError(
         f"could not fetch {pin.label} from any source, and nothing usable is cached:\n  - " + "\n  - ".join(failures),
         "check the network (or --index-url), or pass --source PATH with a llama.cpp folder or archive",

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import re
 import shlex
 import shutil
@@ -36,7 +35,8 @@ import numpy as np
 
 from . import hot_experts, log, moe_trace
 from .corpus import SHAKESPEARE, shakespeare_text
-from .build import BuildOptions, build_and_package
+from .build import build_and_package, recorded_options
+from .cpus import usable_cpus
 from .digest import file_sha256
 from .errors import CommandError, FetchError, RegressionError, UsageError, VerifyError
 from .fetch import ensure_source
@@ -46,9 +46,9 @@ from .report.machine import describe_machine
 from .report.markdown import render_markdown
 from .report.parse import (ModelInfo, MoeHotInfo, PerplexityRun, parse_bench, parse_decode, parse_kld, parse_model_info, parse_moe_hot,
                            parse_perplexity)
-from .report.schema import Accuracy, Build, Configuration, HotExperts, ModelResult, Report, Routing, Settings, Speed
+from .report.schema import Accuracy, Build, Check, Configuration, HotExperts, ModelResult, Report, Routing, Settings, Speed
 from .report.thresholds import DEFAULT_PATH as DEFAULT_THRESHOLDS
-from .report.thresholds import check_model, load_thresholds
+from .report.thresholds import METRICS, check_model, load_thresholds
 from .run import run
 from .settings import Settings as SourceSettings
 from .settings import add_source_arguments, settings_from_args
@@ -266,9 +266,8 @@ def prepare_sides(variant: Variant, args: argparse.Namespace, settings: SourceSe
     dist = args.dist.resolve()
     if not args.no_build:
         tree = ensure_source(settings)
-        opts = BuildOptions(jobs=args.jobs, dist_dir=dist) if args.jobs else BuildOptions(dist_dir=dist)
-        for v in roles.values():
-            build_and_package(tree, v, settings, opts)
+        for v in roles.values():  # each with the options it was built with
+            build_and_package(tree, v, settings, recorded_options(settings, v, args.jobs, dist))
     sides = {}
     for role, v in roles.items():
         manifest = dist / v.name / "manifest.json"
@@ -507,7 +506,8 @@ def populate_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bench-pp", type=int, default=512, help="llama-bench prompt tokens (default: %(default)s)")
     parser.add_argument("--bench-tg", type=int, default=128, help="llama-bench generated tokens (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=5, help="alternating speed rounds (default: %(default)s)")
-    parser.add_argument("-t", "--threads", type=int, default=os.cpu_count() or 1, help="threads of every run (default: %(default)s)")
+    parser.add_argument("-t", "--threads", type=int, default=usable_cpus(),
+                        help="threads of every run (default: the CPUs this process may use: %(default)s)")
     parser.add_argument("--placement", metavar="ARGS",
                         help="arguments every run of both sides gets, in a spelling llama-perplexity and llama-bench share "
                         "(default: '-ngl 999 -ncmoe 999' for CUDA, i.e. experts on the CPU; none for cpu)")
@@ -521,7 +521,7 @@ def populate_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dist", type=Path, default=Path("dist"), help="where the variants are built (default: ./dist)")
     parser.add_argument("--no-build", action="store_true",
                         help="use the builds in --dist as they are (e.g. binaries from a CI build job)")
-    parser.add_argument("--jobs", "-j", type=int, help="parallel compile jobs when building")
+    parser.add_argument("--jobs", "-j", type=int, help="parallel compile jobs when building (default: the CPUs this process may use)")
     parser.add_argument("--json", action="store_true", help="print the report JSON on stdout")
     add_source_arguments(parser)
 
@@ -584,14 +584,22 @@ def main_regress(args: argparse.Namespace) -> int:
         variant=variant.name, builds={role: side.build() for role, side in sides.items()},
         machine=describe_machine(), settings=settings, thresholds=thresholds.label,
         configurations=list(configurations), models=results, checks=checks,
-        passed=all(c.passed for c in checks), notes=notes,
+        passed=bool(checks) and all(c.passed for c in checks), notes=notes,
     )
     write_report(report, out)
     if args.json:
         print(report.to_json(), end="")
-    failed = [c for c in checks if not c.passed]
-    if failed:
-        raise RegressionError(f"{len(failed)} metric(s) regressed:\n" + "\n".join(f"  {c.describe()}" for c in failed),
-                              f"details in {out / 'report.md'}; thresholds in {thresholds.path}")
+    judge(checks, thresholds.path, out)
     log.info(f"passed: {len(checks)} checks within {thresholds.label}")
     return 0
+
+
+def judge(checks: list[Check], thresholds: Path, out: Path) -> None:
+    """Raise unless there were checks and all passed: a run that checked nothing proves nothing."""
+    if not checks:
+        raise UsageError(f"no metric was checked: {thresholds} bounds none of the metrics this run measured",
+                         f"bound some of {', '.join(METRICS)} in [default] (see {DEFAULT_THRESHOLDS}); report in {out}")
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        raise RegressionError(f"{len(failed)} metric(s) regressed or were not measured:\n" + "\n".join(f"  {c.describe()}" for c in failed),
+                              f"details in {out / 'report.md'}; thresholds in {thresholds}")

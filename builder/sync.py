@@ -9,6 +9,7 @@ import filecmp
 import os
 import shutil
 from pathlib import Path
+from typing import Iterable
 
 
 def _files(root: Path) -> set[str]:
@@ -20,12 +21,14 @@ def _files(root: Path) -> set[str]:
     return found
 
 
-def sync_tree(base: Path, overlay: Path, touched: list[str], dest: Path) -> int:
-    """Make `dest` equal to `base` with the `touched` paths taken from `overlay`.
+def sync_tree(base: Path, base_files: Iterable[str], overlay: Path, touched: list[str], dest: Path) -> int:
+    """Make `dest` hold exactly the `base_files` of `base`, with the `touched` paths taken from `overlay`.
 
-    A touched path missing from `overlay` was deleted. Returns how many files were written or removed.
+    Files of `base` that are not listed are never copied, and anything else in `dest` is removed (a
+    source's `.git/`, folders of an older tree). A touched path missing from `overlay` was deleted.
+    Returns how many files were written or removed.
     """
-    wanted: dict[str, Path] = {rel: base / rel for rel in _files(base)}
+    wanted: dict[str, Path] = {rel: base / rel for rel in base_files}
     for rel in touched:
         if (overlay / rel).exists():
             wanted[rel] = overlay / rel

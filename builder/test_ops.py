@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import log
-from .build import BuildOptions, build_variant
+from .build import build_variant, recorded_options
 from .errors import CommandError
 from .fetch import ensure_source
 from .run import run
@@ -77,7 +77,7 @@ def populate_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-b", "--backend", help="only this backend, e.g. CUDA0 (default: all; CPU for a CPU variant)")
     parser.add_argument("-p", "--params", help="filter cases by a regex over their parameters")
     parser.add_argument("--mode", default="test", choices=["test", "perf", "support"], help="(default: %(default)s)")
-    parser.add_argument("--jobs", "-j", type=int, default=None, help="parallel compile jobs")
+    parser.add_argument("--jobs", "-j", type=int, default=None, help="parallel compile jobs (default: the CPUs this process may use)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_source_arguments(parser)
 
@@ -86,9 +86,8 @@ def main_test_ops(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     variant = variant_from_name(args.variant)
     tree = ensure_source(settings)
-    opts = BuildOptions(jobs=args.jobs) if args.jobs else BuildOptions()
-    with log.group(f"build {TARGET} for {variant.name}"):
-        build_dir = build_variant(tree, variant, settings, opts, targets=(TARGET,)).build_dir
+    with log.group(f"build {TARGET} for {variant.name}"):  # in the variant's folder, with its options
+        build_dir = build_variant(tree, variant, settings, recorded_options(settings, variant, args.jobs), targets=(TARGET,)).build_dir
     cmd: list[str | Path] = [build_dir / "bin" / TARGET, args.mode, "-o", args.op]
     backend = args.backend or (None if variant.cuda_arch else "CPU")
     cmd += ["-b", backend] if backend else []

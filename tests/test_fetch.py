@@ -11,7 +11,7 @@ import pytest
 from builder.__main__ import main
 from builder.digest import file_sha256
 from builder.fetch import MARKER
-from conftest import make_tar, tar_of_tree, write_pin
+from conftest import SMALL_TREE, make_tar, tar_of_tree, write_pin
 
 DEAD_URL = "http://127.0.0.1:9/x.tar.gz"  # the discard port: nothing listens there
 
@@ -124,6 +124,9 @@ def _info(name: str, kind: bytes = tarfile.REGTYPE, link: str = "", data: bytes 
         (_info("llama.cpp-b1/src/out", tarfile.SYMTYPE, "../../../etc/passwd"), "leaves the tree"),
         (_info("llama.cpp-b1/src/abs", tarfile.SYMTYPE, "/etc/passwd"), "leaves the tree"),
         (_info("llama.cpp-b1/dev", tarfile.CHRTYPE), "is a device file"),
+        (_info("llama.cpp-b1/src/fifo", tarfile.FIFOTYPE), "is a FIFO"),
+        (_info("llama.cpp-b1/src/hard", tarfile.LNKTYPE, "../../etc/passwd"), "leaves the tree"),
+        (_info("llama.cpp-b1/src/hard", tarfile.LNKTYPE, "llama.cpp-b1/src/none.c"), "names no file of the tree"),
     ],
 )
 def test_unsafe_members_are_refused(member, message, http_server, tmp_path, small_tree, capsys):
@@ -134,6 +137,27 @@ def test_unsafe_members_are_refused(member, message, http_server, tmp_path, smal
     assert message in capsys.readouterr().err
     assert not (cache / "src").exists()
     assert not (tmp_path / "evil.txt").exists()
+
+
+def test_hard_links_inside_the_tree_are_files_of_it(small_tree, http_server, tmp_path, capsys):
+    www, base = http_server
+    (small_tree / "src" / "copy.c").write_text(SMALL_TREE["ggml/src/ggml.c"])
+    pin = write_pin(tmp_path / "pin.toml", small_tree, url_source(f"{base}/b1.tar.gz"))
+    members = [_info(f"llama.cpp-b1/{rel}", data=text.encode()) for rel, text in SMALL_TREE.items()]
+    make_tar(www / "b1.tar.gz", [*members, _info("llama.cpp-b1/src/copy.c", tarfile.LNKTYPE, "llama.cpp-b1/ggml/src/ggml.c")])
+    assert fetch(pin, tmp_path / "cache", "--json") == 0
+    tree = Path(json.loads(capsys.readouterr().out)["path"])
+    assert (tree / "src" / "copy.c").read_text() == SMALL_TREE["ggml/src/ggml.c"]
+
+
+def test_a_hard_link_to_a_file_outside_the_tree_is_refused(small_tree, http_server, tmp_path, capsys):
+    www, base = http_server
+    make_tar(www / "b1.tar.gz", [_info("secret.txt", data=b"not the tree's"), _info("llama.cpp-b1/CMakeLists.txt"),
+                                 _info("llama.cpp-b1/src/llama.cpp", tarfile.LNKTYPE, "secret.txt")])
+    cache = tmp_path / "cache"
+    assert fetch(write_pin(tmp_path / "pin.toml", small_tree, url_source(f"{base}/b1.tar.gz")), cache) == 3
+    assert "hard link 'llama.cpp-b1/src/llama.cpp' -> 'secret.txt' names no file of the tree" in capsys.readouterr().err
+    assert not (cache / "src").exists()
 
 
 def test_package_index_source(small_tree, http_server, tmp_path, capsys):
@@ -170,6 +194,65 @@ def test_local_source(as_archive, small_tree, tmp_path, capsys):
     local = tar_of_tree(small_tree, tmp_path / "local.tar.gz") if as_archive else small_tree
     assert fetch(pin, tmp_path / "cache", "--source", str(local), "--json") == 0
     assert json.loads(capsys.readouterr().out)["source"] == str(local)
+
+
+def test_only_the_digested_files_are_cached(small_tree, tmp_path, capsys):
+    """A checkout's .git/ and files outside the pin's paths never reach the cache, so never a build."""
+    (small_tree / ".git").mkdir()
+    (small_tree / ".git" / "HEAD").write_text("ref: refs/heads/master\n")
+    (small_tree / "app").mkdir()
+    (small_tree / "app" / "CMakeLists.txt").write_text("message(FATAL_ERROR unverified)\n")
+    pin = write_pin(tmp_path / "pin.toml", small_tree, url_source(DEAD_URL))
+    assert fetch(pin, tmp_path / "cache", "--source", str(small_tree), "--json") == 0
+    tree = Path(json.loads(capsys.readouterr().out)["path"])
+    cached = sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file() and p.name != MARKER)
+    assert cached == ["CMakeLists.txt", "ggml/CMakeLists.txt", "ggml/src/ggml.c", "src/llama.cpp"]
+    assert sorted(p.name for p in tree.iterdir()) == sorted([MARKER, "CMakeLists.txt", "ggml", "src"])
+
+
+@pytest.mark.parametrize("tamper, message", [
+    (lambda tree: (tree / "ggml/src/ggml.c").write_text("int ggml_answer(void) { return 0; }\n"), "changed: ggml/src/ggml.c"),
+    (lambda tree: (tree / "src/extra.c").write_text("int x;\n"), "added: src/extra.c"),
+    (lambda tree: (tree / "src/llama.cpp").unlink(), "removed: src/llama.cpp"),
+])
+def test_a_modified_cached_tree_stops_naming_the_file(tamper, message, small_tree, http_server, tmp_path, capsys):
+    www, base = http_server
+    tar_of_tree(small_tree, www / "b1.tar.gz")
+    pin = write_pin(tmp_path / "pin.toml", small_tree, url_source(f"{base}/b1.tar.gz"))
+    cache = tmp_path / "cache"
+    assert fetch(pin, cache) == 0
+    tamper(cache / "src" / "llama.cpp-b1")
+    capsys.readouterr()
+    assert fetch(pin, cache) == 4
+    err = capsys.readouterr().err
+    assert "is not the verified tree" in err and message in err
+    assert "delete " in err  # the hint says what to do
+    assert fetch(pin, cache, "--no-verify") == 0  # only an explicit --no-verify takes it as it is
+
+
+def test_a_tampered_file_list_is_refused(small_tree, tmp_path, capsys):
+    pin = write_pin(tmp_path / "pin.toml", small_tree, url_source(DEAD_URL))
+    cache = tmp_path / "cache"
+    assert fetch(pin, cache, "--source", str(small_tree)) == 0
+    tree = cache / "src" / "llama.cpp-b1"
+    (tree / "ggml/src/ggml.c").write_text("int ggml_answer(void) { return 0; }\n")
+    marker = json.loads((tree / MARKER).read_text())
+    marker["files"]["ggml/src/ggml.c"] = file_sha256(tree / "ggml/src/ggml.c")  # the record follows the change
+    (tree / MARKER).write_text(json.dumps(marker))
+    capsys.readouterr()
+    assert fetch(pin, cache) == 4
+    assert "its file list (.experts-first-source.json) does not match the pin's digest" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("verify", [[], ["--no-verify"]])
+def test_a_source_missing_a_folder_fails_in_fetch_naming_it(verify, small_tree, tmp_path, capsys):
+    pin = write_pin(tmp_path / "pin.toml", small_tree, url_source(DEAD_URL))
+    for path in (small_tree / "src").iterdir():
+        path.unlink()
+    (small_tree / "src").rmdir()
+    assert fetch(pin, tmp_path / "cache", "--source", str(small_tree), *verify) == 3
+    assert "the llama.cpp tree lacks src" in capsys.readouterr().err
+    assert not (tmp_path / "cache" / "src").exists()
 
 
 def test_print_digest_matches_pin(small_tree, tmp_path, capsys):

@@ -8,9 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from builder.__main__ import main
+from builder.__main__ import main, make_parser
+from builder.build import BuildOptions, build_variant, prepare_source, work_dir
 from builder.errors import PatchError
+from builder.fetch import ensure_source
 from builder.patches import apply_series, check_series, export_series, make_dev_tree, read_series
+from builder.settings import settings_from_args
+from builder.variants import Variant
 from conftest import write_pin
 
 SERIES_HEAD = "# comment line\n\n"
@@ -141,16 +145,46 @@ def test_export_refuses_uncommitted_work(small_tree, tmp_path):
     assert main(["patches", "export", str(dev), "--patches-dir", str(patches)]) == 2
 
 
+def _source_for(small_tree: Path, tmp_path: Path) -> list[str]:
+    pin = write_pin(tmp_path / "pin.toml", small_tree, '[[sources]]\nname = "none"\nkind = "url"\nurl = "http://127.0.0.1:9/x"\nroot = ""\n')
+    return ["--pin", str(pin), "--cache-dir", str(tmp_path / "cache"), "--source", str(small_tree)]
+
+
 def test_patches_check_command_json(small_tree, tmp_path, capsys):
     patches = make_series(small_tree, tmp_path, EDITS)
     (patches / "stray.patch").write_text("not in series\n")
-    pin = write_pin(tmp_path / "pin.toml", small_tree, '[[sources]]\nname = "none"\nkind = "url"\nurl = "http://127.0.0.1:9/x"\nroot = ""\n')
-    code = main(["patches", "check", "--json", "--patches-dir", str(patches), "--pin", str(pin),
-                 "--cache-dir", str(tmp_path / "cache"), "--source", str(small_tree)])
+    code = main(["patches", "check", "--json", "--patches-dir", str(patches), *_source_for(small_tree, tmp_path)])
     report = json.loads(capsys.readouterr().out)
     assert code == 0
     assert [r["status"] for r in report["patches"]] == ["applies"] * 3
     assert report["unused"] == ["stray.patch"]
+
+
+def test_patches_check_exits_5_naming_the_rejected_hunk(small_tree, tmp_path, capsys):
+    patches = make_series(small_tree, tmp_path, EDITS)
+    (small_tree / "src/llama.cpp").write_text("int llama_x = 7;\n")  # upstream moved on
+    assert main(["patches", "check", "--patches-dir", str(patches), *_source_for(small_tree, tmp_path)]) == 5
+    out = capsys.readouterr().out
+    assert "conflicts  0002-area-change-number-2.patch: src/llama.cpp: hunk #1 (@@ -1,2 +1,3 @@) does not apply" in out
+    assert "skipped  0003-area-change-number-3.patch" in out
+
+
+def test_a_build_stops_on_a_patch_that_no_longer_applies_with_nothing_half_applied(small_tree, tmp_path):
+    patches = make_series(small_tree, tmp_path, EDITS)
+    (small_tree / "src/llama.cpp").write_text("int llama_x = 7;\n")  # upstream moved on: 0002 no longer applies
+    settings = settings_from_args(make_parser().parse_args(["fetch", *_source_for(small_tree, tmp_path)]))
+    tree = ensure_source(settings)
+    src = work_dir(settings, Variant(None)) / "src"
+    src.parent.mkdir(parents=True)
+    prepare_source(tree, [], src, tmp_path / "log")  # the build folder as an earlier build left it
+    before = {p: p.read_text() for p in src.rglob("*") if p.is_file()}
+    with pytest.raises(PatchError) as err:
+        build_variant(tree, Variant(None), settings, BuildOptions(), patches_dir=patches)
+    assert err.value.exit_code == 5
+    assert "patch 0002-area-change-number-2.patch does not apply" in err.value.message
+    assert "src/llama.cpp: hunk #1 (@@ -1,2 +1,3 @@) does not apply" in err.value.message
+    # 0001 applied to a scratch copy only: the build folder is as it was, not half patched
+    assert {p: p.read_text() for p in src.rglob("*") if p.is_file()} == before
 
 
 @pytest.mark.network
@@ -163,7 +197,6 @@ def test_real_series_applies_to_the_real_pinned_tree(shared_cache, capsys):
 
 def test_series_flags_and_baseline_subset(small_tree, tmp_path):
     from builder.build import series_for
-    from builder.variants import Variant
 
     patches = make_series(small_tree, tmp_path, EDITS)
     names = sorted(p.name for p in patches.glob("*.patch"))

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
 import pytest
 
 from builder import regress
-from builder.errors import UsageError
-from builder.report.schema import Configuration, HotExperts, Settings
+from builder.__main__ import main
+from builder.errors import RegressionError, UsageError
+from builder.report.schema import Check, Configuration, HotExperts, Settings
 from builder.variants import Variant
 
 
@@ -82,6 +84,22 @@ def test_missing_builds_name_the_build_command(tmp_path, monkeypatch):
 def test_target_variant_only():
     with pytest.raises(UsageError, match="pass the target"):
         regress.main_regress(parse("--variant", "upstream-cpu"))
+
+
+def test_a_run_that_checked_nothing_is_an_error(tmp_path):
+    with pytest.raises(UsageError, match="no metric was checked") as exc:
+        regress.judge([], tmp_path / "t.toml", tmp_path)
+    assert exc.value.exit_code == 2
+
+
+def test_failed_and_missing_metrics_exit_8_naming_each(tmp_path):
+    checks = [Check("m", "feature-off", "mean_kld", 0.5, "max", 1e-4, False), Check("m", "hot-25", "tg_ratio", None, "min", 0.97, False),
+              Check("m", "feature-off", "same_top", 1.0, "min", 0.99, True)]
+    with pytest.raises(RegressionError) as exc:
+        regress.judge(checks, tmp_path / "t.toml", tmp_path)
+    assert exc.value.exit_code == 8
+    assert exc.value.message.splitlines()[1:] == ["  m / feature-off: mean_kld = 0.5 (needs <= 0.0001) REGRESSED",
+                                                  "  m / hot-25: tg_ratio was not measured (needs >= 0.97) MISSING"]
 
 
 # ---------------------------------------------------------------- speed rounds
@@ -173,3 +191,23 @@ def test_cpu_regress_end_to_end(cpu_builds, tiny_moe, shared_cache, tmp_path):
         assert len(routing["distinct_per_32"]) == model["n_layer"]
         assert all(0 < d <= model["n_expert"] for d in routing["distinct_per_32"])
         assert (out / "traces" / Path(routing["trace"]).name).is_file()
+
+
+@pytest.mark.slow
+def test_cpu_regress_that_cannot_meet_its_thresholds_exits_8(cpu_builds, tiny_moe, story, shared_cache, tmp_path, capsys):
+    """A real run on the real builds whose thresholds no build can meet: a KL divergence below zero and a
+    decode speed 100 times upstream's. Both are named, and the report says it failed."""
+    thresholds = tmp_path / "impossible.toml"
+    thresholds.write_text("schema = 1\n[default]\nmean_kld = -1\n[configurations.feature-off]\ndecode_ratio = 100\n")
+    out = tmp_path / "report"
+    code = main(["regress", "--variant", "cpu", "--model", str(tiny_moe), "--corpus", str(story), "--ctx", "128", "--chunks", "2",
+                 "--decode-ctx", "64", "--decode-chunks", "1", "--bench-pp", "16", "--bench-tg", "4", "--repeats", "1", "-t", "2",
+                 "--thresholds", str(thresholds), "--out", str(out), "--dist", str(cpu_builds), "--cache-dir", str(shared_cache)])
+    err = capsys.readouterr().err
+    assert code == 8, err[-3000:]
+    assert re.search(r"tiny-qwen3moe / feature-off: mean_kld = \S+ \(needs <= -1\) REGRESSED", err)
+    assert re.search(r"tiny-qwen3moe / feature-off: decode_ratio = \S+ \(needs >= 100\) REGRESSED", err)
+    report = json.loads((out / "report.json").read_text())
+    assert not report["passed"]
+    failed = {(c["configuration"], c["metric"]) for c in report["checks"] if not c["passed"]}
+    assert ("feature-off", "decode_ratio") in failed and ("feature-off", "mean_kld") in failed

@@ -162,6 +162,23 @@ def test_layers_override_in_order(tmp_path):
     assert t.bounds("x", dense=True) == {"mean_kld": 3, "tg_ratio": 0.9}
 
 
+def test_a_bounded_metric_missing_from_the_results_fails(report):
+    model = next(m for m in report.models if m.speed)
+    no_tg = dataclasses.replace(model, speed=[s for s in model.speed if not s.test.startswith("tg")])
+    missing = [c for c in check_model(no_tg, load_thresholds()) if c.value is None]
+    assert {(c.configuration, c.metric) for c in missing} == {(a.configuration, "tg_ratio") for a in model.accuracy}
+    assert not any(c.passed for c in missing)
+    assert missing[0].describe().endswith("tg_ratio was not measured (needs >= 0.97) MISSING")
+
+
+def test_speed_metrics_are_not_expected_without_speed_runs(report):
+    model = next(m for m in report.models if m.speed)
+    accuracy_only = dataclasses.replace(model, speed=[], speed_reference=None)
+    checks = check_model(accuracy_only, load_thresholds())
+    assert checks and all(c.passed for c in checks)
+    assert {c.metric for c in checks} == {"delta_ppl", "mean_kld", "same_top"}
+
+
 def test_nan_never_passes(report):
     model = report.models[0]
     broken = dataclasses.replace(model, accuracy=[dataclasses.replace(model.accuracy[0], mean_kld=math.nan)])

@@ -158,7 +158,8 @@ class Check:
     model: str
     configuration: str
     metric: str
-    value: float
+    value: float | None
+    """None: the runs should have measured it but did not (a failed check)."""
     bound: str
     """"max" or "min"."""
     threshold: float
@@ -166,8 +167,11 @@ class Check:
 
     def describe(self) -> str:
         rel = "<=" if self.bound == "max" else ">="
+        needs = f"(needs {rel} {self.threshold:g})"
+        if self.value is None:
+            return f"{self.model} / {self.configuration}: {self.metric} was not measured {needs} MISSING"
         verdict = "ok" if self.passed else "REGRESSED"
-        return f"{self.model} / {self.configuration}: {self.metric} = {self.value:.6g} (needs {rel} {self.threshold:g}) {verdict}"
+        return f"{self.model} / {self.configuration}: {self.metric} = {self.value:.6g} {needs} {verdict}"
 
 
 @dataclass(frozen=True)

@@ -19,15 +19,17 @@ class Metric:
     bound: str
     """"max": the value must not exceed the threshold; "min": must not fall below it."""
     doc: str
+    speed: bool = False
+    """Measured by the speed runs (absent under --no-speed)."""
 
 
 METRICS = {
     "delta_ppl": Metric("max", "|PPL(patched) / PPL(upstream) - 1|"),
     "mean_kld": Metric("max", "mean KL divergence from upstream's logits"),
     "same_top": Metric("min", "top-token agreement with upstream"),
-    "pp_ratio": Metric("min", "patched / upstream tokens/s, llama-bench prompt processing"),
-    "tg_ratio": Metric("min", "patched / upstream tokens/s, llama-bench generation"),
-    "decode_ratio": Metric("min", "patched / upstream tokens/s, real text one token per step"),
+    "pp_ratio": Metric("min", "patched / upstream tokens/s, llama-bench prompt processing", speed=True),
+    "tg_ratio": Metric("min", "patched / upstream tokens/s, llama-bench generation", speed=True),
+    "decode_ratio": Metric("min", "patched / upstream tokens/s, real text one token per step", speed=True),
 }
 
 
@@ -90,13 +92,15 @@ def model_values(model: ModelResult) -> dict[str, dict[str, float]]:
 
 
 def check_model(model: ModelResult, thresholds: Thresholds) -> list[Check]:
+    """One check per bounded metric of each configuration the model ran. A bounded metric that the runs
+    should have measured but the results lack fails as not measured (value None)."""
+    speed_ran = model.speed_reference is not None
     checks = []
     for configuration, values in model_values(model).items():
         bounds = thresholds.bounds(configuration, model.dense)
-        for metric, value in values.items():
-            if metric not in bounds:
-                continue
-            limit, bound = bounds[metric], METRICS[metric].bound
-            passed = value <= limit if bound == "max" else value >= limit
+        missing = [m for m in bounds if m not in values and (speed_ran or not METRICS[m].speed)]
+        for metric in [*(m for m in values if m in bounds), *missing]:
+            value, limit, bound = values.get(metric), bounds[metric], METRICS[metric].bound
+            passed = value is not None and (value <= limit if bound == "max" else value >= limit)
             checks.append(Check(model.name, configuration, metric, value, bound, limit, passed))
     return checks
