@@ -58,7 +58,9 @@ def compare(cells: list[dict]) -> list[dict]:
     for route, pct in sorted({(c["route"], c["budget_pct"]) for c in cells if c["config"] in FORK}):
         upstream = {k: by.get((route, pct, k)) for k in UPSTREAM if by.get((route, pct, k))}
         fork = {k: by.get((route, pct, k)) for k in FORK if by.get((route, pct, k))}
-        if not upstream or not fork:
+        missing = [k for k in UPSTREAM + FORK if k not in upstream and k not in fork]
+        if missing:
+            res.append({"route": route, "budget_pct": pct, "missing": missing})
             continue
         best_up = max(upstream, key=upstream.get)
         best_fork = max(fork, key=fork.get)
@@ -104,6 +106,9 @@ def render_md(report: dict) -> str:
     lines += ["", "## Fork against upstream's best placement at the same VRAM", "",
               "| routing | budget | best upstream | t/s | best fork | t/s | ratio | of all on the GPU |", "|---|---|---|---|---|---|---|---|"]
     for c in report["comparisons"]:
+        if "missing" in c:
+            lines.append(f"| {c['route']} | {c['budget_pct']}% | not compared: no result for {', '.join(c['missing'])} | | | | | |")
+            continue
         lines.append(f"| {c['route']} | {c['budget_pct']}% | {c['best_upstream']} | {c['upstream']} | {c['best_fork']} | {c['fork']} | "
                      f"{c['ratio']} | {c['of_all_gpu']} |")
     lines += ["", "## Commands (first round)", ""]
