@@ -72,8 +72,11 @@ def test_ctrl_c_during_a_download_leaves_nothing_behind(small_tree, half_body_se
     pin = write_pin(tmp_path / "pin.toml", small_tree, url_source(f"{base}/b1.tar.gz"))
     cache = tmp_path / "cache"
     partial = cache / "downloads" / "b1.tar.gz.partial"
+    # a shell that runs the suite in the background without job control ignores SIGINT, and a child inherits
+    # that (Python then installs no KeyboardInterrupt handler): give the fetch the terminal's default, as a user's has
     proc = subprocess.Popen([sys.executable, "-m", "builder", "fetch", "--pin", str(pin), "--cache-dir", str(cache)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while not (partial.exists() and partial.stat().st_size >= 1 << 16):
