@@ -66,7 +66,9 @@ CONFIGURATIONS: tuple[Configuration, ...] = (
 HOT_OPTION = "--moe-hot-mib"
 """The option of the hot-expert patch (0003): the series has hot experts when a patch adds it."""
 
-ROUTE_RE = re.compile(r"^(trace|router|uniform(:\d+)?|zipf:\d+(\.\d+)?(,\d+)?)$")
+ROUTE_RE = re.compile(r"^(trace|trace:.+|learned|router|uniform(:\d+)?|zipf:\d+(\.\d+)?(,\d+)?)$")
+LEARNED_TRACE = Path(__file__).resolve().parent.parent / "regress" / "traces" / "learned-prose.moetrace"
+"""`--route learned`: a trained MoE's routing on held-out prose (reports/2026-12-01-learned-moe)."""
 BENCH_REPS = 3
 """llama-bench repetitions per round (-r): one short test is too noisy to compare (pp32 -r 1 ranged 0.34-0.97)."""
 CHARS_PER_TOKEN = 8
@@ -363,6 +365,8 @@ def prepare_routing(plan: Plan, model: Path, info: ModelInfo, logs: Path) -> tup
     if "baseline" not in plan.sides:
         note = "the routing patch is not in the series: both sides use the model's own router; no trace, no distinct-expert count"
         return Routing("router", False, None, None, note), ToolArgs()
+    if mode == "learned" or mode.startswith("trace:"):
+        return given_routing(plan, model, info, LEARNED_TRACE if mode == "learned" else Path(mode.removeprefix("trace:")))
     s = plan.settings
     raw = plan.work / f"{model.stem}.moetrace"
     synthetic = [] if mode in ("trace", "router") else route_arguments(mode, None)
@@ -373,12 +377,28 @@ def prepare_routing(plan: Plan, model: Path, info: ModelInfo, logs: Path) -> tup
     trace = plan.out / "traces" / f"{model.stem}.{mode.replace(':', '-')}.moetrace"
     trace.parent.mkdir(parents=True, exist_ok=True)
     moe_trace.write_trace(routed, trace)
-    distinct = moe_trace.distinct_experts_per_window(routed, window=32)
-    log.info(f"  trace: {routed.n_tokens} routed tokens, distinct experts per 32 tokens by layer: "
-             + " ".join(f"{d:.1f}" for d in distinct))
+    distinct = logged_distinct(routed)
     controlled = mode != "router"
     return (Routing(mode, controlled, distinct, str(trace)),
             ToolArgs.both(*route_arguments(mode, trace)) if controlled else ToolArgs())
+
+
+def given_routing(plan: Plan, model: Path, info: ModelInfo, source: Path) -> tuple[Routing, ToolArgs]:
+    """A recorded trace (`--route learned` or `trace:FILE`) replayed on this model, tiled to its depth;
+    also the hot configurations' profile (in-sample, like the trace mode's)."""
+    routed = moe_trace.fitted_to_model(source, info.n_layer, info.n_expert, info.n_expert_used)
+    trace = plan.out / "traces" / f"{model.stem}.{source.stem}.moetrace"
+    trace.parent.mkdir(parents=True, exist_ok=True)
+    moe_trace.write_trace(routed, trace)
+    note = f"replays {source}" + ("" if routed.n_layer == moe_trace.read_trace(source).n_layer else f", tiled to {routed.n_layer} layers")
+    return Routing(plan.settings.route, True, logged_distinct(routed), str(trace), note), ToolArgs.both("--moe-route", f"trace:{trace}")
+
+
+def logged_distinct(routed: moe_trace.Trace) -> list[float]:
+    distinct = moe_trace.distinct_experts_per_window(routed, window=32)
+    log.info(f"  trace: {routed.n_tokens} routed tokens, distinct experts per 32 tokens by layer: "
+             + " ".join(f"{d:.1f}" for d in distinct))
+    return distinct
 
 
 def hot_record(configuration: Configuration, layout: hot_experts.ExpertLayout, trace: Path, counts: np.ndarray) -> HotExperts:
@@ -512,9 +532,10 @@ def populate_parser(parser: argparse.ArgumentParser) -> None:
                         help="arguments every run of both sides gets, in a spelling llama-perplexity and llama-bench share "
                         "(default: '-ngl 999 -ncmoe 999' for CUDA, i.e. experts on the CPU; none for cpu)")
     parser.add_argument("--route", default=None, metavar="MODE",
-                        help="speed runs' expert routing: trace (replay the model's routing on the corpus), "
-                        "uniform[:SEED], zipf:S[,SEED], or router (the model's own; uncontrolled). Default: trace when the series has "
-                        "the routing patch, else router")
+                        help="speed runs' expert routing: trace (replay the model's routing on the corpus), learned (a trained "
+                        "MoE's routing, regress/traces/learned-prose.moetrace: 128 experts, 8 used, tiled to the model's depth), "
+                        "trace:FILE (any trace of the model's expert layout), uniform[:SEED], zipf:S[,SEED], or router (the model's "
+                        "own; uncontrolled). Default: trace when the series has the routing patch, else router")
     parser.add_argument("--no-speed", action="store_true", help="accuracy only")
     parser.add_argument("--thresholds", type=Path, default=DEFAULT_THRESHOLDS, help="thresholds file (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=Path("regress-report"), help="report folder (default: %(default)s)")
@@ -535,10 +556,14 @@ def settings_of(args: argparse.Namespace, variant: Variant, routing: bool) -> Se
                          "llama-perplexity prints KL statistics from 100 scored tokens (ctx/2 - 1 per chunk): raise them")
     route = args.route or ("trace" if routing else "router")
     if not ROUTE_RE.match(route):
-        raise UsageError(f"--route {route!r} is not a routing mode", "use trace, uniform[:SEED], zipf:S[,SEED] or router")
+        raise UsageError(f"--route {route!r} is not a routing mode",
+                         "use trace, learned, trace:FILE, uniform[:SEED], zipf:S[,SEED] or router")
     if route != "router" and not routing:
         raise UsageError(f"--route {route} needs the routing patch, which is not in patches/series",
                          "use --route router (the model's own router) until the routing-control patch is in the series")
+    if route.startswith("trace:") and not Path(route.removeprefix("trace:")).is_file():
+        raise UsageError(f"--route {route}: no such trace file", "record one on a model of the same expert layout with "
+                         "--moe-trace-out, or use --route learned")
     placement = args.placement if args.placement is not None else ("-ngl 999 -ncmoe 999" if variant.cuda_arch else "")
     return Settings(
         threads=args.threads, ctx=args.ctx, chunks=args.chunks, decode_ctx=args.decode_ctx,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from builder.moe_trace import (Trace, TraceError, distinct_experts_per_window, read_trace, routed_tokens,
-                               selection_counts, take_tokens, tile_layers, write_trace)
+                               fitted_to_model, selection_counts, take_tokens, tile_layers, write_trace)
 
 DATA = Path(__file__).parent / "data" / "regress"
 
@@ -132,3 +132,12 @@ def test_take_tokens_keeps_the_order_and_stops_at_the_end():
     ids = np.arange(10, dtype=np.int16).reshape(10, 1, 1)
     assert take_tokens(trace(ids), 3, 4).ids.ravel().tolist() == [3, 4, 5, 6]
     assert take_tokens(trace(ids), 8, 4).n_tokens == 2
+
+
+def test_a_trace_fits_a_model_of_its_expert_layout_at_any_depth(tmp_path):
+    ids = np.random.default_rng(0).integers(0, 16, size=(40, 2, 2)).astype(np.int16)
+    write_trace(trace(ids), tmp_path / "t.moetrace")
+    assert (fitted_to_model(tmp_path / "t.moetrace", 2, 16, 2).ids == ids).all()
+    assert fitted_to_model(tmp_path / "t.moetrace", 5, 16, 2).n_layer == 5
+    with pytest.raises(TraceError, match="a trace of 16 experts with 2 used per token cannot route a model of 32 experts with 2 used"):
+        fitted_to_model(tmp_path / "t.moetrace", 2, 32, 2)

@@ -13,7 +13,9 @@ import pytest
 from builder import regress
 from builder.__main__ import main
 from builder.errors import RegressionError, UsageError
+from builder.moe_trace import read_trace
 from builder.report.schema import Check, Configuration, HotExperts, Settings
+from builder.synth_model import ModelSpec, resolve_vocab, write_moe_model
 from builder.variants import Variant
 
 
@@ -47,7 +49,7 @@ def test_settings_from_the_command_line():
     assert (s.ctx, s.chunks, s.threads, s.route) == (128, 2, 3, "router")
     assert s.placement == ["-ngl", "999", "-ncmoe", "999"]  # CUDA: experts on the CPU unless told
     assert regress.settings_of(parse(), Variant(None), routing=True).route == "trace"
-    for route in ("uniform", "uniform:7", "zipf:1.2", "zipf:1,42", "router"):
+    for route in ("uniform", "uniform:7", "zipf:1.2", "zipf:1,42", "router", "learned", f"trace:{regress.LEARNED_TRACE}"):
         assert regress.settings_of(parse("--route", route), Variant(None), routing=True).route == route
     assert regress.settings_of(parse("--placement", "-ngl 10"), Variant(None), routing=False).placement == ["-ngl", "10"]
 
@@ -58,6 +60,7 @@ def test_settings_from_the_command_line():
     (["--route", "uniform"], False, "needs the routing patch"),
     (["--route", "zipf"], True, "not a routing mode"),
     (["--route", "uniform:x"], True, "not a routing mode"),
+    (["--route", "trace:no-such.moetrace"], True, "no such trace file"),
 ])
 def test_bad_settings_are_refused(argv, routing, message):
     with pytest.raises(UsageError, match=message):
@@ -211,3 +214,36 @@ def test_cpu_regress_that_cannot_meet_its_thresholds_exits_8(cpu_builds, tiny_mo
     assert not report["passed"]
     failed = {(c["configuration"], c["metric"]) for c in report["checks"] if not c["passed"]}
     assert ("feature-off", "decode_ratio") in failed and ("feature-off", "mean_kld") in failed
+
+
+@pytest.mark.slow
+def test_cpu_regress_replays_the_learned_routing_tiled_to_the_model(cpu_builds, pinned_tree, story, shared_cache, tmp_path):
+    """--route learned on a model of the trained MoE's expert layout (128 experts, 8 used) but another depth:
+    the committed trace is tiled to the model's 3 layers, replayed, and is the hot configurations' profile."""
+    model = tmp_path / "learned-layout.gguf"
+    write_moe_model(model, ModelSpec(n_layer=3, n_embd=64, n_expert=128, n_expert_used=8, expert_ff=32),
+                    resolve_vocab(None, "qwen3moe", pinned_tree))
+    out = tmp_path / "report"
+    code = main(["regress", "--variant", "cpu", "--model", str(model), "--corpus", str(story), "--ctx", "128", "--chunks", "2",
+                 "--no-speed", "--route", "learned", "-t", "2", "--out", str(out), "--dist", str(cpu_builds),
+                 "--cache-dir", str(shared_cache)])
+    assert code == 0
+    [result] = json.loads((out / "report.json").read_text())["models"]
+    routing = result["routing"]
+    assert routing["mode"] == "learned" and routing["controlled"]
+    assert routing["note"] == f"replays {regress.LEARNED_TRACE}, tiled to 3 layers"
+    replayed = read_trace(Path(routing["trace"]))
+    assert (replayed.n_layer, replayed.n_expert, replayed.n_expert_used) == (3, 128, 8)
+    assert (replayed.ids[:, :3] >= 0).all()  # every routed token of the source, nothing from a fill rule
+    assert [h["profile"] for h in result["hot"]] == [routing["trace"]] * len(result["hot"])
+
+
+@pytest.mark.slow
+def test_a_trace_of_another_expert_layout_is_refused(cpu_builds, tiny_moe, story, shared_cache, tmp_path, capsys):
+    code = main(["regress", "--variant", "cpu", "--model", str(tiny_moe), "--corpus", str(story), "--ctx", "128", "--chunks", "2",
+                 "--no-speed", "--route", "learned", "-t", "2", "--out", str(tmp_path / "report"), "--dist", str(cpu_builds),
+                 "--cache-dir", str(shared_cache)])
+    err = capsys.readouterr().err
+    assert code == 2, err[-2000:]
+    assert (f"{regress.LEARNED_TRACE}: a trace of 128 experts with 8 used per token cannot route a model of 16 experts "
+            "with 4 used") in err

@@ -57,7 +57,7 @@ class Settings:
     placement: list[str]
     """Arguments every run of both sides gets (e.g. -ngl 999 -ncmoe 999)."""
     route: str
-    """Routing mode of the speed runs: trace, uniform, zipf:S[,seed], or router (the model's own)."""
+    """Routing mode of the speed runs: trace, learned, trace:FILE, uniform, zipf:S[,seed], or router (the model's own)."""
     corpus: str
     flags: list[str]
     """Arguments every llama-perplexity run gets on top of the placement."""
