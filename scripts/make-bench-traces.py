@@ -41,6 +41,7 @@ def main() -> int:
         sys.exit(f"error: {args.trace}: {routed.n_tokens} routed tokens, too few for {args.replay_tokens} replayed and a profile")
     if args.layers:
         replay, profile = (mt.tile_layers(t, args.layers) for t in (replay, profile))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     mt.write_trace(replay, Path(f"{args.out}-replay.bin"))
     mt.write_trace(profile, Path(f"{args.out}-profile.bin"))
     distinct = mt.distinct_experts_per_window(replay)
