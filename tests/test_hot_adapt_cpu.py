@@ -69,3 +69,13 @@ def test_adaptation_without_a_budget_is_refused(cpu_builds, tiny_moe, story):
     proc = perplexity(cpu_builds, tiny_moe, story, "--cpu-moe", "--moe-hot-adapt", "16")
     assert proc.returncode != 0
     assert "the MoE hot adaptation (--moe-hot-adapt) requires a budget (--moe-hot-mib)" in proc.stderr
+
+
+def test_prompt_processing_ubatches_count_but_do_not_update(cpu_builds, tiny_moe, story):
+    # ubatches of 64 tokens (>= 32) are prompt processing: selections are counted, the hot sets stay
+    prompt = ["-b", "64", "-ub", "64"]
+    reference = final_ppl(llama_tools.perplexity(cpu_builds, tiny_moe, story, *prompt))
+    proc = llama_tools.perplexity(cpu_builds, tiny_moe, story, *prompt, "--cpu-moe", "--moe-hot-mib", "1", "--moe-hot-adapt", "16")
+    assert final_ppl(proc) == reference
+    s = summary(proc)
+    assert s["updates"] == 0 and s["swaps"] == 0 and s["hit"] > 0
