@@ -80,3 +80,44 @@ def decayed_frequency_hit_rates(ids: np.ndarray, n_expert: int, capacity: int,
         cached[:] = False
         cached[layers, top] = score[layers, top] > 0
     return _rates(hits, lookups)
+
+
+def hysteresis_hit_rates(ids: np.ndarray, n_expert: int, hot: list[list[int]], every: int, ratio: float = 1.25,
+                         margin: float = 1.0, max_swaps: int = 4) -> tuple[list[float | None], int]:
+    """Per layer: the hit rate of patch 0004's adaptive hot set (--moe-hot-adapt `every`), and the swaps it
+    makes. `hot[layer]` is the starting hot set. Each selection adds 1 to its expert's score; after every
+    `every` tokens each layer swaps, at most `max_swaps` times, its best-scored cold expert for its
+    worst-scored hot one while the cold score exceeds `ratio` * the hot score + `margin` (ties: the lower
+    id), then halves every score."""
+    n_tokens, n_layer, _ = ids.shape
+    cached = np.zeros((n_layer, n_expert), dtype=bool)
+    for layer, experts in enumerate(hot):
+        cached[layer, experts] = True
+    score = np.zeros((n_layer, n_expert))
+    hits = np.zeros(n_layer, dtype=np.int64)
+    lookups = np.zeros(n_layer, dtype=np.int64)
+    layers = np.arange(n_layer)[:, None]
+    swaps = 0
+    for t in range(n_tokens):
+        row = ids[t].astype(np.int64)
+        valid = row >= 0
+        experts = np.where(valid, row, 0)
+        hits += (valid & cached[layers, experts]).sum(axis=1)
+        lookups += valid.sum(axis=1)
+        np.add.at(score, (np.broadcast_to(layers, row.shape)[valid], row[valid]), 1.0)
+        if (t + 1) % every:
+            continue
+        for layer in range(n_layer):
+            for _ in range(max_swaps):
+                cold = np.flatnonzero(~cached[layer])
+                warm = np.flatnonzero(cached[layer])
+                if not len(cold) or not len(warm):
+                    break
+                c = cold[np.argmax(score[layer, cold])]
+                h = warm[np.argmin(score[layer, warm])]
+                if not score[layer, c] > ratio * score[layer, h] + margin:
+                    break
+                cached[layer, c], cached[layer, h] = True, False
+                swaps += 1
+        score *= 0.5
+    return _rates(hits, lookups), swaps

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from builder.__main__ import main
+from builder.expert_cache import hysteresis_hit_rates
 from builder.moe_trace import Trace, read_trace, write_trace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -211,3 +212,16 @@ def test_flatten_refuses_a_coverage_above_the_recorded_one(tmp_path, capsys):
     assert main(["trace-flatten", str(path), "--coverage", "0.999", "--at", "0.25", "-o", str(tmp_path / "f")]) == 2
     assert "outside what mixing can give" in one_error_line(capsys)
     assert not (tmp_path / "f").exists()
+
+
+def test_the_adaptive_hot_set_swaps_in_a_clearly_better_expert_at_each_update():
+    # one layer, 4 experts, one used; expert 0 starts hot, the router picks expert 2 throughout
+    ids = np.full((6, 1, 1), 2, dtype=np.int16)
+    rates, swaps = hysteresis_hit_rates(ids, 4, [[0]], every=3)
+    assert swaps == 1 and rates == [0.5]  # after 3 tokens expert 2 (score 3 > 1.25 * 0 + 1) replaces 0
+    rates, swaps = hysteresis_hit_rates(ids, 4, [[0]], every=3, margin=3.0)
+    # 3 is not above 1.25 * 0 + 3 at the first update; halved to 1.5, plus 3, it is at the second (after the last token)
+    assert swaps == 1 and rates == [0.0]
+    ids = np.array([[[1]], [[2]], [[3]], [[1]], [[2]], [[3]]], dtype=np.int16)
+    _, swaps = hysteresis_hit_rates(ids, 4, [[0]], every=6, margin=0.5, max_swaps=4)
+    assert swaps == 1  # one slot: after the first swap the worst hot expert is as good as the best cold one

@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Model the adaptive hot set (patch 0004, --moe-hot-adapt) with cold experts read in place (--moe-cold gpu):
+simulate its swaps on a replayed trace (builder.expert_cache.hysteresis_hit_rates, which reproduced the
+H200 runs' swap counts within 2 % and their hit rates to 0.2 points) and price them with the machine's
+costs, for a grid of its constants.
+
+    scripts/model-adapt.py --replay R.bin [--profile P.bin] --budgets 25,50,75 --all-gpu-ts 520 --expert-mib 2.53
+
+Per token: all-GPU time + cold selections x (expert bytes at --read-gbs, zero-copy) + swaps x (expert
+bytes at --copy-gbs, pinned copy). It leaves out the bookkeeping of each update, so it flatters frequent
+updates; compare constants with it, then measure. Without --profile the hot sets start at experts
+0..n-1 (as the H200 runs did); the static row is the profile's hot set (or the first experts) kept fixed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from builder import hot_experts, moe_trace  # noqa: E402
+from builder.expert_cache import hysteresis_hit_rates  # noqa: E402
+
+MB_PER_MIB = 1.048576
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--replay", type=Path, required=True)
+    p.add_argument("--profile", type=Path)
+    p.add_argument("--budgets", default="25,50,75", help="percent of each layer's experts hot")
+    p.add_argument("--tokens", type=int, default=512)
+    p.add_argument("--all-gpu-ts", type=float, required=True)
+    p.add_argument("--expert-mib", type=float, required=True)
+    p.add_argument("--read-gbs", type=float, default=44.0)
+    p.add_argument("--copy-gbs", type=float, default=51.0)
+    p.add_argument("--every", default="8,32")
+    p.add_argument("--ratio", default="1.25,2,4")
+    p.add_argument("--margin", default="1,4")
+    p.add_argument("--max-swaps", default="1,4")
+    args = p.parse_args()
+
+    replay = moe_trace.take_tokens(moe_trace.read_trace(args.replay), 0, args.tokens)
+    ids, n_expert, n_layer = replay.ids, replay.n_expert, replay.n_layer
+    selections = int((ids >= 0).sum())
+    profile = moe_trace.selection_counts(moe_trace.read_trace(args.profile)) if args.profile else None
+    t_gpu = 1000 / args.all_gpu_ts
+    t_read = args.expert_mib * MB_PER_MIB / args.read_gbs
+    t_copy = args.expert_mib * MB_PER_MIB / args.copy_gbs
+
+    def tokens_per_s(rates: list[float | None], swaps: int) -> tuple[float, float]:
+        hit = float(np.mean([r for r in rates if r is not None]))
+        ms = t_gpu + (1 - hit) * selections / replay.n_tokens * t_read + swaps / replay.n_tokens * t_copy
+        return hit, 1000 / ms
+
+    grid = list(itertools.product(*(map(float, getattr(args, k).split(",")) for k in ("every", "ratio", "margin", "max_swaps"))))
+    for pct in (int(b) for b in args.budgets.split(",")):
+        n_hot = n_expert * pct // 100
+        start = ([sorted(hot_experts.hot_sets(profile, {layer: n_hot})[layer]) for layer in range(n_layer)] if profile is not None
+                 else [list(range(n_hot))] * n_layer)
+        static = tokens_per_s(hysteresis_hit_rates(ids, n_expert, start, every=replay.n_tokens + 1)[0], 0)
+        print(f"{pct}%: static {'profile' if profile is not None else 'experts 0..n-1'}: hit {static[0]:.3f}, {static[1]:.0f} tokens/s")
+        rows = []
+        for every, ratio, margin, max_swaps in grid:
+            rates, swaps = hysteresis_hit_rates(ids, n_expert, start, int(every), ratio, margin, int(max_swaps))
+            hit, ts = tokens_per_s(rates, swaps)
+            rows.append((ts, hit, swaps / replay.n_tokens, int(every), ratio, margin, int(max_swaps)))
+        for ts, hit, spt, every, ratio, margin, max_swaps in sorted(rows, reverse=True):
+            mark = " (0004's constants)" if (every, ratio, margin, max_swaps) == (8, 1.25, 1.0, 4) else ""
+            print(f"  every {every:2} ratio {ratio:4} margin {margin:3} max swaps {max_swaps}: hit {hit:.3f}, "
+                  f"{spt:.2f} swaps/token, {ts:.0f} tokens/s{mark}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
