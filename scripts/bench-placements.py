@@ -16,6 +16,8 @@ from its eval-time line. Per routing and budget (a share of the model's expert b
     hot-cpu     fork, --cpu-moe --moe-hot-mib B --moe-hot-profile P, cold experts on the CPU (patch 0003)
     hot-gpu     fork, the same with --moe-cold gpu -lm none, cold experts read in place (patch 0005)
     adapt-gpu   fork, --moe-hot-mib B --moe-hot-adapt 8 --moe-cold gpu -lm none, no profile (0004 + 0005)
+    adapt-gpu-profile  fork, starting from the profile, --moe-hot-adapt 32 --moe-hot-adapt-ratio 4 (0010; the setting
+                scripts/model-adapt.py favours)
 
 plus, once per routing, all on the GPU, all experts on the CPU, and every expert hot. The static
 profile P is a trace of other text than the replayed one. Rounds alternate over all runs. Results:
@@ -38,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from builder import moe_trace  # noqa: E402
 
-CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-gpu", "adapt-gpu")
+CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-gpu", "adapt-gpu", "adapt-gpu-profile")
 MIB = 1024 * 1024
 EVAL = re.compile(r"eval time =\s*([\d.]+) ms /\s*(\d+) (?:tokens|runs)")
 PPL = re.compile(r"Final estimate: PPL = ([\d.]+)")
@@ -68,6 +70,8 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "hot-cpu": ("fork", hot + ["--moe-hot-profile", str(profile)]),
         "hot-gpu": ("fork", hot + ["--moe-hot-profile", str(profile), "--moe-cold", "gpu", "-lm", "none"]),
         "adapt-gpu": ("fork", hot + ["--moe-hot-adapt", "8", "--moe-cold", "gpu", "-lm", "none"]),
+        "adapt-gpu-profile": ("fork", hot + ["--moe-hot-profile", str(profile), "--moe-hot-adapt", "32", "--moe-hot-adapt-ratio", "4",
+                                             "--moe-cold", "gpu", "-lm", "none"]),
         "all-gpu": ("base", []),
         "cpu-moe": ("base", ["--cpu-moe"]),
         "all-hot": ("fork", hot),

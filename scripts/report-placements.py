@@ -20,7 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 UPSTREAM = ("ncmoe", "lru", "lru-pinned")
-FORK = ("hot-cpu", "hot-gpu", "adapt-gpu")
+FORK = ("hot-cpu", "hot-gpu", "adapt-gpu", "adapt-gpu-profile")
 REFS = {"all-gpu": "all on the GPU", "cpu-moe": "all experts on the CPU", "all-hot": "fork, every expert hot"}
 LABELS = {
     "ncmoe": "upstream -ncmoe N",
@@ -29,6 +29,7 @@ LABELS = {
     "hot-cpu": "fork static, cold on CPU (0003)",
     "hot-gpu": "fork static, cold on GPU (0005)",
     "adapt-gpu": "fork adaptive, cold on GPU (0004+0005)",
+    "adapt-gpu-profile": "fork adaptive from the profile, every 32, ratio 4 (0010)",
 }
 
 
@@ -54,11 +55,12 @@ def summarise(runs: list[dict]) -> dict:
 
 def compare(cells: list[dict]) -> list[dict]:
     by = {(c["route"], c["budget_pct"], c["config"]): c["median"] for c in cells}
+    run = {c["config"] for c in cells}  # the configurations this benchmark ran (older runs lack newer ones)
     res = []
     for route, pct in sorted({(c["route"], c["budget_pct"]) for c in cells if c["config"] in FORK}):
         upstream = {k: by.get((route, pct, k)) for k in UPSTREAM if by.get((route, pct, k))}
         fork = {k: by.get((route, pct, k)) for k in FORK if by.get((route, pct, k))}
-        missing = [k for k in UPSTREAM + FORK if k not in upstream and k not in fork]
+        missing = [k for k in UPSTREAM + FORK if k in run and k not in upstream and k not in fork]
         if missing:
             res.append({"route": route, "budget_pct": pct, "missing": missing})
             continue

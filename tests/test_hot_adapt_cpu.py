@@ -79,3 +79,20 @@ def test_prompt_processing_ubatches_count_but_do_not_update(cpu_builds, tiny_moe
     assert final_ppl(proc) == reference
     s = summary(proc)
     assert s["updates"] == 0 and s["swaps"] == 0 and s["hit"] > 0
+
+
+def test_a_larger_swap_ratio_swaps_less(cpu_builds, tiny_moe, story, profile):
+    _, reference = profile
+    hot = ["--cpu-moe", "--moe-hot-mib", "1", "--moe-hot-adapt", "16"]
+    default = summary(perplexity(cpu_builds, tiny_moe, story, *hot))
+    proc = perplexity(cpu_builds, tiny_moe, story, *hot, "--moe-hot-adapt-ratio", "4")
+    assert final_ppl(proc) == reference
+    assert "swap when a cold score exceeds 4.00 x a hot one + 1" in proc.stderr
+    assert summary(proc)["swaps"] < default["swaps"]
+
+
+def test_a_swap_ratio_below_one_is_refused(cpu_builds, tiny_moe, story):
+    proc = perplexity(cpu_builds, tiny_moe, story, "--cpu-moe", "--moe-hot-mib", "1", "--moe-hot-adapt", "16",
+                      "--moe-hot-adapt-ratio", "0.5")
+    assert proc.returncode != 0
+    assert 'error while handling argument "--moe-hot-adapt-ratio": must be at least 1' in proc.stderr
