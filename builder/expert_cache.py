@@ -25,6 +25,17 @@ def _rates(hits: np.ndarray, lookups: np.ndarray) -> list[float | None]:
     return [int(h) / int(n) if n else None for h, n in zip(hits, lookups)]
 
 
+def _look_up(cached: np.ndarray, row: np.ndarray, hits: np.ndarray, lookups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One token's lookups in `cached` ([n_layer, n_expert]), counted per layer into `hits` and `lookups`;
+    returns the (layer, expert) indices of its selections. `row`: [n_layer, k] expert ids, -1 none."""
+    row = row.astype(np.int64)
+    valid = row >= 0
+    layers = np.arange(row.shape[0])[:, None]
+    hits += (valid & cached[layers, np.where(valid, row, 0)]).sum(axis=1)
+    lookups += valid.sum(axis=1)
+    return np.broadcast_to(layers, row.shape)[valid], row[valid]
+
+
 def static_hit_rates(ids: np.ndarray, profile_counts: np.ndarray, capacity: int) -> list[float | None]:
     """Per layer: the share of the selections in `ids` ([n_tokens, n_layer, k]) that fall in the
     `capacity` experts `profile_counts` ([n_layer, n_expert]) ranks first."""
@@ -69,13 +80,9 @@ def decayed_frequency_hit_rates(ids: np.ndarray, n_expert: int, capacity: int,
     lookups = np.zeros(n_layer, dtype=np.int64)
     layers = np.arange(n_layer)[:, None]
     for t in range(n_tokens):
-        row = ids[t].astype(np.int64)
-        valid = row >= 0
-        experts = np.where(valid, row, 0)
-        hits += (valid & cached[layers, experts]).sum(axis=1)
-        lookups += valid.sum(axis=1)
+        selected = _look_up(cached, ids[t], hits, lookups)
         score *= decay
-        np.add.at(score, (np.broadcast_to(layers, row.shape)[valid], row[valid]), 1.0)
+        np.add.at(score, selected, 1.0)
         top = np.argsort(-score, axis=1, kind="stable")[:, :capacity]
         cached[:] = False
         cached[layers, top] = score[layers, top] > 0
@@ -96,15 +103,9 @@ def hysteresis_hit_rates(ids: np.ndarray, n_expert: int, hot: list[list[int]], e
     score = np.zeros((n_layer, n_expert))
     hits = np.zeros(n_layer, dtype=np.int64)
     lookups = np.zeros(n_layer, dtype=np.int64)
-    layers = np.arange(n_layer)[:, None]
     swaps = 0
     for t in range(n_tokens):
-        row = ids[t].astype(np.int64)
-        valid = row >= 0
-        experts = np.where(valid, row, 0)
-        hits += (valid & cached[layers, experts]).sum(axis=1)
-        lookups += valid.sum(axis=1)
-        np.add.at(score, (np.broadcast_to(layers, row.shape)[valid], row[valid]), 1.0)
+        np.add.at(score, _look_up(cached, ids[t], hits, lookups), 1.0)
         if (t + 1) % every:
             continue
         for layer in range(n_layer):
