@@ -146,10 +146,9 @@ def tile_layers(trace: Trace, n_layer: int, seed: int = 0) -> Trace:
     return Trace(n_layer, trace.n_expert, trace.n_expert_used, np.stack(layers, axis=1))
 
 
-def fitted_to_model(path: Path, n_layer: int, n_expert: int, n_expert_used: int) -> Trace:
-    """The routed tokens of the trace at `path` for a model of this shape: the experts must match, the
-    layers are tiled (`tile_layers`) when the model has another depth. An error names both shapes."""
-    trace = read_routed(path)
+def fitted_to_model(trace: Trace, path: Path, n_layer: int, n_expert: int, n_expert_used: int) -> Trace:
+    """`trace` (read from `path`) for a model of this shape: the experts must match, the layers are tiled
+    (`tile_layers`) when the model has another depth. An error names both shapes."""
     if (trace.n_expert, trace.n_expert_used) != (n_expert, n_expert_used):
         raise TraceError(f"{path}: a trace of {trace.n_expert} experts with {trace.n_expert_used} used per token cannot route "
                          f"a model of {n_expert} experts with {n_expert_used} used",

@@ -374,24 +374,28 @@ def prepare_routing(plan: Plan, model: Path, info: ModelInfo, logs: Path) -> tup
          [*ppl_args(plan, model, s.ctx, s.chunks), "-b", s.ctx, "--no-warmup", *synthetic, "--moe-trace-out", raw],
          logs / "trace.log")
     routed = moe_trace.read_routed(raw, f"see {logs / 'trace.log'}; a replay would route by its fill rule only")
-    trace = plan.out / "traces" / f"{model.stem}.{mode.replace(':', '-')}.moetrace"
-    trace.parent.mkdir(parents=True, exist_ok=True)
-    moe_trace.write_trace(routed, trace)
-    distinct = logged_distinct(routed)
+    trace = written_trace(plan, f"{model.stem}.{mode.replace(':', '-')}", routed)
     controlled = mode != "router"
-    return (Routing(mode, controlled, distinct, str(trace)),
+    return (Routing(mode, controlled, logged_distinct(routed), str(trace)),
             ToolArgs.both(*route_arguments(mode, trace)) if controlled else ToolArgs())
 
 
 def given_routing(plan: Plan, model: Path, info: ModelInfo, source: Path) -> tuple[Routing, ToolArgs]:
     """A recorded trace (`--route learned` or `trace:FILE`) replayed on this model, tiled to its depth;
     also the hot configurations' profile (in-sample, like the trace mode's)."""
-    routed = moe_trace.fitted_to_model(source, info.n_layer, info.n_expert, info.n_expert_used)
-    trace = plan.out / "traces" / f"{model.stem}.{source.stem}.moetrace"
+    recorded = moe_trace.read_routed(source)
+    routed = moe_trace.fitted_to_model(recorded, source, info.n_layer, info.n_expert, info.n_expert_used)
+    trace = written_trace(plan, f"{model.stem}.{source.stem}", routed)
+    note = f"replays {source}" + ("" if routed.n_layer == recorded.n_layer else f", tiled to {routed.n_layer} layers")
+    return Routing(plan.settings.route, True, logged_distinct(routed), str(trace), note), ToolArgs.both("--moe-route", f"trace:{trace}")
+
+
+def written_trace(plan: Plan, name: str, routed: moe_trace.Trace) -> Path:
+    """The speed runs' replay file, kept with the report."""
+    trace = plan.out / "traces" / f"{name}.moetrace"
     trace.parent.mkdir(parents=True, exist_ok=True)
     moe_trace.write_trace(routed, trace)
-    note = f"replays {source}" + ("" if routed.n_layer == moe_trace.read_trace(source).n_layer else f", tiled to {routed.n_layer} layers")
-    return Routing(plan.settings.route, True, logged_distinct(routed), str(trace), note), ToolArgs.both("--moe-route", f"trace:{trace}")
+    return trace
 
 
 def logged_distinct(routed: moe_trace.Trace) -> list[float]:

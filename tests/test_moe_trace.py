@@ -136,8 +136,8 @@ def test_take_tokens_keeps_the_order_and_stops_at_the_end():
 
 def test_a_trace_fits_a_model_of_its_expert_layout_at_any_depth(tmp_path):
     ids = np.random.default_rng(0).integers(0, 16, size=(40, 2, 2)).astype(np.int16)
-    write_trace(trace(ids), tmp_path / "t.moetrace")
-    assert (fitted_to_model(tmp_path / "t.moetrace", 2, 16, 2).ids == ids).all()
-    assert fitted_to_model(tmp_path / "t.moetrace", 5, 16, 2).n_layer == 5
-    with pytest.raises(TraceError, match="a trace of 16 experts with 2 used per token cannot route a model of 32 experts with 2 used"):
-        fitted_to_model(tmp_path / "t.moetrace", 2, 32, 2)
+    path = tmp_path / "t.moetrace"
+    assert (fitted_to_model(trace(ids), path, 2, 16, 2).ids == ids).all()
+    assert fitted_to_model(trace(ids), path, 5, 16, 2).n_layer == 5
+    with pytest.raises(TraceError, match=f"{path}: a trace of 16 experts with 2 used per token cannot route a model of 32 experts with 2 used"):
+        fitted_to_model(trace(ids), path, 2, 32, 2)
