@@ -17,7 +17,7 @@ from its eval-time line. Per routing and budget (a share of the model's expert b
     hot-gpu     fork, the same with --moe-cold gpu -lm none, cold experts read in place (patch 0005)
     adapt-gpu   fork, --moe-hot-mib B --moe-hot-adapt 8 --moe-cold gpu -lm none, no profile (0004 + 0005)
     adapt-gpu-profile  fork, starting from the profile, --moe-hot-adapt 32 --moe-hot-adapt-ratio 4 (0010; the setting
-                scripts/model-adapt.py favours)
+                scripts/placement-model.py --adapt favours)
 
 plus, once per routing, all on the GPU, all experts on the CPU, and every expert hot. The static
 profile P is a trace of other text than the replayed one. Rounds alternate over all runs. Results:

@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
-"""Model the adaptive hot set (patch 0004, --moe-hot-adapt) with cold experts read in place (--moe-cold gpu):
-simulate its swaps on a replayed trace (builder.expert_cache.hysteresis_hit_rates, which reproduced the
-H200 runs' swap counts within 2 % and their hit rates to 0.2 points) and price them with the machine's
-costs, for a grid of its constants.
+"""A decode-time model of cold experts read in place by the GPU (--moe-cold gpu), per budget, on a replayed trace.
 
-    scripts/model-adapt.py --replay R.bin [--profile P.bin] --budgets 25,50,75 --all-gpu-ts 520 --expert-mib 2.53
+    scripts/placement-model.py --replay R.bin [--profile P.bin] --all-gpu-ts 520 --expert-mib 2.53 \
+        [--budgets 25,50,75] [--measured 25=165.6 ...] [--adapt]
 
-Per token: all-GPU time + cold selections x (expert bytes at --read-gbs, zero-copy) + swaps x (expert
-bytes at --copy-gbs, pinned copy). It leaves out the bookkeeping of each update, so it flatters frequent
-updates; compare constants with it, then measure. Without --profile the hot sets start at experts
-0..n-1 (as the H200 runs did); the static row is the profile's hot set (or the first experts) kept fixed.
+Per token: all-GPU time + cold selections x (expert bytes at --read-gbs, zero-copy; shared/ENGINE-FACTS.md:
+44 GB/s for one expert on the H200) + swaps x (expert bytes at --copy-gbs, pinned copy). The static row
+keeps the profile's hot set (as --moe-hot-profile picks it; without --profile experts 0..n-1): with a
+profile of other text it is the bound of the static placement, leaving out what the split adds (its
+kernels per layer) and any overlap with the CPU; --measured prints the share of it reached.
+
+--adapt adds patch 0004's adaptive hot set (--moe-hot-adapt), started from the same hot set, for a grid
+of its constants: its swaps are simulated (builder.expert_cache.hysteresis_hit_rates, which reproduced
+the H200 runs' swap counts within 2 % and their hit rates to 0.2 points). The model leaves out the
+bookkeeping of each update, so it flatters frequent updates; compare constants with it, then measure.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ def main() -> int:
     p.add_argument("--expert-mib", type=float, required=True)
     p.add_argument("--read-gbs", type=float, default=44.0)
     p.add_argument("--copy-gbs", type=float, default=51.0)
+    p.add_argument("--measured", nargs="*", default=[], metavar="PCT=TS", help="measured tokens/s of the static placement")
+    p.add_argument("--adapt", action="store_true", help="also the adaptive hot set, for the grid below")
     p.add_argument("--every", default="8,32")
     p.add_argument("--ratio", default="1.25,2,4")
     p.add_argument("--margin", default="1,4")
@@ -53,6 +59,8 @@ def main() -> int:
     t_read = args.expert_mib * MB_PER_MIB / args.read_gbs
     t_copy = args.expert_mib * MB_PER_MIB / args.copy_gbs
 
+    measured = {int(k): float(v) for k, v in (m.split("=") for m in args.measured)}
+
     def tokens_per_s(rates: list[float | None], swaps: int) -> tuple[float, float]:
         hit = float(np.mean([r for r in rates if r is not None]))
         ms = t_gpu + (1 - hit) * selections / replay.n_tokens * t_read + swaps / replay.n_tokens * t_copy
@@ -63,8 +71,15 @@ def main() -> int:
         n_hot = n_expert * pct // 100
         start = ([sorted(hot_experts.hot_sets(profile, {layer: n_hot})[layer]) for layer in range(n_layer)] if profile is not None
                  else [list(range(n_hot))] * n_layer)
-        static = tokens_per_s(hysteresis_hit_rates(ids, n_expert, start, every=replay.n_tokens + 1)[0], 0)
-        print(f"{pct}%: static {'profile' if profile is not None else 'experts 0..n-1'}: hit {static[0]:.3f}, {static[1]:.0f} tokens/s")
+        hit, ts = tokens_per_s(hysteresis_hit_rates(ids, n_expert, start, every=replay.n_tokens + 1)[0], 0)
+        cold = (1 - hit) * selections / replay.n_tokens
+        line = (f"{pct}%: static {'profile' if profile is not None else 'experts 0..n-1'}: hit {hit:.3f}, "
+                f"cold experts per token {cold:.1f}, {ts:.0f} tokens/s")
+        if pct in measured:
+            line += f", measured {measured[pct]} ({measured[pct] / ts:.2f} of it)"
+        print(line)
+        if not args.adapt:
+            continue
         rows = []
         for every, ratio, margin, max_swaps in grid:
             rates, swaps = hysteresis_hit_rates(ids, n_expert, start, int(every), ratio, margin, int(max_swaps))
