@@ -34,30 +34,15 @@ import sys
 import time
 from pathlib import Path
 
-import gguf
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from builder import moe_trace  # noqa: E402
+from builder import hot_experts, moe_trace  # noqa: E402
 
 CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-gpu", "adapt-gpu", "adapt-gpu-profile")
 MIB = 1024 * 1024
 EVAL = re.compile(r"eval time =\s*([\d.]+) ms /\s*(\d+) (?:tokens|runs)")
 PPL = re.compile(r"Final estimate: PPL = ([\d.]+)")
 ADAPT = re.compile(r"llama_moe_hot: adapt: (\d+) updates, (\d+) swaps, ([\d.]+) MiB copied; hot hit rate ([\d.]+)%")
-
-
-def expert_layout(model: Path) -> tuple[int, int]:
-    """(bytes of all expert tensors, number of layers with experts) of a GGUF."""
-    reader = gguf.GGUFReader(model)
-    layers, total = set(), 0
-    for t in reader.tensors:
-        if re.search(r"\.ffn_(gate|up|down|gate_up)_exps\.weight$", t.name):
-            total += int(t.n_bytes)
-            layers.add(t.name.split(".")[1])
-    if not layers:
-        sys.exit(f"error: {model} has no expert tensors (ffn_*_exps)")
-    return total, len(layers)
 
 
 def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Path) -> tuple[str, list[str]]:
@@ -110,7 +95,10 @@ def main() -> int:
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
 
-    expert_bytes, n_layer = expert_layout(args.model)
+    layout = hot_experts.read_layout(args.model)
+    if not layout.expert_bytes:
+        sys.exit(f"error: {args.model} has no expert tensors (blk.N.ffn_*_exps)")
+    expert_bytes, n_layer = layout.total_bytes, len(layout.expert_bytes)
     layer_bytes = expert_bytes / n_layer
     routes = {}
     for spec in args.route:

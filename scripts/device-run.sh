@@ -153,8 +153,8 @@ placements-prep)
     for m in "$q8 /tmp/learned/heldout-prose.txt" "$model /tmp/learned/heldout-prose.txt"; do
         set -- $m
         ppl=("$bin/llama-perplexity" -m "$1" -f "$2" -c 512 --chunks 4 -ub 16 -ngl 99 -fit off -t 8 -lv 4)
-        hot=$(python3 -c 'import gguf, sys; b = sum(int(t.n_bytes) for t in gguf.GGUFReader(sys.argv[1]).tensors if "_exps." in t.name)
-print(max(1, int(b * 0.25 / 2**20)))' "$1")
+        hot=$(python3 -c 'import sys; from builder.hot_experts import read_layout
+print(max(1, int(read_layout(sys.argv[1]).total_bytes * 0.25 / 2**20)))' "$1")
         "${ppl[@]}" --cpu-moe --kl-divergence-base /tmp/base.kld > /tmp/fid-base.log 2>&1
         for extra in "" "--moe-hot-adapt 8"; do
             "${ppl[@]}" --cpu-moe -lm none --moe-hot-mib "$hot" --moe-cold gpu $extra --kl-divergence-base /tmp/base.kld \
