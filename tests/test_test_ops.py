@@ -32,7 +32,7 @@ def test_upstream_cpu_only_run_tests_nothing():
 @pytest.mark.slow
 @pytest.mark.network
 def test_skip_cases_pass_on_the_cpu_build(shared_cache, capsys):
-    """test-ops on the real CPU build: our MUL_MAT_ID_SKIP cases, CPU against its reference mode."""
+    """test-ops on the real CPU build: our MUL_MAT_ID_SKIP and MUL_MAT_ID_HOT cases, CPU against its reference mode."""
     assert main(["test-ops", "--variant", "cpu", "--json", "--cache-dir", str(shared_cache)]) == 0
     report = json.loads(capsys.readouterr().out)
     [cpu] = report["backends"]

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# A whole device session in one detached pipeline, so that device calls only start it and bring back what finished:
+#   call 1:  setsid nohup bash scripts/device-session.sh 90 EARLY... -- LATE... > /tmp/session.log 2>&1 < /dev/null &
+#   later:   bash scripts/device-session.sh --collect "$OUT"     (waits up to WAIT seconds, default 500, then packs)
+# It builds the fork and then the baseline for the arch while the GPU trains the learned model (learned-train); the
+# EARLY stages run once the fork is built (they use only the fork: tests, fidelity), the LATE ones once the baseline is
+# (benchmarks against it).
+# A stage is a word or a quoted stage with its arguments, as scripts/device-run.sh takes them without the arch (e.g.
+# "placements --first-round 1"); each writes to its own folder under /tmp/res (a stage given twice shares it and
+# appends to its log). A failing stage is logged and the next one runs.
+set -uo pipefail
+res=/tmp/res
+if [ "${1:-}" = --collect ]; then
+    out=${2:?--collect OUT}
+    end=$((SECONDS + ${WAIT:-500}))
+    while [ ! -f "$res/DONE" ] && [ $SECONDS -lt $end ]; do sleep 5; done
+    tar -C "$res" -czf "$out/res.tgz" . && tail -15 /tmp/session.log
+    exit 0
+fi
+arch=${1:?CUDA arch, e.g. 90}
+shift
+mkdir -p "$res"
+stage() {  # stage OUTNAME STAGE [ARGS]
+    local name=$1
+    shift
+    echo "== $(date -u +%H:%M:%S) $name: $*"
+    OUT="$res/$name" JOBS=${JOBS:-14} bash scripts/device-run.sh "$1" "$arch" "${@:2}" >> "$res/$name.log" 2>&1 || echo "stage $name: exit $?"
+    tail -4 "$res/$name.log"
+}
+# the fork, then the baseline, in one build; the fork's folder is done once its manifest is in dist/
+rm -f "dist/cuda-sm$arch/manifest.json"
+stage build build --baseline &
+build=$!
+while [ ! -d .cache/src/llama.cpp-b11549 ] && kill -0 "$build" 2>/dev/null; do sleep 2; done
+stage learned-train learned-train --max-seconds "${TRAIN_SECONDS:-180}"
+while [ ! -f "dist/cuda-sm$arch/manifest.json" ] && kill -0 "$build" 2>/dev/null; do sleep 2; done
+late=0
+for s in "$@"; do
+    if [ "$s" = -- ]; then
+        wait "$build"
+        late=1
+        continue
+    fi
+    set -- $s
+    stage "$1" "$@"
+done
+[ $late = 1 ] || wait "$build"
+touch "$res/DONE"
