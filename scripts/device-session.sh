@@ -31,7 +31,8 @@ stage() {  # stage OUTNAME STAGE [ARGS]
 rm -f "dist/cuda-sm$arch/manifest.json"
 stage build build --baseline &
 build=$!
-while [ ! -d .cache/src/llama.cpp-b11549 ] && kill -0 "$build" 2>/dev/null; do sleep 2; done
+# training converts with the fetched tree: wait for its marker, written once the tree is verified (the folder comes first)
+while [ ! -f .cache/src/llama.cpp-b11549/.experts-first-source.json ] && kill -0 "$build" 2>/dev/null; do sleep 2; done
 stage learned-train learned-train --max-seconds "${TRAIN_SECONDS:-180}"
 while [ ! -f "dist/cuda-sm$arch/manifest.json" ] && kill -0 "$build" 2>/dev/null; do sleep 2; done
 late=0
