@@ -50,7 +50,7 @@ from builder.report.parse import ParseError, parse_moe_adapt  # noqa: E402
 SLOT_CTX = 512
 """Context per slot: a passage (about 100-200 tokens) and the answer."""
 SEED = 42
-LOAD_SECONDS = 600
+LOAD_SECONDS = 300
 STOP_SECONDS = 60
 ERROR_LINE = re.compile(r"^\S+ E |error", re.IGNORECASE)
 """A line of the server's log that says why it stopped: an error level line, or an argument error."""
