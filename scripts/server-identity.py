@@ -38,7 +38,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -120,7 +119,7 @@ class Server:
         try:
             with urllib.request.urlopen(self.url + "/health", timeout=5) as r:
                 return r.status == 200
-        except (OSError, urllib.error.URLError):
+        except OSError:  # also URLError: not listening yet
             return False
 
     def crashed(self) -> bool:
@@ -161,7 +160,7 @@ def complete(url: str, prompt: str, n_tokens: int, timeout: float) -> Answer:
         return Answer("ok", tokens, time.monotonic() - start)
     except TimeoutError:
         return Answer("timeout", [], time.monotonic() - start)
-    except (OSError, urllib.error.URLError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError) as exc:  # OSError: also URLError and HTTPError
         status = "timeout" if isinstance(getattr(exc, "reason", None), TimeoutError) else f"error: {exc}"
         return Answer(status, [], time.monotonic() - start)
 
