@@ -35,18 +35,20 @@ import re
 import subprocess
 import sys
 import time
+from contextlib import suppress
+from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from builder import hot_experts, moe_trace  # noqa: E402
+from builder.report.parse import ParseError, parse_moe_adapt  # noqa: E402
 
 CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile")
 TWO_PARTS = {"LLAMA_MOE_HOT_TWO_PARTS": "1"}
 MIB = 1024 * 1024
 EVAL = re.compile(r"eval time =\s*([\d.]+) ms /\s*(\d+) (?:tokens|runs)")
 PPL = re.compile(r"Final estimate: PPL = ([\d.]+)")
-ADAPT = re.compile(r"llama_moe_hot: adapt: (\d+) updates, (\d+) swaps, ([\d.]+) MiB copied; hot hit rate ([\d.]+)%")
 
 
 def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Path) -> tuple[str, list[str], dict]:
@@ -78,8 +80,8 @@ def parse_run(text: str) -> dict:
         res.update(tokens=n, tokens_per_s=round(1000.0 * n / ms, 2) if ms > 0 else None)
     if m := PPL.search(text):
         res["ppl"] = float(m.group(1))
-    if m := ADAPT.search(text):
-        res.update(updates=int(m.group(1)), swaps=int(m.group(2)), mib_copied=float(m.group(3)), hit_rate=float(m.group(4)))
+    with suppress(ParseError):  # only the adaptive runs print the line
+        res.update(asdict(parse_moe_adapt(text)))
     return res
 
 

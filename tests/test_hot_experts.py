@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from builder import hot_experts, moe_trace
-from builder.report.parse import MoeHotInfo, ParseError, parse_moe_hot
+from builder.report.parse import MoeAdaptInfo, MoeHotInfo, ParseError, parse_moe_adapt, parse_moe_hot
 from builder.synth_model import ModelSpec, write_moe_model
 
 DATA = Path(__file__).parent / "data" / "regress"
@@ -88,3 +88,13 @@ def test_tool_line_over_devices_and_its_absence():
     assert parse_moe_hot(text) == MoeHotInfo(48, 3, 5)
     with pytest.raises(ParseError, match="experts hot per layer"):
         parse_moe_hot("llama_moe_hot: no MoE layer of a GPU keeps its experts in host memory, hot experts disabled\n")
+
+
+def test_adaptive_summary_line_and_its_absence():
+    # the line as the cpu build's llama-server printed it on exit (-lv 4, --moe-hot-adapt 8)
+    text = ("0.05.405.245 I srv    operator(): operator(): cleaning up before exit...\n"
+            "0.05.408.388 I llama_moe_hot: adapt: 16 updates, 29 swaps, 3.06 MiB copied; hot hit rate 28.1% over 144 tokens, "
+            "26.8% before the first update (11 tokens), 28.2% after it (133 tokens)\n")
+    assert parse_moe_adapt(text) == MoeAdaptInfo(updates=16, swaps=29, mib_copied=3.06, hit_rate=28.1)
+    with pytest.raises(ParseError, match="llama_moe_hot: adapt"):
+        parse_moe_adapt("llama_moe_hot: CPU: 2 layers, 4 of 16 experts hot per layer (experts 0..n-1, no profile), 0.84 MiB\n")

@@ -17,6 +17,7 @@ FINAL_PPL_RE = re.compile(r"Final estimate: PPL = " + NUM)
 CHUNKS_RE = re.compile(r"(?:calculating perplexity|computing) over (\d+) chunks, n_ctx=(\d+)")
 EVAL_RE = re.compile(r"llama_perf_context_print:\s+eval time =\s*" + NUM + r" ms /\s*(\d+) runs.*?" + NUM + r" tokens per second")
 MOE_HOT_RE = re.compile(r"llama_moe_hot: \S+: (\d+) layers, (\d+)(?:-(\d+))? of \d+ experts hot per layer")
+MOE_ADAPT_RE = re.compile(r"llama_moe_hot: adapt: (\d+) updates, (\d+) swaps, " + NUM + r" MiB copied; hot hit rate " + NUM + "%")
 PRINT_INFO_RE = re.compile(r"print_info: (arch|n_layer|n_expert|n_expert_used)\s+= (\S+)")
 # "Mean PPL(Q)    : 205084.967136 ± 11161.979175" and the like, from the KL divergence summary
 STAT_RE = re.compile(r"^\s*(.+?)\s*:\s*" + NUM + r"\s*(?:±\s*" + NUM + r")?\s*%?\s*$")
@@ -186,3 +187,23 @@ def parse_moe_hot(text: str) -> MoeHotInfo:
                          "hot experts need --moe-hot-mib, a MoE model with experts in host memory, and -lv 4 to show the line")
     return MoeHotInfo(sum(int(n) for n, _, _ in lines), min(int(a) for _, a, _ in lines),
                       max(int(b or a) for _, a, b in lines))
+
+
+@dataclass(frozen=True)
+class MoeAdaptInfo:
+    """The adaptive hot set's summary (patch 0004's "llama_moe_hot: adapt: U updates, S swaps, M MiB copied; hot hit
+    rate H% ..." line, logged at -lv 4 when the context is freed)."""
+
+    updates: int
+    swaps: int
+    mib_copied: float
+    hit_rate: float
+    """Percent of the split layers' selections whose expert was hot when computed."""
+
+
+def parse_moe_adapt(text: str) -> MoeAdaptInfo:
+    m = MOE_ADAPT_RE.search(text)
+    if not m:
+        raise ParseError("the tool's log has no 'llama_moe_hot: adapt: ...' line",
+                         "it needs --moe-hot-adapt, -lv 4, and a tool that ends normally (the line is printed when the context is freed)")
+    return MoeAdaptInfo(int(m.group(1)), int(m.group(2)), _float(m.group(3)), _float(m.group(4)))
