@@ -1,0 +1,196 @@
+"""`wheel`: the console scripts' start-up checks, the generated project, and (slow) a real CPU wheel installed
+into a fresh venv, run and uninstalled, with its contents checked file by file."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from builder.__main__ import main
+from builder.build import TOOLS, work_dir
+from builder.elf import elf_needs, is_elf
+from builder.pin import load_pin
+from builder.settings import Settings
+from builder.variants import Variant
+from builder.wheel import PACKAGE, TEMPLATE_DIR, pyproject, script_name
+
+# what the CPU wheel may take from the system: glibc, the C++ and GCC runtimes, OpenMP (ggml-cpu) and
+# OpenSSL (llama-common's downloads); everything else must be in the wheel
+CPU_SYSTEM_LIBRARIES = {"ld-linux-x86-64.so.2", "libc.so.6", "libm.so.6", "libstdc++.so.6", "libgcc_s.so.1",
+                        "libgomp.so.1", "libssl.so.3", "libcrypto.so.3"}
+
+
+def package_with(tmp_path: Path, manifest: dict, tool_script: str | None = None) -> Path:
+    """The wheel's Python package (from the template) with `manifest`, and optionally a stand-in llama-cli."""
+    root = tmp_path / "site"
+    shutil.copytree(TEMPLATE_DIR / PACKAGE, root / PACKAGE)
+    (root / PACKAGE / "manifest.json").write_text(json.dumps(manifest))
+    if tool_script:
+        tool = root / PACKAGE / "bin" / "llama-cli"
+        tool.parent.mkdir()
+        tool.write_text(tool_script)
+        tool.chmod(0o755)
+    return root
+
+
+def launch_cli(root: Path, *args: str) -> subprocess.CompletedProcess:
+    code = f"import sys; sys.argv[1:] = {list(args)!r}; from {PACKAGE}._launch import cli; cli()"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+
+
+def cpu_manifest(system_libraries: dict[str, str]) -> dict:
+    return {"tools": {"llama-cli": "bin/llama-cli"}, "cuda_archs": [],
+            "wheel": {"cuda_major": None, "system_libraries": system_libraries}}
+
+
+def test_console_script_runs_the_tool_with_its_arguments(tmp_path):
+    root = package_with(tmp_path, cpu_manifest({"libc.so.6": "install glibc"}), '#!/bin/sh\necho "ran $(basename "$0") $*"\n')
+    proc = launch_cli(root, "-m", "model.gguf", "--version")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "ran llama-cli -m model.gguf --version\n"
+
+
+def test_console_script_names_a_missing_system_library_in_one_line(tmp_path):
+    hint = "install the package of your Linux distribution that provides libexperts-first-absent.so.7"
+    root = package_with(tmp_path, cpu_manifest({"libc.so.6": "-", "libexperts-first-absent.so.7": hint}), "#!/bin/sh\necho ran\n")
+    proc = launch_cli(root)
+    assert proc.returncode == 127 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("experts-first-cli: libexperts-first-absent.so.7 does not load")
+    assert proc.stderr.rstrip().endswith(hint)
+
+
+def test_cuda_wheel_without_a_matching_driver_explains_in_one_line(tmp_path):
+    # no driver supports CUDA 99: a machine without a driver and one with any driver both refuse, in one line
+    manifest = {"tools": {"llama-cli": "bin/llama-cli"}, "cuda_archs": ["75"],
+                "wheel": {"cuda_major": 99, "system_libraries": {"libcudart.so.99": "install the CUDA 99 runtime"}}}
+    proc = launch_cli(package_with(tmp_path, manifest, "#!/bin/sh\necho ran\n"))
+    assert proc.returncode == 127 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    line = proc.stderr.strip()
+    assert line.startswith("experts-first-cli: ") and "sm_75 with CUDA 99" in line
+    assert re.search(r"no NVIDIA driver \(libcuda\.so\.1 does not load\)|the NVIDIA driver supports CUDA up to \d+\.\d+", line)
+
+
+def test_generated_pyproject_is_toml_with_a_script_per_tool():
+    description = 'pin "b11549"\n| patch | `0001` |\\ back\\slash'
+    text = pyproject("experts-first-llama-cpu", "0.1.0+b11549.1a2b3c4d", "summary", description,
+                     {"cmake.args": ["-DA=$ORIGIN", "-DB=x;y"], "build-dir": "/tmp/b"})
+    parsed = tomllib.loads(text)
+    assert parsed["project"]["readme"]["text"] == description
+    assert parsed["tool"]["scikit-build"]["cmake"]["args"] == ["-DA=$ORIGIN", "-DB=x;y"]
+    scripts = parsed["project"]["scripts"]
+    assert set(scripts) == {script_name(t) for t in TOOLS} == {f"experts-first-{t}" for t in ("cli", "server", "completion", "perplexity", "bench")}
+    launch = (TEMPLATE_DIR / PACKAGE / "_launch.py").read_text()
+    for target in scripts.values():  # each entry point is a function of the package's _launch module
+        module, function = target.split(":")
+        assert module == f"{PACKAGE}._launch" and f"\ndef {function}() -> None:" in launch
+
+
+@pytest.fixture(scope="session")
+def cpu_wheel(shared_cache, tmp_path_factory) -> Path:
+    """`wheel --cpu` of the real pinned tree."""
+    out = tmp_path_factory.mktemp("wheels")
+    assert main(["wheel", "--cpu", "--out", str(out), "--cache-dir", str(shared_cache)]) == 0
+    wheels = list(out.glob("*.whl"))
+    assert len(wheels) == 1, wheels
+    return wheels[0]
+
+
+def cpu_work_dir(cache: Path) -> Path:
+    return work_dir(Settings(load_pin().path, cache, None, None, None, True), Variant(None))
+
+
+def wheel_manifest(wheel: Path) -> dict:
+    with zipfile.ZipFile(wheel) as zf:
+        return json.loads(zf.read(f"{PACKAGE}/manifest.json"))
+
+
+@pytest.mark.slow
+def test_cpu_wheel_installs_runs_and_uninstalls(cpu_wheel, tiny_moe, tmp_path):
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python, scripts = env_dir / "bin" / "python", env_dir / "bin"
+    pip = [str(python), "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "install", "--no-index", "--no-deps", str(cpu_wheel)], check=True, timeout=300)
+
+    version = wheel_manifest(cpu_wheel)["version"]
+    assert version.startswith("version: ") and "commit experts-first-" in version
+    for tool in TOOLS:
+        proc = subprocess.run([scripts / script_name(tool), "--version"], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0 and version in proc.stdout + proc.stderr, (tool, proc.stdout + proc.stderr)
+
+    proc = subprocess.run([scripts / "experts-first-completion", "-m", tiny_moe, "-p", "hello", "-n", "8", "--temp", "0",
+                           "-t", "2", "--no-warmup", "-no-cnv"], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert re.search(r"eval time = .* / +8 runs", proc.stderr), proc.stderr[-3000:]
+
+    where = subprocess.run([python, "-c", f"import {PACKAGE} as p; print(p.tool('server')); print(p.manifest()['variant'])"],
+                           capture_output=True, text=True, check=True, timeout=60).stdout.split()
+    site_package = Path(where[0]).parent.parent
+    assert site_package.is_relative_to(env_dir) and where[1] == "cpu"
+
+    subprocess.run([*pip, "uninstall", "-y", "experts-first-llama-cpu"], check=True, timeout=120)
+    assert not site_package.exists()
+    assert not list(scripts.glob("experts-first-*"))
+    assert not list(site_package.parent.glob("experts_first_llama*"))
+
+
+@pytest.mark.slow
+def test_cpu_wheel_holds_only_its_package_and_what_its_binaries_need(cpu_wheel, shared_cache, real_pin):
+    manifest = wheel_manifest(cpu_wheel)
+    work = cpu_work_dir(shared_cache)
+    with zipfile.ZipFile(cpu_wheel) as zf:
+        names = zf.namelist()
+        contents = {n: zf.read(n) for n in names}
+        metadata = zf.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+        tag = re.search(r"^Tag: (.+)$", zf.read(next(n for n in names if n.endswith(".dist-info/WHEEL"))).decode(), re.M).group(1)
+
+    dist_info = {n.split("/")[0] for n in names if n.split("/")[0] != PACKAGE}
+    assert dist_info == {f"experts_first_llama_cpu-{manifest['wheel']['version']}.dist-info"}
+    binaries = {n: elf_needs(data) for n, data in contents.items() if is_elf(data)}
+    shipped = {Path(n).name for n in binaries}
+    assert {f"{PACKAGE}/bin/{t}" for t in TOOLS} <= set(binaries)
+    assert {"libllama.so.0", "libggml.so.0", "libggml-base.so.0", "libggml-cpu.so.0"} <= shipped
+
+    needed_from_system = set()
+    for name, needs in binaries.items():
+        assert needs.search_path == ("$ORIGIN",), name
+        needed_from_system |= set(needs.needed) - shipped
+    assert needed_from_system == CPU_SYSTEM_LIBRARIES == set(manifest["wheel"]["system_libraries"])
+
+    # no path of the build machine, except the source file names of the unity-built model sources that
+    # GGML_ASSERT's __FILE__ bakes into libllama (see docs/wheels.md)
+    for name, data in contents.items():
+        assert str(work).encode() not in name.encode()
+        found = set(re.findall(re.escape(str(work).encode()) + rb"[^\0\s]*", data))
+        assert all(re.fullmatch(re.escape(str(work / "src").encode()) + rb"/src/models/[\w.-]+\.cpp", f) for f in found), (name, found)
+    assert not str(work).encode() in contents[f"{PACKAGE}/manifest.json"]
+
+    glibc = max(n.glibc for n in binaries.values())
+    assert tag == f"py3-none-manylinux_{glibc[0]}_{glibc[1]}_x86_64" == f"py3-none-{manifest['wheel']['platform_tag']}"
+    assert cpu_wheel.name == f"experts_first_llama_cpu-{manifest['wheel']['version']}-{tag}.whl"
+    assert re.fullmatch(rf"0\.1\.0\+b{real_pin.build_number}\.[0-9a-f]{{8}}", manifest["wheel"]["version"])
+    assert f"Summary: llama.cpp {real_pin.tag} with {len(manifest['patches'])} patches of the experts-first series; CPU only" in metadata
+    for patch in manifest["patches"]:
+        assert f"| `{patch['name']}` | `{patch['sha256']}` |" in metadata
+    assert f"tree digest `{real_pin.tree_digest}`" in metadata
+
+
+@pytest.mark.slow
+def test_a_second_wheel_compiles_nothing(cpu_wheel, shared_cache, tmp_path):
+    assert main(["wheel", "--cpu", "--out", str(tmp_path), "--cache-dir", str(shared_cache)]) == 0
+    log = (cpu_work_dir(shared_cache) / "build.log").read_text()
+    assert "scikit-build-core" in log and "Installing project into wheel" in log
+    assert not re.search(r"Building (C|CXX) object|Linking", log)
+    assert [p.name for p in tmp_path.glob("*.whl")] == [cpu_wheel.name]
