@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__, log
-from .build import (TOOLS, VARIANTS_HELP, BuildOptions, add_variant_arguments, ccache_env, check_variant_arguments,
-                    compile_targets, configured_variant, make_manifest, options_from_args, record_choices,
-                    selected_variants, series_hash, version_line, VariantBuild)
+from .build import (TOOLS, VARIANTS_HELP, BuildOptions, VariantBuild, add_variant_arguments, ccache_env,
+                    check_variant_arguments, compile_targets, configured_variant, make_manifest, options_from_args,
+                    record_choices, selected_variants, series_hash, version_line)
 from .cuda_toolkit import find_toolkit
 from .elf import ElfNeeds, elf_needs, file_needs, is_elf
 from .errors import BuildError, UsageError
 from .fetch import SourceTree, ensure_source
+from .patches import Patch
 from .run import run
 from .settings import Settings, add_source_arguments, settings_from_args
 from .variants import Variant, nvcc_command
@@ -58,13 +59,13 @@ def wheel_cmake_options(tools: tuple[str, ...]) -> list[str]:
             "-DCMAKE_INSTALL_RPATH=$ORIGIN"]
 
 
-def wheel_version(tree: SourceTree, variant: Variant, built_series_hash: str | None, cuda_major: int | None) -> str:
+def wheel_version(tree: SourceTree, variant: Variant, series: list[Patch], cuda_major: int | None) -> str:
     """The fork's version with the pin, the series and the CUDA major as its local label: 0.1.0+b11549.1a2b3c4d.cu13."""
     label = [f"b{tree.pin.build_number}"]
     if variant.flavor != "fork":
         label.append(variant.flavor)
-    if built_series_hash:
-        label.append(built_series_hash)
+    if series:
+        label.append(series_hash(series))
     if cuda_major:
         label.append(f"cu{cuda_major}")
     return f"{__version__}+{'.'.join(label)}"
@@ -78,12 +79,18 @@ class Needs:
     system: tuple[str, ...]
 
     @property
-    def glibc(self) -> tuple[int, ...]:
-        return max(n.glibc for n in self.files.values())
+    def symbol_versions(self) -> dict[str, tuple[int, ...]]:
+        """Per versioned library (GLIBC, GLIBCXX, ...), the newest symbol version any of the files needs."""
+        newest: dict[str, tuple[int, ...]] = {}
+        for file in self.files.values():
+            for name, version in file.symbol_versions.items():
+                newest[name] = max(newest.get(name, version), version)
+        return dict(sorted(newest.items()))
 
     @property
     def platform_tag(self) -> str:
-        return f"manylinux_{self.glibc[0]}_{self.glibc[1]}_{platform.machine()}"
+        glibc = max(n.glibc for n in self.files.values())
+        return f"manylinux_{glibc[0]}_{glibc[1]}_{platform.machine()}"
 
 
 def runtime_needs(bin_dir: Path, tools: tuple[str, ...]) -> Needs:
@@ -209,6 +216,20 @@ def check_wheel(path: Path, manifest: dict) -> dict:
     return {"files": len(names), "binaries": sorted(shipped)}
 
 
+def wheel_section(tree: SourceTree, variant: Variant, series: list[Patch], needs: Needs) -> dict:
+    """The manifest's "wheel" section: what the wheel is called and what it needs from the machine it runs on."""
+    cuda_major = find_toolkit(nvcc_command()).version[0] if variant.cuda_arch else None
+    return {
+        "name": distribution_name(variant),
+        "version": wheel_version(tree, variant, series, cuda_major),
+        "platform_tag": needs.platform_tag,
+        "cuda_major": cuda_major,
+        "system_libraries": {lib: system_library_hint(lib, cuda_major) for lib in needs.system},
+        "symbol_versions": {k: ".".join(map(str, v)) for k, v in needs.symbol_versions.items()},
+        "build_backend": BACKEND_REQUIREMENT,
+    }
+
+
 def build_wheel(tree: SourceTree, variant: Variant, settings: Settings, opts: BuildOptions, out_dir: Path) -> dict:
     """Build one variant's wheel into `out_dir`, replacing that variant's older wheels there."""
     start = time.monotonic()
@@ -218,18 +239,9 @@ def build_wheel(tree: SourceTree, variant: Variant, settings: Settings, opts: Bu
         compile_targets(built.build_dir, list(TOOLS), opts.jobs, built.log_file, f"wheel {variant.name}")
         compile_seconds = time.monotonic() - start
         needs = runtime_needs(built.build_dir / "bin", TOOLS)
-        cuda_major = find_toolkit(nvcc_command()).version[0] if variant.cuda_arch else None
-        version = version_line(built.build_dir / "bin" / TOOLS[0])
+        version = version_line(built.build_dir / "bin" / "llama-cli")
         manifest = make_manifest(tree, variant, built.series, built.cmake_options, opts, compile_seconds, version)
-        manifest["wheel"] = {
-            "name": distribution_name(variant),
-            "version": wheel_version(tree, variant, series_hash(built.series) if built.series else None, cuda_major),
-            "platform_tag": needs.platform_tag,
-            "cuda_major": cuda_major,
-            "system_libraries": {lib: system_library_hint(lib, cuda_major) for lib in needs.system},
-            "symbol_versions": {k: ".".join(map(str, v)) for k, v in newest_symbol_versions(needs).items()},
-            "build_backend": BACKEND_REQUIREMENT,
-        }
+        manifest["wheel"] = wheel_section(tree, variant, built.series, needs)
         project = built.build_dir.parent / "wheel-project"
         write_project(project, manifest, built.build_dir.parent / "src", built.build_dir, opts)
         with tempfile.TemporaryDirectory(dir=out_dir, prefix=f".{variant.name}-") as scratch:
@@ -242,15 +254,6 @@ def build_wheel(tree: SourceTree, variant: Variant, settings: Settings, opts: Bu
         log.info(f"  {final} ({log.human_bytes(final.stat().st_size)}, {seconds:.0f} s)")
     return {"variant": variant.name, "wheel": str(final), "bytes": final.stat().st_size, "seconds": round(seconds, 1),
             "compile_seconds": round(compile_seconds, 1), "manifest": manifest, **found}
-
-
-def newest_symbol_versions(needs: Needs) -> dict[str, tuple[int, ...]]:
-    """Per versioned library (GLIBC, GLIBCXX, ...), the newest symbol version any of the files needs."""
-    newest: dict[str, tuple[int, ...]] = {}
-    for file in needs.files.values():
-        for name, version in file.symbol_versions.items():
-            newest[name] = max(newest.get(name, version), version)
-    return dict(sorted(newest.items()))
 
 
 def run_backend(project: Path, built: VariantBuild, tag: str, scratch: Path) -> Path:

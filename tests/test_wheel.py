@@ -19,10 +19,11 @@ import pytest
 from builder.__main__ import main
 from builder.build import TOOLS, work_dir
 from builder.elf import elf_needs, is_elf
+from builder.errors import BuildError
 from builder.pin import load_pin
 from builder.settings import Settings
 from builder.variants import Variant
-from builder.wheel import PACKAGE, TEMPLATE_DIR, pyproject, script_name
+from builder.wheel import PACKAGE, TEMPLATE_DIR, check_wheel, pyproject, script_name
 
 # what the CPU wheel may take from the system: glibc, the C++ and GCC runtimes, OpenMP (ggml-cpu) and
 # OpenSSL (llama-common's downloads); everything else must be in the wheel
@@ -95,6 +96,30 @@ def test_generated_pyproject_is_toml_with_a_script_per_tool():
     for target in scripts.values():  # each entry point is a function of the package's _launch module
         module, function = target.split(":")
         assert module == f"{PACKAGE}._launch" and f"\ndef {function}() -> None:" in launch
+
+
+def test_wheel_refuses_a_bad_define(capsys):
+    assert main(["wheel", "--cpu", "--define", "GGML_NATIVE"]) == 2
+    assert "lacks '='" in capsys.readouterr().err
+
+
+def test_check_wheel_names_each_problem(tmp_path):
+    # a real ELF file (true(1), no RPATH $ORIGIN) as the only tool, a file outside the package, the other tools missing
+    elf = Path(shutil.which("true")).resolve()
+    wheel = tmp_path / "experts_first_llama_cpu-0.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.write(elf, f"{PACKAGE}/bin/llama-cli")
+        zf.writestr("stray/file.txt", "x")
+        zf.writestr("experts_first_llama_cpu-0.1.0.dist-info/METADATA", "")
+    manifest = {"tools": {t: f"bin/{t}" for t in TOOLS}, "wheel": {"system_libraries": {}}}
+    with pytest.raises(BuildError) as caught:
+        check_wheel(wheel, manifest)
+    message = caught.value.message
+    assert "stray/file.txt: outside the package" in message and "dist-info" not in message
+    assert f"{PACKAGE}/bin/llama-cli: RPATH" in message and "not $ORIGIN" in message
+    needed = elf_needs(elf.read_bytes()).needed
+    assert needed and all(f"needs {lib}, neither in the wheel nor a system library" in message for lib in needed)
+    assert all(f"{PACKAGE}/bin/{t}: missing" in message for t in TOOLS if t != "llama-cli")
 
 
 @pytest.fixture(scope="session")
