@@ -17,13 +17,16 @@ from pathlib import Path
 import pytest
 
 from builder.__main__ import main
-from builder.build import TOOLS, work_dir
-from builder.elf import elf_needs, is_elf
+from builder.build import TOOLS, BuildOptions, make_manifest, series_hash, work_dir
+from builder.cuda_toolkit import find_toolkit
+from builder.elf import elf_needs, file_needs, is_elf
 from builder.errors import BuildError
+from builder.fetch import SourceTree
+from builder.patches import read_series
 from builder.pin import load_pin
 from builder.settings import Settings
-from builder.variants import Variant
-from builder.wheel import PACKAGE, TEMPLATE_DIR, check_wheel, pyproject, script_name
+from builder.variants import Variant, nvcc_command
+from builder.wheel import PACKAGE, TEMPLATE_DIR, Needs, check_wheel, describe, pyproject, script_name, wheel_section
 
 # what the CPU wheel may take from the system: glibc, the C++ and GCC runtimes, OpenMP (ggml-cpu) and
 # OpenSSL (llama-common's downloads); everything else must be in the wheel
@@ -122,6 +125,25 @@ def test_check_wheel_names_each_problem(tmp_path):
     assert all(f"{PACKAGE}/bin/{t}: missing" in message for t in TOOLS if t != "llama-cli")
 
 
+@pytest.mark.cuda
+def test_cuda_wheel_names_its_arch_and_cuda_major(tmp_path):
+    if not shutil.which("nvcc"):
+        pytest.skip("nvcc is not installed")
+    pin = load_pin()
+    tree, variant, series = SourceTree(tmp_path, pin, "test", pin.tree_digest, True, ()), Variant("75"), read_series()
+    needs = Needs({"llama-cli": file_needs(Path(shutil.which("true")).resolve())}, ("libc.so.6", "libcuda.so.1", "libcudart.so.13"))
+    manifest = make_manifest(tree, variant, series, ["-DGGML_CUDA=ON"], BuildOptions(), 1.0, "version: test")
+    manifest["wheel"] = wheel_section(tree, variant, series, needs)
+    major = find_toolkit(nvcc_command()).version[0]
+    assert manifest["wheel"]["name"] == "experts-first-llama-cuda-sm75"
+    assert manifest["wheel"]["version"] == f"0.1.0+b{pin.build_number}.{series_hash(series)}.cu{major}"
+    assert manifest["wheel"]["cuda_major"] == major
+    assert f"CUDA {major} runtime" in manifest["wheel"]["system_libraries"]["libcudart.so.13"]
+    summary, description = describe(manifest)
+    assert summary == f"llama.cpp {pin.tag} with {len(series)} patches of the experts-first series; CUDA {major}, sm_75"
+    assert f"- CUDA: arch 75, CUDA major {major}" in description
+
+
 @pytest.fixture(scope="session")
 def cpu_wheel(shared_cache, tmp_path_factory) -> Path:
     """`wheel --cpu` of the real pinned tree."""
@@ -213,9 +235,14 @@ def test_cpu_wheel_holds_only_its_package_and_what_its_binaries_need(cpu_wheel, 
 
 
 @pytest.mark.slow
-def test_a_second_wheel_compiles_nothing(cpu_wheel, shared_cache, tmp_path):
-    assert main(["wheel", "--cpu", "--out", str(tmp_path), "--cache-dir", str(shared_cache)]) == 0
-    log = (cpu_work_dir(shared_cache) / "build.log").read_text()
-    assert "scikit-build-core" in log and "Installing project into wheel" in log
-    assert not re.search(r"Building (C|CXX) object|Linking", log)
-    assert [p.name for p in tmp_path.glob("*.whl")] == [cpu_wheel.name]
+def test_a_wheel_after_a_build_compiles_nothing_and_a_second_links_nothing(cpu_wheel, shared_cache, tmp_path):
+    log = cpu_work_dir(shared_cache) / "build.log"
+    wheel = ["wheel", "--cpu", "--out", str(tmp_path / "wheels"), "--cache-dir", str(shared_cache)]
+    assert main(["build", "--cpu", "--dist", str(tmp_path / "dist"), "--cache-dir", str(shared_cache)]) == 0
+    assert main(wheel) == 0
+    assert "Installing project into wheel" in log.read_text()
+    assert not re.search(r"Building (C|CXX) object", log.read_text())  # the build's objects: only relinked
+    assert main(wheel) == 0
+    assert "Installing project into wheel" in log.read_text()
+    assert not re.search(r"Building (C|CXX) object|Linking", log.read_text())
+    assert [p.name for p in (tmp_path / "wheels").glob("*.whl")] == [cpu_wheel.name]
