@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import __version__, build, fetch, log, patches, regress, synth_model, test_ops, trace_flatten, trace_stats
+from . import __version__, build, fetch, log, patches, regress, synth_model, test_ops, trace_flatten, trace_stats, wheel
 from .errors import BuilderError, report
 
 COMMANDS = {
@@ -16,6 +16,7 @@ COMMANDS = {
     "regress": (regress, "perplexity, KL divergence and tokens/s of the fork against upstream, with reports"),
     "trace-stats": (trace_stats, "distinct experts, coverage, reuse distance and cache hit rates of a MoE routing trace"),
     "trace-flatten": (trace_flatten, "mix uniform selections into a MoE routing trace until it has a given skew"),
+    "wheel": (wheel, "build one Python wheel per variant with scikit-build-core: the tools, their libraries and console scripts"),
     "make-model": (synth_model, "write a synthetic MoE GGUF (qwen3moe, olmoe, llama, deepseek2) with the gguf package"),
 }
 

@@ -75,13 +75,17 @@ def series_for(variant: Variant, patches_dir: Path = PATCHES_DIR) -> list[Patch]
     return [p for p in series if "baseline" in p.flags] if variant.flavor == "baseline" else series
 
 
+def series_hash(series: list[Patch]) -> str:
+    """8 hex digits that change with any patch of the series."""
+    return hashlib.sha256("".join(file_sha256(p.path) for p in series).encode()).hexdigest()[:8]
+
+
 def fork_commit(variant: Variant, series: list[Patch]) -> str:
     """What `--version` shows as the commit: the flavor, the fork's version and a hash of the series."""
     if variant.flavor == "upstream":
         return "upstream"
-    h = hashlib.sha256("".join(file_sha256(p.path) for p in series).encode()).hexdigest()[:8]
     prefix = FORK_NAME if variant.flavor == "fork" else f"upstream+{FORK_NAME}-{variant.flavor}"
-    return f"{prefix}-{__version__}+{h}"
+    return f"{prefix}-{__version__}+{series_hash(series)}"
 
 
 def cmake_options(tree: SourceTree, variant: Variant, series: list[Patch], opts: BuildOptions) -> list[str]:
@@ -204,9 +208,14 @@ def build_variant(tree: SourceTree, variant: Variant, settings: Settings, opts: 
                   targets: tuple[str, ...] = TOOLS, patches_dir: Path = PATCHES_DIR) -> VariantBuild:
     """Build `targets` of one variant in its build folder."""
     built = configured_variant(tree, variant, settings, opts, patches_dir)
-    (built.build_dir.parent / BUILD_CHOICES).write_text(json.dumps({"build_type": opts.build_type, "defines": list(opts.defines)}))
+    record_choices(built, opts)
     compile_targets(built.build_dir, list(targets), opts.jobs, built.log_file, f"build {variant.name}")
     return built
+
+
+def record_choices(built: VariantBuild, opts: BuildOptions) -> None:
+    """Remember the build type and definitions the variant is being built with (see `recorded_options`)."""
+    (built.build_dir.parent / BUILD_CHOICES).write_text(json.dumps({"build_type": opts.build_type, "defines": list(opts.defines)}))
 
 
 def compile_touched(tree: SourceTree, variant: Variant, settings: Settings, opts: BuildOptions,
@@ -308,13 +317,15 @@ def cuda_definitions(settings: Settings, from_wheels: bool, links: bool, defines
     return (*wheel, *([] if links else [driver_not_linked(settings.cache_dir)]))
 
 
-def populate_parser(parser: argparse.ArgumentParser) -> None:
-    parser.description = (
-        "Build the tools for each variant into DIST/<variant>/bin with a manifest.json. "
-        "Variants: --cpu, one per --cuda-arch; with --upstream also each unpatched (upstream-<variant>), "
-        "with --baseline also each with only the routing-control patches (baseline-<variant>). "
-        "Without --cpu or --cuda-arch: the local GPU's arch if nvidia-smi shows one, else CPU."
-    )
+VARIANTS_HELP = (
+    "Variants: --cpu, one per --cuda-arch; with --upstream also each unpatched (upstream-<variant>), "
+    "with --baseline also each with only the routing-control patches (baseline-<variant>). "
+    "Without --cpu or --cuda-arch: the local GPU's arch if nvidia-smi shows one, else CPU."
+)
+
+
+def add_variant_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The options that pick the variants and how they are compiled (`build` and `wheel`); returns the CUDA group."""
     parser.add_argument("--cuda-arch", action="append", default=[], metavar="ARCH[,ARCH...]",
                         help="CUDA arch(s) to build, each its own variant: 75, 86, 89, 90, 120 ... (repeatable)")
     parser.add_argument("--cpu", action="store_true", help="build the CPU-only variant")
@@ -325,12 +336,18 @@ def populate_parser(parser: argparse.ArgumentParser) -> None:
                         help="parallel compile jobs (default: the CPUs this process may use, by affinity and cgroup quota: %(default)s)")
     parser.add_argument("--build-type", default="Release", choices=["Release", "RelWithDebInfo", "Debug"], help="(default: %(default)s)")
     parser.add_argument("--define", "-D", action="append", default=[], metavar="KEY=VALUE", help="extra CMake definition (repeatable), e.g. -D GGML_NATIVE=OFF")
-    parser.add_argument("--dist", type=Path, default=Path("dist"), help="output folder (default: ./dist)")
-    parser.add_argument("--json", action="store_true", help="print the manifests (with --compile-only-touched: the objects) as JSON on stdout")
     cuda = parser.add_argument_group("CUDA")
     cuda.add_argument("--cuda-libs-from-wheels", action="store_true",
                       help="take cuBLAS from the nvidia-cublas wheel of the package index (installed once into the cache), "
                       "for a CUDA toolkit without it; the toolkit's folders are not touched")
+    return cuda
+
+
+def populate_parser(parser: argparse.ArgumentParser) -> None:
+    parser.description = f"Build the tools for each variant into DIST/<variant>/bin with a manifest.json. {VARIANTS_HELP}"
+    cuda = add_variant_arguments(parser)
+    parser.add_argument("--dist", type=Path, default=Path("dist"), help="output folder (default: ./dist)")
+    parser.add_argument("--json", action="store_true", help="print the manifests (with --compile-only-touched: the objects) as JSON on stdout")
     cuda.add_argument("--compile-only-touched", action="store_true",
                       help="a quick compile check of CUDA variants: compile only the CUDA objects whose sources the series "
                       "touches or that directly include a header it touches; link nothing, package nothing")
@@ -340,23 +357,36 @@ def populate_parser(parser: argparse.ArgumentParser) -> None:
     add_source_arguments(parser)
 
 
-def main_build(args: argparse.Namespace) -> int:
+def check_variant_arguments(args: argparse.Namespace) -> None:
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs} must be at least 1", "pass --jobs N with N >= 1")
     for define in args.define:
         if "=" not in define:
             raise UsageError(f"--define {define!r} lacks '='", "pass --define KEY=VALUE")
+
+
+def selected_variants(args: argparse.Namespace) -> list[Variant]:
+    flavors = tuple(f for f, wanted in (("upstream", args.upstream), ("baseline", args.baseline)) if wanted)
+    return select_variants(args.cuda_arch, args.cpu, flavors)
+
+
+def options_from_args(args: argparse.Namespace, settings: Settings, variants: list[Variant], dist_dir: Path, links: bool = True) -> BuildOptions:
+    """The build options of `add_variant_arguments`, with the CUDA toolkit checked when a variant needs it."""
+    cuda = any(v.cuda_arch for v in variants)
+    cuda_defines = cuda_definitions(settings, args.cuda_libs_from_wheels, links, args.define) if cuda else ()
+    return BuildOptions(args.build_type, args.jobs, tuple(args.define), dist_dir.resolve(), cuda_defines)
+
+
+def main_build(args: argparse.Namespace) -> int:
+    check_variant_arguments(args)
     if args.max_includers < 0:
         raise UsageError(f"--max-includers {args.max_includers} is negative", "pass --max-includers N with N >= 0")
     settings = settings_from_args(args)
-    flavors = tuple(f for f, wanted in (("upstream", args.upstream), ("baseline", args.baseline)) if wanted)
-    variants = select_variants(args.cuda_arch, args.cpu, flavors)
+    variants = selected_variants(args)
     if args.compile_only_touched and not all(v.cuda_arch for v in variants):
         raise UsageError("--compile-only-touched checks CUDA variants only",
                          "pass --cuda-arch ARCH without --cpu; the CPU variants' objects are checked by building them")
-    cuda = any(v.cuda_arch for v in variants)
-    cuda_defines = cuda_definitions(settings, args.cuda_libs_from_wheels, not args.compile_only_touched, args.define) if cuda else ()
-    opts = BuildOptions(args.build_type, args.jobs, tuple(args.define), args.dist.resolve(), cuda_defines)
+    opts = options_from_args(args, settings, variants, args.dist, links=not args.compile_only_touched)
     tree = ensure_source(settings)
     if args.compile_only_touched:
         log.step(f"compile check of {', '.join(v.name for v in variants)} from {tree.pin.label}")

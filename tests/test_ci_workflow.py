@@ -56,10 +56,23 @@ def test_build_matrix_covers_cpu_and_the_cuda_archs():
         variant_from_name(name)  # each is a variant the builder knows
 
 
+def test_wheels_job_builds_each_target_after_its_build_and_uploads_the_wheels():
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    build, wheels = workflow["jobs"]["build"], workflow["jobs"]["wheels"]
+    assert wheels["needs"] == "build"
+    assert wheels["strategy"]["matrix"]["include"] == build["strategy"]["matrix"]["include"]
+    run_lines = [line for step in wheels["steps"] for line in step.get("run", "").splitlines()]
+    wheel = next(shlex.split(line.split("-m builder", 1)[1]) for line in run_lines if "-m builder wheel" in line)
+    out = wheel[wheel.index("--out") + 1]
+    upload = next(step for step in wheels["steps"] if step.get("uses", "").startswith("actions/upload-artifact"))
+    assert upload["with"]["path"] == f"{out}/*.whl"
+    assert any("'.[wheel]'" in line for line in run_lines)  # scikit-build-core, the wheel's build backend
+
+
 def test_builder_commands_parse():
     workflow = yaml.safe_load(WORKFLOW.read_text())
     commands = builder_commands(workflow)
-    assert {c[0] for c in commands} >= {"build", "regress"}
+    assert {c[0] for c in commands} >= {"build", "regress", "wheel"}
     parser = make_parser()
     for words in commands:
         parser.parse_args(words)  # exits (SystemExit) on an unknown option
