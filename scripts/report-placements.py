@@ -46,7 +46,7 @@ def summarise(runs: list[dict]) -> dict:
                 "median": round(statistics.median(speeds), 1) if speeds else None,
                 "min": min(speeds, default=None), "max": max(speeds, default=None),
                 "ppl": sorted({r["ppl"] for r in rows if "ppl" in r}),
-                "cmd": " ".join(rows[0]["cmd"])}
+                "cmd": " ".join([f"{k}={v}" for k, v in rows[0].get("env", {}).items()] + rows[0]["cmd"])}
         hits = [r["hit_rate"] for r in rows if "hit_rate" in r]
         if hits:
             cell.update(hit_rate=statistics.median(hits), mib_copied=statistics.median(r["mib_copied"] for r in rows if "mib_copied" in r))
