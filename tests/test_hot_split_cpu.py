@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -55,3 +57,30 @@ def test_the_cold_placement_is_checked_by_the_argument_parser(cpu_builds, tiny_m
     proc = perplexity(cpu_builds, tiny_moe, story, "--moe-cold", "disk")
     assert proc.returncode != 0
     assert "--moe-cold" in proc.stderr and "invalid value" in proc.stderr
+
+
+def test_an_automatic_budget_keeps_no_hot_experts_without_a_gpu(cpu_builds, tiny_moe, story, profile):
+    # patch 0013: auto fills what a GPU has free; a machine without one keeps no copies, and the result is unchanged
+    _, reference = profile
+    proc = perplexity(cpu_builds, tiny_moe, story, "--cpu-moe", "--moe-hot-mib", "auto")
+    assert "llama_moe_hot: --moe-hot-mib auto: no GPU to keep hot experts on, hot experts disabled" in proc.stderr
+    assert "experts hot per layer" not in proc.stderr
+    assert final_ppl(proc) == reference
+
+
+@pytest.mark.parametrize("value", ["autox", "-1", "12MiB", ""])
+def test_a_budget_neither_a_number_nor_auto_is_refused(cpu_builds, tiny_moe, story, value):
+    proc = perplexity(cpu_builds, tiny_moe, story, "--cpu-moe", "--moe-hot-mib", value)
+    assert proc.returncode != 0
+    assert "--moe-hot-mib" in proc.stderr and "invalid value" in proc.stderr
+
+
+def test_llama_bench_takes_an_automatic_budget(cpu_builds, tiny_moe):
+    bench = [cpu_builds / "cpu" / "bin" / "llama-bench", "-m", tiny_moe, "-p", "0", "-n", "4", "-r", "1", "-t", "2", "-o", "jsonl"]
+    proc = subprocess.run([*bench, "--moe-hot-mib", "0,auto"], check=False, capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [json.loads(line)["moe_hot_mib"] for line in proc.stdout.splitlines()] == [0, -1]  # -1: auto
+    bad = subprocess.run([*bench, "--moe-hot-mib", "auto2"], check=False, capture_output=True, text=True, timeout=60,
+                         stdin=subprocess.DEVNULL)
+    assert bad.returncode != 0
