@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -25,6 +26,7 @@ def load_server_identity():
     """scripts/server-identity.py as a module: its Server starts llama-server on a free port and stops it by its PID."""
     spec = importlib.util.spec_from_file_location("server_identity", ROOT / "scripts" / "server-identity.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
