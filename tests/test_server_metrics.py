@@ -1,0 +1,173 @@
+"""llama-server's /metrics and /props for the MoE hot experts (patch 0014)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from builder.patches import read_series
+from builder.report.parse import parse_moe_adapt
+
+ROOT = Path(__file__).resolve().parent.parent
+PATCH = "0014-server-report-the-MoE-hot-experts-in-metrics-and-pro.patch"
+SAMPLE_LINE = re.compile(r"^(llamacpp:moe_\w+)(?:\{layer=\"(\d+)\"\})? (\S+)$")
+PROMPTS = ["The ferry left the harbour at dawn, and the gulls followed it", "On deck a boy counted the buoys aloud"]
+N_PREDICT = 16
+
+
+def load_server_identity():
+    """scripts/server-identity.py as a module: its Server starts llama-server on a free port and stops it by its PID."""
+    spec = importlib.util.spec_from_file_location("server_identity", ROOT / "scripts" / "server-identity.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Our `llamacpp:moe_*` samples: name (with `{layer="i"}` for the per-layer ones) to value."""
+    found = {}
+    for line in text.splitlines():
+        m = SAMPLE_LINE.match(line)
+        if m:
+            name = m.group(1) + (f"{{{m.group(2)}}}" if m.group(2) else "")
+            found[name] = float(m.group(3))
+    return found
+
+
+def get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=60) as r:
+        return r.read().decode()
+
+
+def complete(url: str, prompt: str) -> None:
+    body = {"prompt": prompt, "n_predict": N_PREDICT, "temperature": 0, "ignore_eos": True, "cache_prompt": False,
+            "return_tokens": True}
+    request = urllib.request.Request(url + "/completion", json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as r:
+        assert len(json.load(r)["tokens"]) == N_PREDICT
+
+
+def test_the_readme_sample_names_only_metrics_the_patch_writes():
+    patch = next(p for p in read_series() if p.name == PATCH).text()
+    readme = (ROOT / "README.md").read_text()
+    sample = readme[readme.index("```text\nllamacpp:moe_"):]
+    sample = sample[:sample.index("\n```\n")]
+    names = {m.group(1) for m in map(SAMPLE_LINE.match, sample.splitlines()) if m}
+    assert len(names) == 15
+    for name in names:
+        assert f'"{name.removeprefix("llamacpp:")}"' in patch, name
+    # the documentation's table names each of them
+    doc = (ROOT / "docs" / "hot-cold-split.md").read_text()
+    for name in names:
+        assert f"`{name.removeprefix('llamacpp:')}" in doc, name
+
+
+def test_parse_metrics_keeps_the_layer_label():
+    text = ("# TYPE llamacpp:moe_hot_hit_rate gauge\nllamacpp:moe_hot_hit_rate 0.25\n"
+            'llamacpp:moe_hot_layer_hit_rate{layer="1"} 0.5\nllamacpp:prompt_tokens_total 3\n')
+    assert parse_metrics(text) == {"llamacpp:moe_hot_hit_rate": 0.25, "llamacpp:moe_hot_layer_hit_rate{1}": 0.5}
+
+
+@pytest.fixture(scope="module")
+def servers(cpu_builds):
+    module = load_server_identity()
+    return module.Server, cpu_builds / "cpu" / "bin" / "llama-server"
+
+
+def scrape(server) -> dict[str, float]:
+    return parse_metrics(get(server.url + "/metrics"))
+
+
+def props(server) -> dict:
+    return json.loads(get(server.url + "/props"))["moe_hot"]
+
+
+def check_counts(m: dict[str, float], n_layer_hot: int, expert_size: int) -> None:
+    layers = [f"{{{i}}}" for i in range(n_layer_hot)]
+    assert m["llamacpp:moe_hot_selections_total"] == sum(m[f"llamacpp:moe_hot_layer_selections_total{i}"] for i in layers)
+    assert m["llamacpp:moe_hot_selections_hot_total"] == sum(m[f"llamacpp:moe_hot_layer_selections_hot_total{i}"] for i in layers)
+    assert 0 <= m["llamacpp:moe_hot_selections_hot_total"] <= m["llamacpp:moe_hot_selections_total"]
+    assert 0 <= m["llamacpp:moe_hot_hit_rate"] <= 1
+    assert m["llamacpp:moe_hot_hit_rate"] == pytest.approx(m["llamacpp:moe_hot_selections_hot_total"] / m["llamacpp:moe_hot_selections_total"], rel=1e-5)
+    for i in layers:
+        assert 0 <= m[f"llamacpp:moe_hot_layer_hit_rate{i}"] <= 1
+    # a cold expert selected by several tokens of a ubatch is computed once
+    assert m["llamacpp:moe_cold_experts_total"] <= m["llamacpp:moe_hot_selections_total"] - m["llamacpp:moe_hot_selections_hot_total"]
+    assert m["llamacpp:moe_cold_bytes_total"] == m["llamacpp:moe_cold_experts_total"] * expert_size
+    assert m["llamacpp:moe_cold_bytes_per_token"] == pytest.approx(m["llamacpp:moe_cold_bytes_total"] / m["llamacpp:moe_hot_tokens_total"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_a_static_hot_set_reports_its_selections_and_its_configuration(servers, tiny_moe, tmp_path):
+    Server, binary = servers
+    with Server(binary, tiny_moe, 1, ["--cpu-moe", "--no-repack", "-t", "2", "--moe-hot-mib", "1", "--metrics"], tmp_path / "static.log") as server:
+        p = props(server)
+        assert p == {"budget": 1024 * 1024, "size": p["size"], "n_expert": 16, "n_layer_hot": 2, "n_hot": [4, 4],
+                     "expert_size": p["expert_size"], "cold": "cpu", "adapt": 0, "adapt_ratio": 1.25, "counts": True}
+        expert_size = p["expert_size"][0]
+        assert p["expert_size"] == [expert_size, expert_size] and 4 * 2 * expert_size <= p["size"] <= 1024 * 1024
+        # the warmup is not counted, llama-server's start-up probe of the memory (4 tokens) is
+        before = scrape(server)
+        assert before["llamacpp:moe_hot_bytes"] == p["size"] and before["llamacpp:moe_hot_budget_bytes"] == 1024 * 1024
+        complete(server.url, PROMPTS[0])
+        middle = scrape(server)
+        complete(server.url, PROMPTS[1])
+        after = scrape(server)
+    assert server.exit == "exit 0"
+    for m in (middle, after):
+        check_counts(m, 2, expert_size)
+    for name in ("selections", "tokens"):
+        assert before[f"llamacpp:moe_hot_{name}_total"] < middle[f"llamacpp:moe_hot_{name}_total"] < after[f"llamacpp:moe_hot_{name}_total"]
+    assert before["llamacpp:moe_hot_selections_hot_total"] <= middle["llamacpp:moe_hot_selections_hot_total"] <= after["llamacpp:moe_hot_selections_hot_total"]
+    assert before["llamacpp:moe_cold_bytes_total"] < middle["llamacpp:moe_cold_bytes_total"] < after["llamacpp:moe_cold_bytes_total"]
+    # each decoded token selects 4 experts in each of the 2 layers (the prompt's last layer computes only its output row)
+    n_decoded = N_PREDICT - 1
+    assert middle["llamacpp:moe_hot_selections_total"] - before["llamacpp:moe_hot_selections_total"] >= n_decoded * 4 * 2
+    assert (after["llamacpp:moe_hot_swaps_total"], after["llamacpp:moe_hot_updates_total"], after["llamacpp:moe_hot_swap_bytes_total"]) == (0, 0, 0)
+
+
+@pytest.mark.slow
+def test_an_adaptive_hot_set_counts_its_swaps_as_its_log_does(servers, tiny_moe, tmp_path):
+    Server, binary = servers
+    log = tmp_path / "adapt.log"
+    args = ["--cpu-moe", "--no-repack", "-t", "2", "--moe-hot-mib", "1", "--moe-hot-adapt", "4", "--metrics"]
+    with Server(binary, tiny_moe, 1, args, log) as server:
+        p = props(server)
+        assert (p["adapt"], p["adapt_ratio"], p["counts"], p["n_hot"]) == (4, 1.25, True, [4, 4])
+        for prompt in PROMPTS:
+            complete(server.url, prompt)
+        m = scrape(server)
+    assert server.exit == "exit 0"
+    check_counts(m, 2, p["expert_size"][0])
+    assert m["llamacpp:moe_hot_updates_total"] > 0 and m["llamacpp:moe_hot_swaps_total"] > 0
+    assert m["llamacpp:moe_hot_swap_bytes_total"] == m["llamacpp:moe_hot_swaps_total"] * p["expert_size"][0]
+    # the line the context logs when it is freed counts the same (nothing ran after the scrape)
+    adapt = parse_moe_adapt(log.read_text())
+    assert (adapt.updates, adapt.swaps) == (m["llamacpp:moe_hot_updates_total"], m["llamacpp:moe_hot_swaps_total"])
+    assert adapt.mib_copied == pytest.approx(m["llamacpp:moe_hot_swap_bytes_total"] / 2**20, abs=0.006)
+    assert adapt.hit_rate == pytest.approx(100 * m["llamacpp:moe_hot_hit_rate"], abs=0.06)
+
+
+@pytest.mark.slow
+def test_without_hot_experts_there_are_no_moe_metrics_and_without_metrics_no_counts(servers, tiny_moe, tmp_path):
+    Server, binary = servers
+    with Server(binary, tiny_moe, 1, ["--cpu-moe", "--no-repack", "-t", "2", "--metrics"], tmp_path / "off.log") as server:
+        complete(server.url, PROMPTS[0])
+        text = get(server.url + "/metrics")
+        assert props(server) is None
+    assert "llamacpp:prompt_tokens_total" in text and "llamacpp:moe_" not in text
+    # without --metrics the selections are not read back: the decode path is 0003's
+    with Server(binary, tiny_moe, 1, ["--cpu-moe", "--no-repack", "-t", "2", "--moe-hot-mib", "1"], tmp_path / "quiet.log") as server:
+        assert props(server)["counts"] is False
+        with pytest.raises(urllib.error.HTTPError) as info:
+            get(server.url + "/metrics")
+        assert info.value.code == 501
+        assert "Start it with `--metrics`" in info.value.read().decode()
