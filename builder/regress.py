@@ -55,14 +55,20 @@ from .settings import add_source_arguments, settings_from_args
 from .synth_model import ModelSpec, resolve_vocab, write_moe_model
 from .variants import Variant, select_variants, variant_from_name
 
-# How the patched build is run: a name, a mode and, for mode "hot", the share of the model's expert
-# bytes given to hot experts (`ConfigurationRun` holds its arguments on a model). Targets go in
+# How the patched build is run: a name, a mode and, for modes "hot" and "adaptive", the share of the model's
+# expert bytes given to hot experts (`ConfigurationRun` holds its arguments on a model). Targets go in
 # thresholds.toml.
 CONFIGURATIONS: tuple[Configuration, ...] = (
     Configuration("feature-off", "off"),
     Configuration("hot-25", "hot", 0.25),
     Configuration("hot-50", "hot", 0.5),
+    Configuration("adapt-25", "adaptive", 0.25),
 )
+HOT_MODES = ("hot", "adaptive")
+"""The modes that keep hot experts: they need the hot-expert patch, a MoE model and a routing profile."""
+ADAPT_ARGS = ("--moe-hot-adapt", 32, "--moe-hot-adapt-ratio", 4)
+"""Mode "adaptive": from the profile, swaps every 32 tokens at ratio 4 (patches 0004, 0010; the setting that
+scripts/placement-model.py --adapt favoured and the H200 measured above the static profile, docs/cold-experts-on-the-gpu.md)."""
 HOT_OPTION = "--moe-hot-mib"
 """The option of the hot-expert patch (0003): the series has hot experts when a patch adds it."""
 
@@ -114,7 +120,8 @@ class ConfigurationRun:
         """The patched side's arguments that select the configuration."""
         if self.hot is None:
             return ToolArgs()
-        return ToolArgs.both(HOT_OPTION, self.hot.budget_mib, "--moe-hot-profile", self.hot.profile)
+        hot = ToolArgs.both(HOT_OPTION, self.hot.budget_mib, "--moe-hot-profile", self.hot.profile)
+        return hot + ToolArgs.both(*ADAPT_ARGS) if self.configuration.mode == "adaptive" else hot
 
 
 @dataclass(frozen=True)
@@ -416,7 +423,7 @@ def hot_record(configuration: Configuration, layout: hot_experts.ExpertLayout, t
 
 def configuration_runs(plan: Plan, model: Path, info: ModelInfo, routing: Routing, notes: list[str]) -> list[ConfigurationRun]:
     """The configurations on this model: hot ones with their budget and hot sets, or left out with a note."""
-    hot = [c.name for c in plan.configurations if c.mode == "hot"]
+    hot = [c.name for c in plan.configurations if c.mode in HOT_MODES]
     layout, skip = None, ""
     if hot:
         if not info.n_expert:
@@ -431,7 +438,7 @@ def configuration_runs(plan: Plan, model: Path, info: ModelInfo, routing: Routin
     counts = moe_trace.selection_counts(moe_trace.read_trace(Path(routing.trace))) if hot and not skip else None
     runs = []
     for c in plan.configurations:
-        if c.mode != "hot":
+        if c.mode not in HOT_MODES:
             runs.append(ConfigurationRun(c))
         elif not skip:
             runs.append(ConfigurationRun(c, hot_record(c, layout, Path(routing.trace), counts)))
@@ -589,8 +596,8 @@ def main_regress(args: argparse.Namespace) -> int:
     notes: list[str] = []
     configurations = CONFIGURATIONS
     if not hot_in_series():
-        configurations = tuple(c for c in CONFIGURATIONS if c.mode != "hot")
-        notes.append(f"{', '.join(c.name for c in CONFIGURATIONS if c.mode == 'hot')} skipped: "
+        configurations = tuple(c for c in CONFIGURATIONS if c.mode not in HOT_MODES)
+        notes.append(f"{', '.join(c.name for c in CONFIGURATIONS if c.mode in HOT_MODES)} skipped: "
                      f"no patch of the series adds {HOT_OPTION} (the hot-expert patch)")
     thresholds = load_thresholds(args.thresholds.resolve())
     unknown = set(thresholds.configurations) - {c.name for c in CONFIGURATIONS}

@@ -143,13 +143,21 @@ def test_hot_configuration_arguments_per_tool():
     assert off.loading == off.feature == regress.ToolArgs()
 
 
+def test_the_adaptive_configuration_adds_the_swap_settings_to_the_hot_arguments():
+    hot = HotExperts("adapt-25", 2, "t.moetrace", [4, 4], [0.5, 0.6])
+    run = regress.ConfigurationRun(Configuration("adapt-25", "adaptive", 0.25), hot)
+    expected = ("--moe-hot-mib", 2, "--moe-hot-profile", "t.moetrace", "--moe-hot-adapt", 32, "--moe-hot-adapt-ratio", 4)
+    assert run.feature.perplexity == run.feature.bench == expected
+    assert run.loading == regress.NO_REPACK
+
+
 def test_hot_configurations_are_skipped_with_a_note(tmp_path, monkeypatch):
     plan = regress.Plan({}, None, regress.CONFIGURATIONS, tmp_path, tmp_path, tmp_path)
     dense = regress.ModelInfo("gemma3", 18, 0, 0)
     notes: list[str] = []
     runs = regress.configuration_runs(plan, tmp_path / "gemma.gguf", dense, regress.Routing("none", False, None, None), notes)
     assert [r.configuration.name for r in runs] == ["feature-off"]
-    assert notes == ["gemma: hot-25, hot-50 skipped: dense model, no experts"]
+    assert notes == ["gemma: hot-25, hot-50, adapt-25 skipped: dense model, no experts"]
     assert regress.hot_in_series()  # patch 0003
     monkeypatch.setattr(regress, "read_series", lambda: [])
     assert not regress.hot_in_series()
@@ -177,11 +185,11 @@ def test_cpu_regress_end_to_end(cpu_builds, tiny_moe, shared_cache, tmp_path):
     assert report["passed"] and report["builds"]["patched"]["variant"] == "cpu"
     [model] = report["models"]
     hot = regress.hot_in_series()
-    assert [a["configuration"] for a in model["accuracy"]] == ["feature-off"] + ["hot-25", "hot-50"] * hot
+    assert [a["configuration"] for a in model["accuracy"]] == ["feature-off"] + ["hot-25", "hot-50", "adapt-25"] * hot
     for accuracy in model["accuracy"]:  # hot experts on the CPU: the same products, so no divergence
         assert accuracy["mean_kld"] <= 1e-5 and accuracy["same_top"] == 1.0 and abs(accuracy["delta_ppl"]) <= 1e-5
     assert {c["metric"] for c in report["checks"]} == {"delta_ppl", "mean_kld", "same_top"}
-    assert [h["budget_mib"] for h in model["hot"]] == [1, 2] * hot  # 25 % and 50 % of 2 x 16 experts of 108 KiB
+    assert [h["budget_mib"] for h in model["hot"]] == [1, 2, 1] * hot  # 25 % and 50 % of 2 x 16 experts of 108 KiB
     for h in model["hot"]:
         assert len(h["hit_rate"]) == model["n_layer"] and all(0 < r <= 1 for r in h["hit_rate"])
     assert {s["configuration"] for s in model["speed"]} == {a["configuration"] for a in model["accuracy"]}
