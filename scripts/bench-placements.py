@@ -45,7 +45,8 @@ from builder import hot_experts, moe_trace  # noqa: E402
 from builder.report.parse import ParseError, parse_moe_adapt  # noqa: E402
 
 CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile")
-TWO_PARTS = {"LLAMA_MOE_HOT_TWO_PARTS": "1"}
+CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}}
+"""The environment of the configurations that need one (the others run in the script's)."""
 MIB = 1024 * 1024
 EVAL = re.compile(r"eval time =\s*([\d.]+) ms /\s*(\d+) (?:tokens|runs)")
 PPL = re.compile(r"Final estimate: PPL = ([\d.]+)")
@@ -55,21 +56,21 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
     """(variant, arguments, environment) of a configuration at a budget."""
     hot = ["--cpu-moe", "--moe-hot-mib", str(budget_mib)]
     hot_gpu = hot + ["--moe-hot-profile", str(profile), "--moe-cold", "gpu", "-lm", "none"]
-    if config == "hot-gpu-2p":
-        return "fork", hot_gpu, TWO_PARTS
-    return *{
+    variant, args = {
         "ncmoe": ("base", ["-ncmoe", str(n_cpu_layers)]),
         "lru": ("base", ["--cpu-moe", "--moe-cache-mib", str(budget_mib)]),
         "lru-pinned": ("base", ["--cpu-moe", "--moe-cache-mib", str(budget_mib), "-lm", "none"]),
         "hot-cpu": ("fork", hot + ["--moe-hot-profile", str(profile)]),
         "hot-gpu": ("fork", hot_gpu),
+        "hot-gpu-2p": ("fork", hot_gpu),
         "adapt-gpu": ("fork", hot + ["--moe-hot-adapt", "8", "--moe-cold", "gpu", "-lm", "none"]),
         "adapt-gpu-profile": ("fork", hot + ["--moe-hot-profile", str(profile), "--moe-hot-adapt", "32", "--moe-hot-adapt-ratio", "4",
                                              "--moe-cold", "gpu", "-lm", "none"]),
         "all-gpu": ("base", []),
         "cpu-moe": ("base", ["--cpu-moe"]),
         "all-hot": ("fork", hot),
-    }[config], {}
+    }[config]
+    return variant, args, CONFIG_ENV.get(config, {})
 
 
 def parse_run(text: str) -> dict:

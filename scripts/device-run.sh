@@ -58,9 +58,9 @@ make_model() {
     builder make-model --arch qwen3moe --layers "${LAYERS:-24}" --embd 2048 --experts 128 --experts-used 8 --expert-ff 768 \
         --heads 32 --kv-heads 4 --head-dim 128 --type Q4_K --llama-tree .cache/src/llama.cpp-b11549 -o "$model" --json > "$out/bench-model.json"
 }
-quarter_mib() {  # a quarter of a model's expert bytes in MiB: a hot budget that splits every layer
-    python3 -c 'import sys; from builder.hot_experts import read_layout
-print(max(1, int(read_layout(sys.argv[1]).total_bytes * 0.25 / 2**20)))' "$1"
+quarter_mib() {  # a quarter of a model's expert bytes in MiB (at least one expert a layer): a hot budget that splits every layer
+    python3 -c 'import sys; from builder.hot_experts import budget_mib, read_layout
+print(budget_mib(read_layout(sys.argv[1]), 0.25))' "$1"
 }
 distinct() {  # distinct experts per layer per 32 tokens of a trace, as JSON
     python3 -c 'import json, sys; from pathlib import Path; from builder import moe_trace as m
