@@ -20,7 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 UPSTREAM = ("ncmoe", "lru", "lru-pinned")
-FORK = ("hot-cpu", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile")
+FORK = ("hot-cpu", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4")
 REFS = {"all-gpu": "all on the GPU", "cpu-moe": "all experts on the CPU", "all-hot": "fork, every expert hot"}
 LABELS = {
     "ncmoe": "upstream -ncmoe N",
@@ -31,6 +31,7 @@ LABELS = {
     "hot-gpu-2p": "fork static, cold on GPU, hot and cold parts (0005)",
     "adapt-gpu": "fork adaptive, cold on GPU (0004+0005)",
     "adapt-gpu-profile": "fork adaptive from the profile, every 32, ratio 4 (0010)",
+    "adapt-gpu-m4": "fork adaptive from the profile, every 32, ratio 4, margin 4 (0010)",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -91,8 +92,37 @@ def test_a_larger_swap_ratio_swaps_less(cpu_builds, tiny_moe, story, profile):
     assert summary(proc)["swaps"] < default["swaps"]
 
 
+def test_a_larger_swap_margin_swaps_less(cpu_builds, tiny_moe, story, profile):
+    _, reference = profile
+    hot = ["--cpu-moe", "--moe-hot-mib", "1", "--moe-hot-adapt", "16"]
+    default = summary(perplexity(cpu_builds, tiny_moe, story, *hot))
+    proc = perplexity(cpu_builds, tiny_moe, story, *hot, "--moe-hot-adapt-margin", "6")
+    assert final_ppl(proc) == reference
+    assert "swap when a cold score exceeds 1.25 x a hot one + 6" in proc.stderr
+    assert summary(proc)["swaps"] < default["swaps"]
+
+
+def test_a_negative_swap_margin_is_refused(cpu_builds, tiny_moe, story):
+    proc = perplexity(cpu_builds, tiny_moe, story, "--cpu-moe", "--moe-hot-mib", "1", "--moe-hot-adapt", "16",
+                      "--moe-hot-adapt-margin", "-1")
+    assert proc.returncode != 0
+    assert 'error while handling argument "--moe-hot-adapt-margin": must be at least 0' in proc.stderr
+
+
 def test_a_swap_ratio_below_one_is_refused(cpu_builds, tiny_moe, story):
     proc = perplexity(cpu_builds, tiny_moe, story, "--cpu-moe", "--moe-hot-mib", "1", "--moe-hot-adapt", "16",
                       "--moe-hot-adapt-ratio", "0.5")
     assert proc.returncode != 0
     assert 'error while handling argument "--moe-hot-adapt-ratio": must be at least 1' in proc.stderr
+
+
+def test_llama_bench_takes_the_swap_rule(cpu_builds, tiny_moe):
+    bench = [cpu_builds / "cpu" / "bin" / "llama-bench", "-m", tiny_moe, "-p", "0", "-n", "4", "-r", "1", "-t", "2", "-o", "jsonl",
+             "-ncmoe", "9", "--repack", "0", "--moe-hot-mib", "1", "--moe-hot-adapt", "2"]
+    proc = subprocess.run([*bench, "--moe-hot-adapt-ratio", "4", "--moe-hot-adapt-margin", "4"], check=False, capture_output=True,
+                          text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.splitlines()[0])["moe_hot_mib"] == 1
+    for flag, value in (("--moe-hot-adapt-margin", "-1"), ("--moe-hot-adapt-ratio", "0.5")):
+        bad = subprocess.run([*bench, flag, value], check=False, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert bad.returncode != 0 and "error: invalid parameter for argument: " + flag in bad.stderr
