@@ -82,38 +82,24 @@ def test_prompt_processing_ubatches_count_but_do_not_update(cpu_builds, tiny_moe
     assert s["updates"] == 0 and s["swaps"] == 0 and s["hit"] > 0
 
 
-def test_a_larger_swap_ratio_swaps_less(cpu_builds, tiny_moe, story, profile):
+@pytest.mark.parametrize("flag, value, rule", [("--moe-hot-adapt-ratio", "4", "4.00 x a hot one + 1"),
+                                               ("--moe-hot-adapt-margin", "6", "1.25 x a hot one + 6")])
+def test_a_stricter_swap_rule_swaps_less(cpu_builds, tiny_moe, story, profile, flag, value, rule):
     _, reference = profile
     hot = ["--cpu-moe", "--moe-hot-mib", "1", "--moe-hot-adapt", "16"]
     default = summary(perplexity(cpu_builds, tiny_moe, story, *hot))
-    proc = perplexity(cpu_builds, tiny_moe, story, *hot, "--moe-hot-adapt-ratio", "4")
+    proc = perplexity(cpu_builds, tiny_moe, story, *hot, flag, value)
     assert final_ppl(proc) == reference
-    assert "swap when a cold score exceeds 4.00 x a hot one + 1" in proc.stderr
+    assert f"swap when a cold score exceeds {rule}" in proc.stderr
     assert summary(proc)["swaps"] < default["swaps"]
 
 
-def test_a_larger_swap_margin_swaps_less(cpu_builds, tiny_moe, story, profile):
-    _, reference = profile
-    hot = ["--cpu-moe", "--moe-hot-mib", "1", "--moe-hot-adapt", "16"]
-    default = summary(perplexity(cpu_builds, tiny_moe, story, *hot))
-    proc = perplexity(cpu_builds, tiny_moe, story, *hot, "--moe-hot-adapt-margin", "6")
-    assert final_ppl(proc) == reference
-    assert "swap when a cold score exceeds 1.25 x a hot one + 6" in proc.stderr
-    assert summary(proc)["swaps"] < default["swaps"]
-
-
-def test_a_negative_swap_margin_is_refused(cpu_builds, tiny_moe, story):
-    proc = perplexity(cpu_builds, tiny_moe, story, "--cpu-moe", "--moe-hot-mib", "1", "--moe-hot-adapt", "16",
-                      "--moe-hot-adapt-margin", "-1")
+@pytest.mark.parametrize("flag, value, why", [("--moe-hot-adapt-ratio", "0.5", "must be at least 1"),
+                                              ("--moe-hot-adapt-margin", "-1", "must be at least 0")])
+def test_a_swap_rule_out_of_range_is_refused(cpu_builds, tiny_moe, story, flag, value, why):
+    proc = perplexity(cpu_builds, tiny_moe, story, "--cpu-moe", "--moe-hot-mib", "1", "--moe-hot-adapt", "16", flag, value)
     assert proc.returncode != 0
-    assert 'error while handling argument "--moe-hot-adapt-margin": must be at least 0' in proc.stderr
-
-
-def test_a_swap_ratio_below_one_is_refused(cpu_builds, tiny_moe, story):
-    proc = perplexity(cpu_builds, tiny_moe, story, "--cpu-moe", "--moe-hot-mib", "1", "--moe-hot-adapt", "16",
-                      "--moe-hot-adapt-ratio", "0.5")
-    assert proc.returncode != 0
-    assert 'error while handling argument "--moe-hot-adapt-ratio": must be at least 1' in proc.stderr
+    assert f'error while handling argument "{flag}": {why}' in proc.stderr
 
 
 def test_llama_bench_takes_the_swap_rule(cpu_builds, tiny_moe):
