@@ -1,10 +1,16 @@
-"""Running the built llama.cpp tools of the `cpu` variant in tests: perplexity on a short text of our own."""
+"""Running the built llama.cpp tools of the `cpu` variant in tests: perplexity on a short text of our own; and
+importing the scripts/ files."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
+import sys
 from pathlib import Path
+from types import ModuleType
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
 # our own sentences, repeated: enough tokens for two chunks of 64
 STORY = " ".join([
@@ -27,3 +33,12 @@ def final_ppl(proc: subprocess.CompletedProcess) -> str:
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-3000:]
     return re.search(r"Final estimate: PPL = ([\d.]+)", output).group(1)
+
+
+def load_script(name: str) -> ModuleType:
+    """scripts/NAME.py as a module (its name has dashes, so no import statement reaches it)."""
+    spec = importlib.util.spec_from_file_location(name.replace("-", "_"), SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module

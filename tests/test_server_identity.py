@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from llama_tools import STORY
+from llama_tools import STORY, load_script
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "server-identity.py"
 SENTENCES = [s.strip() + "." for s in STORY.split(".") if s.strip()][:3]
@@ -79,16 +78,8 @@ def test_a_server_that_does_not_start_stops_the_run_with_its_reason(cpu_builds, 
     assert f"hint: see {tmp_path / 'fork-np1.log'}" in proc.stderr
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("server_identity", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_baseline_cache_gives_upstreams_lru_the_forks_budget(tmp_path, log_book):
-    script = load_script()
+    script = load_script("server-identity")
     model = tmp_path / "m.gguf"
     model.write_bytes(b"")
     base = ["--model", str(model), "--text", str(log_book), "--fork", "f", "--baseline", "b", "--out", "o",

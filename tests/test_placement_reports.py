@@ -1,0 +1,57 @@
+"""scripts/bench-placements.py's configurations and scripts/report-placements.py's summary, on a committed H200 run."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from llama_tools import load_script
+
+RUNS = Path(__file__).resolve().parent.parent / "reports" / "2026-12-02-executor-round" / "placements" / "runs.jsonl"
+
+
+def test_each_configuration_has_its_flags_and_environment():
+    bench = load_script("bench-placements")
+    profile = Path("p.bin")
+    assert bench.placement_args("ncmoe", 1944, 18, profile) == ("base", ["-ncmoe", "18"], {})
+    assert bench.placement_args("lru-pinned", 1944, 18, profile) == ("base", ["--cpu-moe", "--moe-cache-mib", "1944", "-lm", "none"], {})
+    variant, hot_gpu, env = bench.placement_args("hot-gpu", 1944, 18, profile)
+    assert (variant, env) == ("fork", {})
+    assert hot_gpu == ["--cpu-moe", "--moe-hot-mib", "1944", "--moe-hot-profile", "p.bin", "--moe-cold", "gpu", "-lm", "none"]
+    assert bench.placement_args("hot-gpu-2p", 1944, 18, profile) == ("fork", hot_gpu, {"LLAMA_MOE_HOT_TWO_PARTS": "1"})
+    adapt = hot_gpu + ["--moe-hot-adapt", "32", "--moe-hot-adapt-ratio", "4"]
+    assert bench.placement_args("adapt-gpu-profile", 1944, 18, profile) == ("fork", adapt, {})
+    assert bench.placement_args("adapt-gpu-m4", 1944, 18, profile) == ("fork", adapt + ["--moe-hot-adapt-margin", "4"], {})
+    assert set(bench.CONFIGS) <= set(load_script("report-placements").LABELS)
+
+
+def test_the_comparison_is_the_best_of_each_side_per_routing_and_budget():
+    report = load_script("report-placements")
+    runs = [json.loads(line) for line in RUNS.read_text().splitlines()]
+    summary = report.summarise(runs)
+    # the same by hand: one round, so a cell's median is its run
+    speed = defaultdict(dict)
+    for r in runs:
+        speed[(r["route"], r["budget_pct"])][r["config"]] = r["tokens_per_s"]
+    rows = {(c["route"], c["budget_pct"]): c for c in summary["comparisons"]}
+    assert len(rows) == 9
+    for (route, pct), row in rows.items():
+        configs = speed[(route, pct)]
+        up = max(report.UPSTREAM, key=lambda k: configs.get(k, 0))
+        fork = max(report.FORK, key=lambda k: configs.get(k, 0))
+        assert (row["best_upstream"], row["best_fork"]) == (up, fork)
+        assert row["ratio"] == round(round(configs[fork], 1) / round(configs[up], 1), 2)
+        assert row["of_all_gpu"] == round(round(configs[fork], 1) / round(speed[(route, 0)]["all-gpu"], 1), 2)
+    assert (rows[("learned", 75)]["best_fork"], rows[("learned", 75)]["ratio"]) == ("adapt-gpu-profile", 1.36)
+
+
+def test_a_configuration_without_a_result_is_named_instead_of_compared():
+    report = load_script("report-placements")
+    runs = [json.loads(line) for line in RUNS.read_text().splitlines()]
+    for r in runs:
+        if (r["route"], r["budget_pct"], r["config"]) == ("zipf", 50, "lru-pinned"):
+            r["rc"], r["tokens_per_s"] = 1, None
+    rows = {(c["route"], c["budget_pct"]): c for c in report.summarise(runs)["comparisons"]}
+    assert rows[("zipf", 50)] == {"route": "zipf", "budget_pct": 50, "missing": ["lru-pinned"]}
+    assert "ratio" in rows[("zipf", 25)]
