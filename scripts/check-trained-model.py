@@ -76,7 +76,10 @@ def compare(summary_path: Path, genre: str, ppl_log: Path, trace_path: Path) -> 
     result = {"text": genre, "ppl_llama": run.ppl, "ppl_torch": text["ppl"], "ppl_ratio": run.ppl / text["ppl"],
               "routing_agreement": agreement, "rows_compared": rows}
     if "gaps" in text:
-        gaps = np.load(summary_path.parent / text["gaps"])
+        gaps_path = summary_path.parent / text["gaps"]
+        if not gaps_path.is_file():
+            raise UsageError(f"{summary_path} names {text['gaps']}, which is not beside it", "copy train-moe.py's whole --out folder")
+        gaps = np.load(gaps_path)
         if gaps.shape != llama.ids.shape[:2]:
             raise UsageError(f"{summary_path.parent / text['gaps']}: gaps of shape {gaps.shape}, the routing is {llama.ids.shape[:2]}",
                              "use the gaps train-moe.py wrote with this trace's train-moe.json")

@@ -65,7 +65,7 @@ quarter_mib() {  # a quarter of a model's expert bytes in MiB (at least one expe
     python3 -c 'import sys; from builder.hot_experts import budget_mib, read_layout
 print(budget_mib(read_layout(sys.argv[1]), 0.25))' "$1"
 }
-hold_vram() {  # hold_vram GIB: a torch allocation takes the GPU's free memory but GIB, until `kill "$holder"`
+hold_vram() {  # hold_vram GIB: a torch allocation takes the GPU's free memory but GIB, until release_vram
     rm -f /tmp/vram-held
     python3 -c 'import sys, time, torch
 free, _ = torch.cuda.mem_get_info()
@@ -73,6 +73,11 @@ x = torch.empty(free - int(float(sys.argv[1]) * 2**30), dtype=torch.uint8, devic
 open("/tmp/vram-held", "w").write(str(free)); time.sleep(600)' "$1" &
     holder=$!
     while [ ! -f /tmp/vram-held ] && kill -0 "$holder" 2>/dev/null; do sleep 1; done
+    [ -f /tmp/vram-held ] || { echo "hold_vram $1: the allocation failed" >&2; return 1; }
+}
+release_vram() {
+    kill "$holder" 2>/dev/null || true
+    wait "$holder" 2>/dev/null || true
 }
 distinct() {  # distinct experts per layer per 32 tokens of a trace, as JSON
     python3 -c 'import json, sys; from pathlib import Path; from builder import moe_trace as m
@@ -171,31 +176,34 @@ checks)
         grep -E "ERROR SUMMARY|not supported|exit [0-9]+" "$out/sanitizer-$tool.log" | head -6
     done
     log "hot budget check with the GPU's memory taken but 5 GiB"
-    hold_vram 5
+    hold_vram 5 || exit 1
     budget=("$bin/llama-perplexity" -m "$model" -f /tmp/learned/heldout-prose.txt -c 512 --chunks 1 -ngl 99 -fit off -t 8 --cpu-moe -lm none --moe-cold gpu)
     { "${budget[@]}" --moe-hot-mib 6000 && echo "exit 0" || echo "exit $?"; } > "$out/budget-check.log" 2>&1
     fits=$(grep -o 'use --moe-hot-mib [0-9]*' "$out/budget-check.log" | grep -o '[0-9]*$' || true)
     if [ -n "$fits" ]; then
         { "${budget[@]}" --moe-hot-mib "$fits" && echo "exit 0" || echo "exit $?"; } >> "$out/budget-check.log" 2>&1
     fi
-    kill "$holder"
+    release_vram
     grep -E "moe-hot-mib|Final estimate|^exit" "$out/budget-check.log" | head -8
     ;;
 auto)
     # --moe-hot-mib auto (0013) on a GPU: the whole H200 (every expert fits), then with all but 5 and 2 GiB of its memory
-    # taken by a torch allocation, with --fit off and with upstream's default --fit on; llama-bench reports auto as -1
+    # taken by a torch allocation; with -ngl 99 -fit off, and with upstream's default --fit on choosing the layers (no -ngl,
+    # which would stop --fit); llama-bench reports auto as -1. Each run's log is kept (auto-FREE-FIT.log)
     bin=dist/cuda-sm$arch/bin
     make_model
-    ppl=("$bin/llama-perplexity" -m "$model" -f /tmp/learned/heldout-prose.txt -c 512 --chunks 1 -ngl 99 -t 8 -lv 4 --cpu-moe -lm none --moe-cold gpu --moe-hot-mib auto)
+    ppl=("$bin/llama-perplexity" -m "$model" -f /tmp/learned/heldout-prose.txt -c 512 --chunks 1 -t 8 -lv 4 --cpu-moe -lm none --moe-cold gpu --moe-hot-mib auto)
     for free_gib in none 5 2; do
-        [ "$free_gib" = none ] || hold_vram "$free_gib"
-        for fit in "-fit off" ""; do
-            log "auto, GPU memory left: $free_gib GiB, ${fit:-fit on}"
-            { echo "## free: $free_gib GiB, ${fit:-fit on}"; "${ppl[@]}" $fit && echo "exit 0" || echo "exit $?"; } > /tmp/auto.log 2>&1
-            { head -1 /tmp/auto.log; grep -E "moe-hot-mib|llama_moe_hot|fit|Final estimate|^exit" /tmp/auto.log; } | tee -a "$out/auto.txt"
+        [ "$free_gib" = none ] || hold_vram "$free_gib" || continue
+        for fit in "-ngl 99 -fit off" ""; do
+            name="auto-$free_gib-$([ -n "$fit" ] && echo fit-off || echo fit-on)"
+            log "$name"
+            { "${ppl[@]}" $fit && echo "exit 0" || echo "exit $?"; } > "$out/$name.log" 2>&1
+            { echo "## GPU memory left: $free_gib GiB, ${fit:-fit on}"
+              grep -E "moe-hot-mib auto|llama_moe_hot: CUDA|common_fit|error|out of memory|Final estimate|^exit" "$out/$name.log" || true; } \
+                | tee -a "$out/auto.txt"
         done
-        [ "$free_gib" = none ] || kill "$holder"
-        sleep 2
+        [ "$free_gib" = none ] || release_vram
     done
     "$bin/llama-bench" -m "$model" -ngl 99 -p 0 -n 32 -r 1 -t 8 -ncmoe 99 -lm none --moe-cold gpu --moe-hot-mib auto -o jsonl \
         > "$out/auto-bench.jsonl" 2> /tmp/auto-bench.err || { echo "llama-bench exit $?"; tail -3 /tmp/auto-bench.err; }
@@ -206,6 +214,7 @@ wheel)
     # run on the GPU; the wheel itself stays on the machine (too large to bring back), its size and contents are reported
     make_model
     log "wheel cuda-sm$arch"
+    rm -rf /tmp/wheels
     start=$SECONDS
     builder wheel --cuda-arch "$arch" -j "$jobs" --out /tmp/wheels --json > "$out/wheel-sm$arch.json"
     echo "$((SECONDS - start)) s" > "$out/wheel-sm$arch.time"

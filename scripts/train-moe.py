@@ -223,6 +223,8 @@ def evaluate(model, ids: np.ndarray, args: argparse.Namespace) -> tuple[dict, Tr
             nll -= float(logp[first:-1].gather(1, targets[:, None]).sum())
             count += len(targets)
             logits = torch.stack([r.float() for r in out.router_logits], dim=1)  # [tokens, layers, experts]
+            if torch.allclose(logits.sum(-1), torch.ones((), device=logits.device), atol=1e-3):
+                logits = logits.clamp_min(1e-30).log()  # some transformers versions return the softmax: same gaps as logits
             top = logits.topk(args.experts_used + 1, dim=-1)
             routes.append(top.indices[..., :-1].cpu())
             gaps.append((top.values[..., -2] - top.values[..., -1]).cpu())
@@ -291,6 +293,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> dict:
     import torch
+    import transformers
 
     sys.path.insert(0, str(args.llama_tree / "gguf-py"))
     sdist = corpus_sdist(args)
@@ -316,6 +319,7 @@ def run(args: argparse.Namespace) -> dict:
         print(f"* {genre}: PyTorch ppl {result['ppl']:.4f} over {result['chunks']} chunks of {args.ctx}", flush=True)
     ggufs = {t: convert(args.llama_tree, args.out / "hf", args.out / f"model-{t}.gguf", t).name for t in ("f16", "q8_0")}
     summary = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+               "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
                "parameters": n_params, "training_windows": len(data), "training": training,
                "gguf": ggufs, "gguf_pre_tokenizer": gguf_pre_tokenizer(args.out / ggufs["f16"]), "texts": texts}
     if summary["gguf_pre_tokenizer"] != "qwen2":

@@ -61,3 +61,10 @@ def test_gaps_of_another_shape_are_named(run, tmp_path):
     proc = run()
     assert proc.returncode == 2
     assert f"error: {tmp_path / 'torch-poems-gaps.npy'}: gaps of shape ({TOKENS}, {LAYERS + 1}), the routing is ({TOKENS}, {LAYERS})" in proc.stderr
+
+
+def test_a_missing_gaps_file_is_named(run, tmp_path):
+    (tmp_path / "torch-poems-gaps.npy").unlink()
+    proc = run()
+    assert proc.returncode == 2
+    assert f"error: {tmp_path / 'train-moe.json'} names torch-poems-gaps.npy, which is not beside it" in proc.stderr

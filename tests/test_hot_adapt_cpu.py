@@ -105,10 +105,11 @@ def test_a_swap_rule_out_of_range_is_refused(cpu_builds, tiny_moe, story, flag, 
 def test_llama_bench_takes_the_swap_rule(cpu_builds, tiny_moe):
     bench = [cpu_builds / "cpu" / "bin" / "llama-bench", "-m", tiny_moe, "-p", "0", "-n", "4", "-r", "1", "-t", "2", "-o", "jsonl",
              "-ncmoe", "9", "--repack", "0", "--moe-hot-mib", "1", "--moe-hot-adapt", "2"]
-    proc = subprocess.run([*bench, "--moe-hot-adapt-ratio", "4", "--moe-hot-adapt-margin", "4"], check=False, capture_output=True,
+    proc = subprocess.run([*bench, "-v", "--moe-hot-adapt-ratio", "4", "--moe-hot-adapt-margin", "4"], check=False, capture_output=True,
                           text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.splitlines()[0])["moe_hot_mib"] == 1
+    assert "swap when a cold score exceeds 4.00 x a hot one + 4" in proc.stderr  # the rule reached the context
     for flag, value in (("--moe-hot-adapt-margin", "-1"), ("--moe-hot-adapt-ratio", "0.5")):
         bad = subprocess.run([*bench, flag, value], check=False, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
         assert bad.returncode != 0 and "error: invalid parameter for argument: " + flag in bad.stderr
