@@ -21,7 +21,7 @@ from its eval-time line. Per routing and budget (a share of the model's expert b
     adapt-gpu-profile  fork, starting from the profile, --moe-hot-adapt 32 --moe-hot-adapt-ratio 4 (0010; the setting
                 scripts/placement-model.py --adapt favours)
     adapt-gpu-m4  the same with --moe-hot-adapt-margin 4: the model's swaps under zipf:1.0 fall from 0.3-2.2 to
-                0.04-0.14 a token, its hit rate under learned routing 0.1-1 point lower
+                0.04-0.14 a token, its hit rate under learned routing 0.2-1 point lower
 
 plus, once per routing, all on the GPU, all experts on the CPU, and every expert hot. The static
 profile P is a trace of other text than the replayed one. Rounds alternate over all runs. Results:
