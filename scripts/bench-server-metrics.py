@@ -5,9 +5,10 @@ with and without --metrics (patch 0014: --metrics reads the selected experts bac
     scripts/bench-server-metrics.py --server dist/cuda-sm90/bin/llama-server --model M.gguf \\
         --server-args="-ngl 99 --cpu-moe -lm none -fit off -t 8 --moe-hot-mib 3900 --moe-cold gpu" --rounds 3
 
-Each round starts the server without and then with --metrics on a free loopback port (stopped by its PID), sends
---requests completions of --tokens tokens (temperature 0, ignore_eos, cache_prompt off) one at a time and takes the
-median of their `timings.predicted_per_second`, the first request left out (warm-up). Prints one JSON object: per
+Each round starts the server without and then with --metrics (builder.llama_server: a free loopback port, stopped by
+its PID; its logs in a new folder under the temp dir), sends --requests completions of --tokens tokens (temperature 0,
+ignore_eos, cache_prompt off) one at a time and takes the median of their `timings.predicted_per_second`, the first
+request left out (warm-up). Prints one JSON object: per
 setting the rounds' medians, and the ratio of the medians (with / without). The last scrape of the --metrics server
 is printed too (its llamacpp:moe_ lines).
 """
@@ -17,20 +18,18 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import signal
-import socket
 import statistics
-import subprocess
-import time
+import sys
+import tempfile
 import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from builder.errors import BuilderError, report  # noqa: E402
+from builder.llama_server import Server  # noqa: E402
 
 PROMPT = "The ferry left the harbour at dawn, and the gulls followed it past the lighthouse and the long grey pier."
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def post(url: str, body: dict) -> dict:
@@ -39,42 +38,22 @@ def post(url: str, body: dict) -> dict:
         return json.load(r)
 
 
-def measure(settings: argparse.Namespace, extra: list[str]) -> tuple[float, str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [settings.server, "-m", settings.model, "--host", "127.0.0.1", "--port", str(port), "-np", "1", "-c", "1024",
-               *shlex.split(settings.server_args), *extra]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=5):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"llama-server did not start: {shlex.join(command)}")
-                time.sleep(1)
+def measure(settings: argparse.Namespace, extra: list[str], log: Path) -> tuple[float, str]:
+    args = ["-np", "1", "-c", "1024", *shlex.split(settings.server_args), *extra]
+    with Server(settings.server, settings.model, args, log, load_seconds=600) as server:
         speeds = []
         for _ in range(settings.requests):
-            r = post(url + "/completion", {"prompt": PROMPT, "n_predict": settings.tokens, "temperature": 0,
-                                           "ignore_eos": True, "cache_prompt": False})
+            r = post(server.url + "/completion", {"prompt": PROMPT, "n_predict": settings.tokens, "temperature": 0,
+                                                  "ignore_eos": True, "cache_prompt": False})
             speeds.append(r["timings"]["predicted_per_second"])
         scrape = ""
         if "--metrics" in extra:
-            with urllib.request.urlopen(url + "/metrics", timeout=60) as r:
+            with urllib.request.urlopen(server.url + "/metrics", timeout=60) as r:
                 scrape = "\n".join(line for line in r.read().decode().splitlines() if line.startswith("llamacpp:moe_"))
         return statistics.median(speeds[1:]), scrape
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server", required=True, help="the llama-server binary")
     parser.add_argument("--model", required=True)
@@ -86,14 +65,19 @@ def main() -> None:
 
     result = {"settings": vars(settings), "without": [], "with": []}
     scrape = ""
-    for _ in range(settings.rounds):
-        result["without"].append(measure(settings, [])[0])
-        speed, scrape = measure(settings, ["--metrics"])
-        result["with"].append(speed)
+    logs = Path(tempfile.mkdtemp(prefix="bench-server-metrics-"))
+    try:
+        for _ in range(settings.rounds):
+            result["without"].append(measure(settings, [], logs / "without.log")[0])
+            speed, scrape = measure(settings, ["--metrics"], logs / "with.log")
+            result["with"].append(speed)
+    except BuilderError as exc:
+        return report(exc)
     result["ratio"] = statistics.median(result["with"]) / statistics.median(result["without"])
     result["scrape"] = scrape
     print(json.dumps(result, indent=1))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

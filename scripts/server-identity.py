@@ -36,11 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
-import signal
-import socket
-import subprocess
 import sys
 import time
 import urllib.request
@@ -51,16 +47,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from builder import hot_experts  # noqa: E402
-from builder.errors import BuilderError, CommandError, UsageError, report  # noqa: E402
+from builder.errors import BuilderError, UsageError, report  # noqa: E402
+from builder.llama_server import Server  # noqa: E402
 from builder.report.parse import ParseError, parse_moe_adapt  # noqa: E402
 
 SLOT_CTX = 512
 """Context per slot: a passage (about 100-200 tokens) and the answer."""
 SEED = 42
-LOAD_SECONDS = 300
-STOP_SECONDS = 60
-ERROR_LINE = re.compile(r"^\S+ E |error", re.IGNORECASE)
-"""A line of the server's log that says why it stopped: an error level line, or an argument error."""
 
 
 def passages(text: str, count: int, chars: int) -> list[str]:
@@ -77,12 +70,6 @@ def passages(text: str, count: int, chars: int) -> list[str]:
     return found
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def server_binary(folder: Path) -> Path:
     binary = folder / "llama-server"
     if not binary.is_file():
@@ -91,59 +78,9 @@ def server_binary(folder: Path) -> Path:
     return binary
 
 
-class Server:
-    """llama-server on a free loopback port, its output in `log`; stopped by its PID (SIGTERM, then SIGKILL)."""
-
-    def __init__(self, binary: Path, model: Path, n_parallel: int, args: list[str], log: Path) -> None:
-        self.port = free_port()
-        self.command = [str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(self.port), "-np", str(n_parallel),
-                        "-c", str(SLOT_CTX * n_parallel), "--cache-ram", "0", "-lv", "4", *args]
-        self.log = log
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.exit = ""
-        """How it ended: "exit 0" after SIGTERM, else what makes it a crash."""
-
-    def __enter__(self) -> Server:
-        with self.log.open("w") as out:
-            self.proc = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + LOAD_SECONDS
-        while not self.healthy():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                lines = self.log.read_text(errors="replace").splitlines()
-                shown = "\n".join([line for line in lines if ERROR_LINE.search(line)][:3] or lines[-5:])
-                raise CommandError(f"llama-server did not start ({self.exit}): {shlex.join(self.command)}\n{shown}",
-                                   f"see {self.log}")
-            time.sleep(0.5)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.url + "/health", timeout=5) as r:
-                return r.status == 200
-        except OSError:  # also URLError: not listening yet
-            return False
-
-    def crashed(self) -> bool:
-        return self.exit != "exit 0"
-
-    def stop(self) -> None:
-        if self.exit:
-            return
-        if self.proc.poll() is not None:
-            self.exit = f"exited by itself with {self.proc.returncode}"
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(STOP_SECONDS)
-            self.exit = f"exit {code}" if code >= 0 else f"killed by signal {-code} after SIGTERM"
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            self.exit = f"still running {STOP_SECONDS} s after SIGTERM, killed"
+def slot_server(binary: Path, model: Path, n_parallel: int, args: list[str], log: Path) -> Server:
+    """llama-server with n_parallel slots of SLOT_CTX tokens, no prompt cache, its log at -lv 4 (the adaptive summary)."""
+    return Server(binary, model, ["-np", str(n_parallel), "-c", str(SLOT_CTX * n_parallel), "--cache-ram", "0", "-lv", "4", *args], log)
 
 
 @dataclass
@@ -203,12 +140,12 @@ def measure(name: str, binary: Path, model: Path, args: list[str], prompts: list
         return ask(server.url, prompts * rounds, clients, settings.tokens, settings.timeout)
 
     servers, passes = {}, {}
-    with Server(binary, model, 1, args, settings.out / f"{name}-np1.log") as server:
+    with slot_server(binary, model, 1, args, settings.out / f"{name}-np1.log") as server:
         servers["np1"] = server
         serial = ask_all(server, 1, 1)
         passes["np1"] = compared(ask_all(server, settings.parallel, settings.rounds), serial)
     key = f"np{settings.parallel}"
-    with Server(binary, model, settings.parallel, args, settings.out / f"{name}-{key}.log") as server:
+    with slot_server(binary, model, settings.parallel, args, settings.out / f"{name}-{key}.log") as server:
         servers[key] = server
         passes[key] = compared(ask_all(server, settings.parallel, settings.rounds), serial)
     statuses = [a.status for a in serial] + [r["status"] for p in passes.values() for r in p["requests"]]

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+from llama_tools import load_script
 
 from builder.patches import read_series
 from builder.report.parse import parse_moe_adapt
@@ -20,15 +19,6 @@ PATCH = "0014-server-report-the-MoE-hot-experts-in-metrics-and-pro.patch"
 SAMPLE_LINE = re.compile(r"^(llamacpp:moe_\w+)(?:\{layer=\"(\d+)\"\})? (\S+)$")
 PROMPTS = ["The ferry left the harbour at dawn, and the gulls followed it", "On deck a boy counted the buoys aloud"]
 N_PREDICT = 16
-
-
-def load_server_identity():
-    """scripts/server-identity.py as a module: its Server starts llama-server on a free port and stops it by its PID."""
-    spec = importlib.util.spec_from_file_location("server_identity", ROOT / "scripts" / "server-identity.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 def parse_metrics(text: str) -> dict[str, float]:
@@ -78,8 +68,7 @@ def test_parse_metrics_keeps_the_layer_label():
 
 @pytest.fixture(scope="module")
 def servers(cpu_builds):
-    module = load_server_identity()
-    return module.Server, cpu_builds / "cpu" / "bin" / "llama-server"
+    return load_script("server-identity").slot_server, cpu_builds / "cpu" / "bin" / "llama-server"
 
 
 def scrape(server) -> dict[str, float]:
@@ -107,8 +96,8 @@ def check_counts(m: dict[str, float], n_layer_hot: int, expert_size: int) -> Non
 
 @pytest.mark.slow
 def test_a_static_hot_set_reports_its_selections_and_its_configuration(servers, tiny_moe, tmp_path):
-    Server, binary = servers
-    with Server(binary, tiny_moe, 1, ["--cpu-moe", "--no-repack", "-t", "2", "--moe-hot-mib", "1", "--metrics"], tmp_path / "static.log") as server:
+    slot_server, binary = servers
+    with slot_server(binary, tiny_moe, 1, ["--cpu-moe", "--no-repack", "-t", "2", "--moe-hot-mib", "1", "--metrics"], tmp_path / "static.log") as server:
         p = props(server)
         assert p == {"budget": 1024 * 1024, "size": p["size"], "n_expert": 16, "n_layer_hot": 2, "n_hot": [4, 4],
                      "expert_size": p["expert_size"], "cold": "cpu", "adapt": 0, "adapt_ratio": 1.25, "adapt_margin": 1.0, "counts": True}
@@ -136,10 +125,10 @@ def test_a_static_hot_set_reports_its_selections_and_its_configuration(servers, 
 
 @pytest.mark.slow
 def test_an_adaptive_hot_set_counts_its_swaps_as_its_log_does(servers, tiny_moe, tmp_path):
-    Server, binary = servers
+    slot_server, binary = servers
     log = tmp_path / "adapt.log"
     args = ["--cpu-moe", "--no-repack", "-t", "2", "--moe-hot-mib", "1", "--moe-hot-adapt", "4", "--moe-hot-adapt-margin", "0.5", "--metrics"]
-    with Server(binary, tiny_moe, 1, args, log) as server:
+    with slot_server(binary, tiny_moe, 1, args, log) as server:
         p = props(server)
         assert (p["adapt"], p["adapt_ratio"], p["adapt_margin"], p["counts"], p["n_hot"]) == (4, 1.25, 0.5, True, [4, 4])
         for prompt in PROMPTS:
@@ -158,14 +147,14 @@ def test_an_adaptive_hot_set_counts_its_swaps_as_its_log_does(servers, tiny_moe,
 
 @pytest.mark.slow
 def test_without_hot_experts_there_are_no_moe_metrics_and_without_metrics_no_counts(servers, tiny_moe, tmp_path):
-    Server, binary = servers
-    with Server(binary, tiny_moe, 1, ["--cpu-moe", "--no-repack", "-t", "2", "--metrics"], tmp_path / "off.log") as server:
+    slot_server, binary = servers
+    with slot_server(binary, tiny_moe, 1, ["--cpu-moe", "--no-repack", "-t", "2", "--metrics"], tmp_path / "off.log") as server:
         complete(server.url, PROMPTS[0])
         text = get(server.url + "/metrics")
         assert props(server) is None
     assert "llamacpp:prompt_tokens_total" in text and "llamacpp:moe_" not in text
     # without --metrics the selections are not read back: the decode path is 0003's
-    with Server(binary, tiny_moe, 1, ["--cpu-moe", "--no-repack", "-t", "2", "--moe-hot-mib", "1"], tmp_path / "quiet.log") as server:
+    with slot_server(binary, tiny_moe, 1, ["--cpu-moe", "--no-repack", "-t", "2", "--moe-hot-mib", "1"], tmp_path / "quiet.log") as server:
         assert props(server)["counts"] is False
         with pytest.raises(urllib.error.HTTPError) as info:
             get(server.url + "/metrics")
