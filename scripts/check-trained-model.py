@@ -33,22 +33,25 @@ from builder.moe_trace import read_trace  # noqa: E402
 from builder.report.parse import parse_perplexity  # noqa: E402
 
 
-def routing_agreement(llama_ids: np.ndarray, torch_ids: np.ndarray) -> tuple[float, int]:
-    """The share of token-layer rows computed by llama.cpp whose expert set equals PyTorch's, and
-    how many rows were compared."""
+def compared_rows(llama_ids: np.ndarray, torch_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per token-layer row: whether llama.cpp computed it (no -1), and whether it did and its expert set differs
+    from PyTorch's."""
     computed = (llama_ids >= 0).all(axis=2)
-    same = (np.sort(llama_ids, axis=2) == np.sort(torch_ids, axis=2)).all(axis=2)
+    differ = (np.sort(llama_ids, axis=2) != np.sort(torch_ids, axis=2)).any(axis=2) & computed
+    return computed, differ
+
+
+def routing_agreement(computed: np.ndarray, differ: np.ndarray) -> tuple[float, int]:
+    """The share of computed rows whose expert set equals PyTorch's, and how many rows were compared."""
     n = int(computed.sum())
-    return (int((same & computed).sum()) / n if n else 0.0), n
+    return (1 - int(differ.sum()) / n if n else 0.0), n
 
 
 GAP_THRESHOLDS = (1e-4, 1e-3, 1e-2, 1e-1)
 
 
-def near_ties(llama_ids: np.ndarray, torch_ids: np.ndarray, gaps: np.ndarray) -> list[dict]:
+def near_ties(computed: np.ndarray, differ: np.ndarray, gaps: np.ndarray) -> list[dict]:
     """Per gap threshold: the shares of compared and of differing rows below it, and the agreement above it."""
-    computed = (llama_ids >= 0).all(axis=2)
-    differ = (np.sort(llama_ids, axis=2) != np.sort(torch_ids, axis=2)).any(axis=2) & computed
     rows = []
     for t in GAP_THRESHOLDS:
         below = gaps < t
@@ -72,7 +75,8 @@ def compare(summary_path: Path, genre: str, ppl_log: Path, trace_path: Path) -> 
     if llama.ids.shape != torch.ids.shape:
         raise UsageError(f"{trace_path}: routing of shape {llama.ids.shape}, PyTorch's is {torch.ids.shape}",
                          f"record it with --no-warmup -b {text['ctx']} -c {text['ctx']} --chunks {text['chunks']}")
-    agreement, rows = routing_agreement(llama.ids, torch.ids)
+    computed, differ = compared_rows(llama.ids, torch.ids)
+    agreement, rows = routing_agreement(computed, differ)
     result = {"text": genre, "ppl_llama": run.ppl, "ppl_torch": text["ppl"], "ppl_ratio": run.ppl / text["ppl"],
               "routing_agreement": agreement, "rows_compared": rows}
     if "gaps" in text:
@@ -83,7 +87,7 @@ def compare(summary_path: Path, genre: str, ppl_log: Path, trace_path: Path) -> 
         if gaps.shape != llama.ids.shape[:2]:
             raise UsageError(f"{summary_path.parent / text['gaps']}: gaps of shape {gaps.shape}, the routing is {llama.ids.shape[:2]}",
                              "use the gaps train-moe.py wrote with this trace's train-moe.json")
-        result["near_ties"] = near_ties(llama.ids, torch.ids, gaps)
+        result["near_ties"] = near_ties(computed, differ, gaps)
     return result
 
 
