@@ -79,6 +79,12 @@ release_vram() {
     kill "$holder" 2>/dev/null || true
     wait "$holder" 2>/dev/null || true
 }
+train_moe() {  # train_moe [ARGS]: scripts/train-moe.py into /tmp/learned, its log and summary in $out
+    log "train-moe.py $*"
+    python3 scripts/train-moe.py --out /tmp/learned --force "$@" > "$out/learned-train.log" 2>&1 \
+        || { tail -5 "$out/learned-train.log"; exit 1; }
+    cp /tmp/learned/train-moe.json "$out/learned-train.json"
+}
 distinct() {  # distinct experts per layer per 32 tokens of a trace, as JSON
     python3 -c 'import json, sys; from pathlib import Path; from builder import moe_trace as m
 d = m.distinct_experts_per_window(m.routed_tokens(m.read_trace(Path(sys.argv[1]))))
@@ -293,20 +299,12 @@ regress)
     ;;
 learned-train)
     # only the training and conversion (the GPU), e.g. while a build keeps the CPUs busy; needs the fetched tree
-    log "train-moe.py ${*:3}"
-    python3 scripts/train-moe.py --out /tmp/learned --force "${@:3}" > "$out/learned-train.log" 2>&1 \
-        || { tail -5 "$out/learned-train.log"; exit 1; }
-    cp /tmp/learned/train-moe.json "$out/learned-train.json"
+    train_moe "${@:3}"
     ;;
 learned)
     bin=dist/cuda-sm$arch/bin
     model=/tmp/learned
-    if [ ! -f "$model/train-moe.json" ]; then
-        log "train-moe.py ${*:3}"
-        python3 scripts/train-moe.py --out "$model" --force "${@:3}" > "$out/learned-train.log" 2>&1 \
-            || { tail -5 "$out/learned-train.log"; exit 1; }
-    fi
-    cp "$model/train-moe.json" "$out/learned-train.json"
+    if [ -f "$model/train-moe.json" ]; then cp "$model/train-moe.json" "$out/learned-train.json"; else train_moe "${@:3}"; fi
     ctx=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["config"]["ctx"])' "$model/train-moe.json")
     chunks=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["config"]["chunks"])' "$model/train-moe.json")
     for genre in poems prose; do
