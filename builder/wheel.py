@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__, log
-from .build import (TOOLS, VARIANTS_HELP, BuildOptions, VariantBuild, add_variant_arguments, ccache_env,
+from .build import (TOOLS, VARIANTS_HELP, BuildOptions, VariantBuild, add_variant_arguments, ccache_env, is_on,
                     check_variant_arguments, compile_targets, configured_variant, make_manifest, options_from_args,
                     record_choices, selected_variants, series_hash, version_line)
 from .cuda_toolkit import find_toolkit
@@ -37,6 +37,8 @@ TEMPLATE_DIR = Path(__file__).resolve().parent / "wheel_template"
 INSTALL_RULES = TEMPLATE_DIR / "install-tools.cmake"
 INSTALL_COMPONENT = "experts-first-wheel"
 CUDA_LIBRARY_PREFIXES = ("libcuda.so.", "libcudart.so.", "libcublas.so.", "libcublasLt.so.")
+NCCL_LIBRARY_PREFIX = "libnccl.so."
+PORTABILITY_DEFAULTS = ("GGML_NATIVE=ON", "GGML_CUDA_NCCL=ON")  # llama.cpp's defaults of the options that tie a build to its machine
 BACKEND_REQUIREMENT = "scikit-build-core>=0.11"
 
 
@@ -114,7 +116,29 @@ def system_library_hint(library: str, cuda_major: int | None) -> str:
         return (f"the tools need NVIDIA's driver and the CUDA {cuda_major} runtime (cudart, cuBLAS): install them (NVIDIA's "
                 f"CUDA {cuda_major} toolkit or its runtime packages) where the loader finds them, or put their lib folder "
                 "on LD_LIBRARY_PATH")
+    if library.startswith(NCCL_LIBRARY_PREFIX):
+        return (f"this wheel was built where NCCL was installed, so its CUDA backend links it (used with several GPUs): install "
+                f"NCCL 2 for CUDA {cuda_major} (NVIDIA's libnccl2 package, or the lib folder of the nvidia-nccl-cu{cuda_major} "
+                "wheel on LD_LIBRARY_PATH), or use a wheel built with -D GGML_CUDA_NCCL=OFF")
     return f"install the package of your Linux distribution that provides {library}"
+
+
+def built_for_this_cpu(defines: tuple[str, ...]) -> bool:
+    """Whether the CPU code is compiled for the building machine's instruction set (GGML_NATIVE, ON unless a --define turns
+    it off): such a wheel can stop with "Illegal instruction" on an older CPU."""
+    return is_on([*PORTABILITY_DEFAULTS, *defines], "GGML_NATIVE")
+
+
+def portability_warnings(variant: Variant, defines: tuple[str, ...]) -> list[str]:
+    """What keeps a wheel built with these definitions from running on other machines, with the definitions that avoid it."""
+    warnings = []
+    if built_for_this_cpu(defines):
+        warnings.append("its CPU code is compiled for this machine's CPU (GGML_NATIVE, llama.cpp's default) and can stop with "
+                        "'Illegal instruction' elsewhere: pass -D GGML_NATIVE=OFF to build and wheel for a wheel to share")
+    if variant.cuda_arch and is_on([*PORTABILITY_DEFAULTS, *defines], "GGML_CUDA_NCCL"):
+        warnings.append("its CUDA backend links NCCL where the toolkit has it (GGML_CUDA_NCCL, llama.cpp's default), which "
+                        "users then need: pass -D GGML_CUDA_NCCL=OFF to build and wheel unless the wheel is for several GPUs")
+    return warnings
 
 
 def pyproject(name: str, version: str, summary: str, description: str, settings: dict) -> str:
@@ -159,6 +183,7 @@ and the build manifest (`manifest()`).
 - CUDA: {f"arch {', '.join(manifest['cuda_archs'])}, CUDA major {wheel['cuda_major']}" if manifest['cuda_archs'] else 'none'}
 - tools: {manifest['version']}
 - libraries from the system: {', '.join(wheel['system_libraries'])}
+- CPU code: {"for the CPU of the machine that built it (GGML_NATIVE=ON)" if wheel['built_for_this_cpu'] else "portable (GGML_NATIVE=OFF)"}
 - CMake options (those of `python -m builder build`, then the wheel's install rules): `{' '.join(manifest['cmake_options'])}`
 
 | patch | sha256 |
@@ -216,7 +241,7 @@ def check_wheel(path: Path, manifest: dict) -> dict:
     return {"files": len(names), "binaries": sorted(shipped)}
 
 
-def wheel_section(tree: SourceTree, variant: Variant, series: list[Patch], needs: Needs) -> dict:
+def wheel_section(tree: SourceTree, variant: Variant, series: list[Patch], needs: Needs, defines: tuple[str, ...]) -> dict:
     """The manifest's "wheel" section: what the wheel is called and what it needs from the machine it runs on."""
     cuda_major = find_toolkit(nvcc_command()).version[0] if variant.cuda_arch else None
     return {
@@ -226,6 +251,7 @@ def wheel_section(tree: SourceTree, variant: Variant, series: list[Patch], needs
         "cuda_major": cuda_major,
         "system_libraries": {lib: system_library_hint(lib, cuda_major) for lib in needs.system},
         "symbol_versions": {k: ".".join(map(str, v)) for k, v in needs.symbol_versions.items()},
+        "built_for_this_cpu": built_for_this_cpu(defines),
         "build_backend": BACKEND_REQUIREMENT,
     }
 
@@ -234,6 +260,8 @@ def build_wheel(tree: SourceTree, variant: Variant, settings: Settings, opts: Bu
     """Build one variant's wheel into `out_dir`, replacing that variant's older wheels there."""
     start = time.monotonic()
     with log.group(f"wheel {variant.name}"):
+        for warning in portability_warnings(variant, opts.defines):
+            log.warn(f"  {variant.name}: {warning}")
         built = configured_variant(tree, variant, settings, opts, extra_options=tuple(wheel_cmake_options(TOOLS)))
         record_choices(built, opts)
         compile_targets(built.build_dir, list(TOOLS), opts.jobs, built.log_file, f"wheel {variant.name}")
@@ -241,7 +269,7 @@ def build_wheel(tree: SourceTree, variant: Variant, settings: Settings, opts: Bu
         needs = runtime_needs(built.build_dir / "bin", TOOLS)
         version = version_line(built.build_dir / "bin" / "llama-cli")
         manifest = make_manifest(tree, variant, built.series, built.cmake_options, opts, compile_seconds, version)
-        manifest["wheel"] = wheel_section(tree, variant, built.series, needs)
+        manifest["wheel"] = wheel_section(tree, variant, built.series, needs, opts.defines)
         project = built.build_dir.parent / "wheel-project"
         write_project(project, manifest, built.build_dir.parent / "src", built.build_dir, opts)
         with tempfile.TemporaryDirectory(dir=out_dir, prefix=f".{variant.name}-") as scratch:

@@ -26,7 +26,8 @@ from builder.patches import read_series
 from builder.pin import load_pin
 from builder.settings import Settings
 from builder.variants import Variant, nvcc_command
-from builder.wheel import PACKAGE, TEMPLATE_DIR, Needs, check_wheel, describe, pyproject, script_name, wheel_section
+from builder.wheel import (PACKAGE, TEMPLATE_DIR, Needs, check_wheel, describe, portability_warnings, pyproject, script_name,
+                           wheel_section)
 
 # what the CPU wheel may take from the system: glibc, the C++ and GCC runtimes, OpenMP (ggml-cpu) and
 # OpenSSL (llama-common's downloads); everything else must be in the wheel
@@ -131,17 +132,35 @@ def test_cuda_wheel_names_its_arch_and_cuda_major(tmp_path):
         pytest.skip("nvcc is not installed")
     pin = load_pin()
     tree, variant, series = SourceTree(tmp_path, pin, "test", pin.tree_digest, True, ()), Variant("75"), read_series()
-    needs = Needs({"llama-cli": file_needs(Path(shutil.which("true")).resolve())}, ("libc.so.6", "libcuda.so.1", "libcudart.so.13"))
+    needs = Needs({"llama-cli": file_needs(Path(shutil.which("true")).resolve())},
+                  ("libc.so.6", "libcuda.so.1", "libcudart.so.13", "libnccl.so.2"))
     manifest = make_manifest(tree, variant, series, ["-DGGML_CUDA=ON"], BuildOptions(), 1.0, "version: test")
-    manifest["wheel"] = wheel_section(tree, variant, series, needs)
+    manifest["wheel"] = wheel_section(tree, variant, series, needs, ("GGML_NATIVE=OFF",))
     major = find_toolkit(nvcc_command()).version[0]
     assert manifest["wheel"]["name"] == "experts-first-llama-cuda-sm75"
     assert manifest["wheel"]["version"] == f"0.1.0+b{pin.build_number}.{series_hash(series)}.cu{major}"
     assert manifest["wheel"]["cuda_major"] == major
     assert f"CUDA {major} runtime" in manifest["wheel"]["system_libraries"]["libcudart.so.13"]
+    assert "-D GGML_CUDA_NCCL=OFF" in manifest["wheel"]["system_libraries"]["libnccl.so.2"]
+    assert manifest["wheel"]["built_for_this_cpu"] is False
     summary, description = describe(manifest)
     assert summary == f"llama.cpp {pin.tag} with {len(series)} patches of the experts-first series; CUDA {major}, sm_75"
     assert f"- CUDA: arch 75, CUDA major {major}" in description
+    assert "- CPU code: portable (GGML_NATIVE=OFF)" in description
+
+
+@pytest.mark.parametrize("variant, defines, warned", [
+    (Variant(None), (), ["GGML_NATIVE"]),
+    (Variant(None), ("GGML_NATIVE=OFF",), []),
+    (Variant(None), ("GGML_NATIVE=OFF", "GGML_NATIVE=ON"), ["GGML_NATIVE"]),  # the last definition counts, as in CMake
+    (Variant("75"), (), ["GGML_NATIVE", "GGML_CUDA_NCCL"]),
+    (Variant("75"), ("GGML_CUDA_NCCL=OFF",), ["GGML_NATIVE"]),
+    (Variant("75"), ("GGML_NATIVE=0", "GGML_CUDA_NCCL=no"), []),
+])
+def test_wheel_warns_of_what_ties_it_to_the_building_machine(variant, defines, warned):
+    warnings = portability_warnings(variant, defines)
+    assert [w.split("(")[1].split(",")[0] for w in warnings] == warned
+    assert all(f"-D {option}=OFF" in w for w, option in zip(warnings, warned))
 
 
 @pytest.fixture(scope="session")
@@ -229,6 +248,9 @@ def test_cpu_wheel_holds_only_its_package_and_what_its_binaries_need(cpu_wheel, 
     assert cpu_wheel.name == f"experts_first_llama_cpu-{manifest['wheel']['version']}-{tag}.whl"
     assert re.fullmatch(rf"0\.1\.0\+b{real_pin.build_number}\.[0-9a-f]{{8}}", manifest["wheel"]["version"])
     assert f"Summary: llama.cpp {real_pin.tag} with {len(manifest['patches'])} patches of the experts-first series; CPU only" in metadata
+    # built with build's defaults: for this machine's CPU, and the wheel says so
+    assert manifest["wheel"]["built_for_this_cpu"] is True
+    assert "- CPU code: for the CPU of the machine that built it (GGML_NATIVE=ON)" in metadata
     for patch in manifest["patches"]:
         assert f"| `{patch['name']}` | `{patch['sha256']}` |" in metadata
     assert f"tree digest `{real_pin.tree_digest}`" in metadata
