@@ -113,16 +113,22 @@ bench)
     done
     ;;
 flag-off)
-    # the fork with every option off against the baseline, alternating: all on the GPU and all experts on the CPU
+    # the fork with every option off against the baseline: all on the GPU and all experts on the CPU, each pair back to
+    # back and the fork first in odd rounds only (2026-12-02 ran it first every time: 0.95-0.98, the order not separated)
     make_model
     for round in $(seq "${ROUNDS:-3}"); do
-        for v in "cuda-sm$arch" "baseline-cuda-sm$arch"; do
-            for placement in "" "-ncmoe 99"; do  # llama-bench has no --cpu-moe
+        variants=("cuda-sm$arch" "baseline-cuda-sm$arch")
+        [ $((round % 2)) = 1 ] || variants=("baseline-cuda-sm$arch" "cuda-sm$arch")
+        for placement in "" "-ncmoe 99"; do  # llama-bench has no --cpu-moe
+            for v in "${variants[@]}"; do
                 log "round $round $v ${placement:-all on the GPU}"
                 "dist/$v/bin/llama-bench" -m "$model" -ngl 99 -p 512 -n 128 -r "${REPS:-3}" -t 8 -o jsonl $placement >> "$out/flag-off.jsonl"
             done
         done
     done
+    baseline=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["version"].split("commit ")[1].rstrip(")"))' \
+        "dist/baseline-cuda-sm$arch/manifest.json")
+    python3 scripts/summarize-bench.py "$out/flag-off.jsonl" --baseline "$baseline" && cat "$out/flag-off.md"
     ;;
 hot)
     log "build cuda-sm$arch"
