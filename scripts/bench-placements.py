@@ -17,6 +17,8 @@ from its eval-time line. Per routing and budget (a share of the model's expert b
     hot-gpu     fork, the same with --moe-cold gpu -lm none, cold experts read in place (patch 0005), hot and cold
                 experts of a layer in one mul_mat_id (0011, 0012)
     hot-gpu-2p  the same with LLAMA_MOE_HOT_TWO_PARTS=1: two mul_mat_ids a layer, hot and cold (0005 before 0012)
+    hot-gpu-in  hot-gpu with the profile of the replayed text itself (in-sample): the static set's upper bound, which
+                an adaptive set should come within 5 % of (issue 10); not a placement a user could run
     adapt-gpu   fork, --moe-hot-mib B --moe-hot-adapt 8 --moe-cold gpu -lm none, no profile (0004 + 0005)
     adapt-gpu-profile  fork, starting from the profile, --moe-hot-adapt 32 --moe-hot-adapt-ratio 4 (0010; the setting
                 scripts/placement-model.py --adapt favours)
@@ -46,7 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from builder import hot_experts, moe_trace  # noqa: E402
 from builder.report.parse import ParseError, parse_moe_adapt  # noqa: E402
 
-CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4")
+CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-gpu", "hot-gpu-2p", "hot-gpu-in", "adapt-gpu", "adapt-gpu-profile",
+           "adapt-gpu-m4")
 CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}}
 """The environment of the configurations that need one (the others run in the script's)."""
 MIB = 1024 * 1024
@@ -54,10 +57,15 @@ EVAL = re.compile(r"eval time =\s*([\d.]+) ms /\s*(\d+) (?:tokens|runs)")
 PPL = re.compile(r"Final estimate: PPL = ([\d.]+)")
 
 
-def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Path) -> tuple[str, list[str], dict]:
-    """(variant, arguments, environment) of a configuration at a budget."""
+def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Path, replay: Path) -> tuple[str, list[str], dict]:
+    """(variant, arguments, environment) of a configuration at a budget; `profile` is a trace of other text, `replay`
+    the replayed one."""
     hot = ["--cpu-moe", "--moe-hot-mib", str(budget_mib)]
-    hot_gpu = hot + ["--moe-hot-profile", str(profile), "--moe-cold", "gpu", "-lm", "none"]
+
+    def static_gpu(trace: Path) -> list[str]:
+        return hot + ["--moe-hot-profile", str(trace), "--moe-cold", "gpu", "-lm", "none"]
+
+    hot_gpu = static_gpu(profile)
     adapt_profile = hot_gpu + ["--moe-hot-adapt", "32", "--moe-hot-adapt-ratio", "4"]
     variant, args = {
         "ncmoe": ("base", ["-ncmoe", str(n_cpu_layers)]),
@@ -66,6 +74,7 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "hot-cpu": ("fork", hot + ["--moe-hot-profile", str(profile)]),
         "hot-gpu": ("fork", hot_gpu),
         "hot-gpu-2p": ("fork", hot_gpu),
+        "hot-gpu-in": ("fork", static_gpu(replay)),
         "adapt-gpu": ("fork", hot + ["--moe-hot-adapt", "8", "--moe-cold", "gpu", "-lm", "none"]),
         "adapt-gpu-profile": ("fork", adapt_profile),
         "adapt-gpu-m4": ("fork", adapt_profile + ["--moe-hot-adapt-margin", "4"]),
@@ -125,10 +134,10 @@ def main() -> int:
             budget = int(expert_bytes * pct / 100 / MIB)
             n_cpu = n_layer - int(budget * MIB // layer_bytes)
             for config in args.configs.split(","):
-                plan.append((name, pct, budget, config, *placement_args(config, budget, n_cpu, profile)))
+                plan.append((name, pct, budget, config, *placement_args(config, budget, n_cpu, profile, replay)))
         for ref in filter(None, args.refs.split(",")):
             budget = int(expert_bytes / MIB) + 64 if ref == "all-hot" else 0
-            plan.append((name, 100 if ref == "all-hot" else 0, budget, ref, *placement_args(ref, budget, 0, profile)))
+            plan.append((name, 100 if ref == "all-hot" else 0, budget, ref, *placement_args(ref, budget, 0, profile, replay)))
 
     args.out.mkdir(parents=True, exist_ok=True)
     distinct = {name: moe_trace.distinct_experts_per_window(moe_trace.read_trace(replay)) for name, (replay, _) in routes.items()}

@@ -6,8 +6,9 @@ per routing; the reference runs as horizontal lines).
     scripts/report-placements.py DIR [--title T] [--note TEXT ...]
 
 Per routing and budget it gives each configuration's median tokens/s over the rounds with its
-spread (min-max), the hit rate of the adaptive hot set, and the fork's best configuration against
-the better of upstream's placements at the same VRAM.
+spread (min-max), the hit rate of the adaptive hot set, the fork's best configuration against
+the better of upstream's placements at the same VRAM, and the best adaptive configuration against
+the static sets (issue 10: within 5 % of the in-sample one, never below the one from other text).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pathlib import Path
 
 UPSTREAM = ("ncmoe", "lru", "lru-pinned")
 FORK = ("hot-cpu", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4")
+ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4")
+STATIC_OTHER, STATIC_IN = "hot-gpu", "hot-gpu-in"  # the same placement from a profile of other text and of the replayed one
 REFS = {"all-gpu": "all on the GPU", "cpu-moe": "all experts on the CPU", "all-hot": "fork, every expert hot"}
 LABELS = {
     "ncmoe": "upstream -ncmoe N",
@@ -29,6 +32,7 @@ LABELS = {
     "hot-cpu": "fork static, cold on CPU (0003)",
     "hot-gpu": "fork static, cold on GPU, one mul_mat_id a tensor (0012; 0005 before 2026-12-02)",
     "hot-gpu-2p": "fork static, cold on GPU, hot and cold parts (0005)",
+    "hot-gpu-in": "fork static from the replayed text itself (in-sample, an upper bound; not among the fork's placements)",
     "adapt-gpu": "fork adaptive, cold on GPU (0004+0005)",
     "adapt-gpu-profile": "fork adaptive from the profile, every 32, ratio 4 (0010)",
     "adapt-gpu-m4": "fork adaptive from the profile, every 32, ratio 4, margin 4 (0010)",
@@ -52,7 +56,7 @@ def summarise(runs: list[dict]) -> dict:
         if hits:
             cell.update(hit_rate=statistics.median(hits), mib_copied=statistics.median(r["mib_copied"] for r in rows if "mib_copied" in r))
         cells.append(cell)
-    return {"cells": cells, "comparisons": compare(cells)}
+    return {"cells": cells, "comparisons": compare(cells), "adaptive": adaptive_against_static(cells)}
 
 
 def compare(cells: list[dict]) -> list[dict]:
@@ -72,6 +76,24 @@ def compare(cells: list[dict]) -> list[dict]:
         res.append({"route": route, "budget_pct": pct, "best_upstream": best_up, "upstream": upstream[best_up],
                     "best_fork": best_fork, "fork": fork[best_fork], "ratio": round(fork[best_fork] / upstream[best_up], 2),
                     "of_all_gpu": round(fork[best_fork] / all_gpu, 2) if all_gpu else None})
+    return res
+
+
+def adaptive_against_static(cells: list[dict]) -> list[dict]:
+    """Per routing and budget with an adaptive run: the best adaptive configuration's median ÷ the static set's from a
+    profile of other text and ÷ the in-sample static set's, where those ran."""
+    by = {(c["route"], c["budget_pct"], c["config"]): c["median"] for c in cells if c["median"]}
+    res = []
+    for route, pct in sorted({(c["route"], c["budget_pct"]) for c in cells if c["config"] in ADAPTIVE}):
+        adaptive = {k: by[(route, pct, k)] for k in ADAPTIVE if (route, pct, k) in by}
+        if not adaptive:
+            continue
+        best = max(adaptive, key=adaptive.get)
+        row = {"route": route, "budget_pct": pct, "adaptive": best, "tokens_per_s": adaptive[best]}
+        for key, config in (("of_static_other", STATIC_OTHER), ("of_static_in", STATIC_IN)):
+            if (route, pct, config) in by:
+                row[key] = round(adaptive[best] / by[(route, pct, config)], 3)
+        res.append(row)
     return res
 
 
@@ -115,6 +137,12 @@ def render_md(report: dict) -> str:
             continue
         lines.append(f"| {c['route']} | {c['budget_pct']}% | {c['best_upstream']} | {c['upstream']} | {c['best_fork']} | {c['fork']} | "
                      f"{c['ratio']} | {c['of_all_gpu']} |")
+    lines += ["", "## Adaptive against static", "",
+              "Bar (issue 10): within 5 % of the in-sample static set (≥ 0.95), never below the static set from other text (≥ 1.0).", "",
+              "| routing | budget | best adaptive | t/s | ÷ static, other text | ÷ static, in-sample |", "|---|---|---|---|---|---|"]
+    for a in report.get("adaptive", []):
+        lines.append(f"| {a['route']} | {a['budget_pct']}% | {a['adaptive']} | {a['tokens_per_s']} | {a.get('of_static_other', 'not run')} | "
+                     f"{a.get('of_static_in', 'not run')} |")
     lines += ["", "## Commands (first round)", ""]
     lines += [f"- {c['route']} {c['budget_pct']}% {c['config']}: `{c['cmd']}`" for c in cells]
     return "\n".join(lines) + "\n"

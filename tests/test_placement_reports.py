@@ -13,17 +13,51 @@ RUNS = Path(__file__).resolve().parent.parent / "reports" / "2026-12-02-executor
 
 def test_each_configuration_has_its_flags_and_environment():
     bench = load_script("bench-placements")
-    profile = Path("p.bin")
-    assert bench.placement_args("ncmoe", 1944, 18, profile) == ("base", ["-ncmoe", "18"], {})
-    assert bench.placement_args("lru-pinned", 1944, 18, profile) == ("base", ["--cpu-moe", "--moe-cache-mib", "1944", "-lm", "none"], {})
-    variant, hot_gpu, env = bench.placement_args("hot-gpu", 1944, 18, profile)
+    profile, replay = Path("p.bin"), Path("r.bin")
+    assert bench.placement_args("ncmoe", 1944, 18, profile, replay) == ("base", ["-ncmoe", "18"], {})
+    assert bench.placement_args("lru-pinned", 1944, 18, profile, replay) == ("base", ["--cpu-moe", "--moe-cache-mib", "1944", "-lm", "none"], {})
+    variant, hot_gpu, env = bench.placement_args("hot-gpu", 1944, 18, profile, replay)
     assert (variant, env) == ("fork", {})
     assert hot_gpu == ["--cpu-moe", "--moe-hot-mib", "1944", "--moe-hot-profile", "p.bin", "--moe-cold", "gpu", "-lm", "none"]
-    assert bench.placement_args("hot-gpu-2p", 1944, 18, profile) == ("fork", hot_gpu, {"LLAMA_MOE_HOT_TWO_PARTS": "1"})
+    assert bench.placement_args("hot-gpu-2p", 1944, 18, profile, replay) == ("fork", hot_gpu, {"LLAMA_MOE_HOT_TWO_PARTS": "1"})
+    in_sample = [a if a != "p.bin" else "r.bin" for a in hot_gpu]
+    assert bench.placement_args("hot-gpu-in", 1944, 18, profile, replay) == ("fork", in_sample, {})
     adapt = hot_gpu + ["--moe-hot-adapt", "32", "--moe-hot-adapt-ratio", "4"]
-    assert bench.placement_args("adapt-gpu-profile", 1944, 18, profile) == ("fork", adapt, {})
-    assert bench.placement_args("adapt-gpu-m4", 1944, 18, profile) == ("fork", adapt + ["--moe-hot-adapt-margin", "4"], {})
+    assert bench.placement_args("adapt-gpu-profile", 1944, 18, profile, replay) == ("fork", adapt, {})
+    assert bench.placement_args("adapt-gpu-m4", 1944, 18, profile, replay) == ("fork", adapt + ["--moe-hot-adapt-margin", "4"], {})
     assert set(bench.CONFIGS) <= set(load_script("report-placements").LABELS)
+
+
+def test_the_in_sample_static_set_is_a_bound_not_the_forks_best_placement():
+    report = load_script("report-placements")
+    runs = [json.loads(line) for line in RUNS.read_text().splitlines()]
+    learned_75 = next(r for r in runs if (r["route"], r["budget_pct"], r["config"]) == ("learned", 75, "hot-gpu"))
+    runs.append({**learned_75, "config": "hot-gpu-in", "tokens_per_s": 1000.0})
+    summary = report.summarise(runs)
+    row = next(c for c in summary["comparisons"] if (c["route"], c["budget_pct"]) == ("learned", 75))
+    assert row["best_fork"] != "hot-gpu-in"
+    adaptive = next(a for a in summary["adaptive"] if (a["route"], a["budget_pct"]) == ("learned", 75))
+    assert adaptive["of_static_in"] == round(adaptive["tokens_per_s"] / 1000.0, 3)
+
+
+def test_adaptive_is_compared_with_the_static_sets_it_ran_beside():
+    report = load_script("report-placements")
+    runs = [json.loads(line) for line in RUNS.read_text().splitlines()]
+    speed = defaultdict(dict)
+    for r in runs:
+        speed[(r["route"], r["budget_pct"])][r["config"]] = round(r["tokens_per_s"], 1)
+    rows = report.summarise(runs)["adaptive"]
+    assert len(rows) == 9  # every routing and budget of that run had adaptive sets
+    for row in rows:
+        configs = speed[(row["route"], row["budget_pct"])]
+        best = max(report.ADAPTIVE, key=lambda k: configs.get(k, 0))
+        assert (row["adaptive"], row["tokens_per_s"]) == (best, configs[best])
+        assert row["of_static_other"] == round(configs[best] / configs["hot-gpu"], 3)
+        assert "of_static_in" not in row  # that run had no in-sample set
+    text = report.render_md({**report.summarise(runs), "title": "t", "notes": [], "rounds": 1,
+                             "meta": {"model": "m.gguf", "n_layer": 24, "expert_mib": 1.0, "chunks": 1, "threads": 8,
+                                      "distinct_per_32": {}}})
+    assert "| learned | 25% | adapt-gpu-profile |" in text and "not run |" in text
 
 
 def test_the_comparison_is_the_best_of_each_side_per_routing_and_budget():
