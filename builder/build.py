@@ -301,8 +301,8 @@ def build_and_package(tree: SourceTree, variant: Variant, settings: Settings, op
 
 
 def is_on(defines: list[str], key: str) -> bool:
-    """Whether the last --define of `key` turns it on, as CMake reads ON/1/TRUE/YES/Y."""
-    values = [d.split("=", 1)[1] for d in defines if d.split("=", 1)[0] == key]
+    """Whether the last --define of `key` (also as `key:TYPE`) turns it on, as CMake reads ON/1/TRUE/YES/Y."""
+    values = [d.split("=", 1)[1] for d in defines if d.split("=", 1)[0].split(":", 1)[0] == key]
     return bool(values) and values[-1].upper() in ("ON", "1", "TRUE", "YES", "Y")
 
 

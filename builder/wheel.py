@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import platform
 import shutil
 import sys
@@ -38,7 +39,6 @@ INSTALL_RULES = TEMPLATE_DIR / "install-tools.cmake"
 INSTALL_COMPONENT = "experts-first-wheel"
 CUDA_LIBRARY_PREFIXES = ("libcuda.so.", "libcudart.so.", "libcublas.so.", "libcublasLt.so.")
 NCCL_LIBRARY_PREFIX = "libnccl.so."
-PORTABILITY_DEFAULTS = ("GGML_NATIVE=ON", "GGML_CUDA_NCCL=ON")  # llama.cpp's defaults of the options that tie a build to its machine
 BACKEND_REQUIREMENT = "scikit-build-core>=0.11"
 
 
@@ -123,10 +123,16 @@ def system_library_hint(library: str, cuda_major: int | None) -> str:
     return f"install the package of your Linux distribution that provides {library}"
 
 
+def portability_defaults() -> list[str]:
+    """llama.cpp's defaults of the options that tie a build to its machine: GGML_NATIVE is ON unless SOURCE_DATE_EPOCH
+    is set (ggml's CMakeLists.txt), GGML_CUDA_NCCL is ON."""
+    return [f"GGML_NATIVE={'OFF' if 'SOURCE_DATE_EPOCH' in os.environ else 'ON'}", "GGML_CUDA_NCCL=ON"]
+
+
 def built_for_this_cpu(defines: tuple[str, ...]) -> bool:
-    """Whether the CPU code is compiled for the building machine's instruction set (GGML_NATIVE, ON unless a --define turns
-    it off): such a wheel can stop with "Illegal instruction" on an older CPU."""
-    return is_on([*PORTABILITY_DEFAULTS, *defines], "GGML_NATIVE")
+    """Whether the CPU code is compiled for the building machine's instruction set (GGML_NATIVE): such a wheel can stop
+    with "Illegal instruction" on an older CPU."""
+    return is_on([*portability_defaults(), *defines], "GGML_NATIVE")
 
 
 def portability_warnings(variant: Variant, defines: tuple[str, ...]) -> list[str]:
@@ -135,7 +141,7 @@ def portability_warnings(variant: Variant, defines: tuple[str, ...]) -> list[str
     if built_for_this_cpu(defines):
         warnings.append("its CPU code is compiled for this machine's CPU (GGML_NATIVE, llama.cpp's default) and can stop with "
                         "'Illegal instruction' elsewhere: pass -D GGML_NATIVE=OFF to build and wheel for a wheel to share")
-    if variant.cuda_arch and is_on([*PORTABILITY_DEFAULTS, *defines], "GGML_CUDA_NCCL"):
+    if variant.cuda_arch and is_on([*portability_defaults(), *defines], "GGML_CUDA_NCCL"):
         warnings.append("its CUDA backend links NCCL where the toolkit has it (GGML_CUDA_NCCL, llama.cpp's default), which "
                         "users then need: pass -D GGML_CUDA_NCCL=OFF to build and wheel unless the wheel is for several GPUs")
     return warnings

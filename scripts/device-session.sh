@@ -25,7 +25,7 @@ stage() {  # stage OUTNAME [VAR=VALUE...] STAGE [ARGS]
     local name=$1 vars=()
     shift
     echo "== $(date -u +%H:%M:%S) $name: $*"
-    while [[ $1 == *=* ]]; do vars+=("$1"); shift; done
+    while [[ ${1:-} == *=* ]]; do vars+=("$1"); shift; done
     env "${vars[@]}" OUT="$res/$name" JOBS="${JOBS:-14}" bash scripts/device-run.sh "$1" "$arch" "${@:2}" >> "$res/$name.log" 2>&1 \
         || echo "stage $name: exit $?"
     tail -4 "$res/$name.log"
@@ -47,7 +47,11 @@ for s in "$@"; do
     fi
     set -- $s
     words=("$@")
-    while [[ $1 == *=* ]]; do shift; done
+    while [[ ${1:-} == *=* ]]; do shift; done
+    if [ $# = 0 ]; then
+        echo "stage '$s': variables without a stage, skipped"
+        continue
+    fi
     stage "$1" "${words[@]}"
 done
 [ $late = 1 ] || wait "$build"

@@ -156,11 +156,19 @@ def test_cuda_wheel_names_its_arch_and_cuda_major(tmp_path):
     (Variant("75"), (), ["GGML_NATIVE", "GGML_CUDA_NCCL"]),
     (Variant("75"), ("GGML_CUDA_NCCL=OFF",), ["GGML_NATIVE"]),
     (Variant("75"), ("GGML_NATIVE=0", "GGML_CUDA_NCCL=no"), []),
+    (Variant("75"), ("GGML_NATIVE:BOOL=OFF", "GGML_CUDA_NCCL:BOOL=OFF"), []),  # CMake's typed form
 ])
-def test_wheel_warns_of_what_ties_it_to_the_building_machine(variant, defines, warned):
+def test_wheel_warns_of_what_ties_it_to_the_building_machine(variant, defines, warned, monkeypatch):
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
     warnings = portability_warnings(variant, defines)
     assert [w.split("(")[1].split(",")[0] for w in warnings] == warned
     assert all(f"-D {option}=OFF" in w for w, option in zip(warnings, warned))
+
+
+def test_a_reproducible_build_is_not_native_unless_asked(monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")  # ggml's CMakeLists.txt then defaults GGML_NATIVE to OFF
+    assert portability_warnings(Variant(None), ()) == []
+    assert len(portability_warnings(Variant(None), ("GGML_NATIVE=ON",))) == 1
 
 
 @pytest.fixture(scope="session")
