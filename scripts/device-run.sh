@@ -275,8 +275,10 @@ placements-prep)
         --layers "$layers" -o "$bt/learned" | tee -a "$out/placements-traces.jsonl"
     ;;
 fidelity)
-    # KLD of the cold experts on the GPU against all on the GPU at the same ubatch size, on the trained model's real
-    # logits and the bench model: one mul_mat_id a tensor (-ub 1), two parts (-ub 1 with LLAMA_MOE_HOT_TWO_PARTS, -ub 16)
+    # KLD against all on the GPU at the same ubatch size, on the trained model's real logits and the bench model, of each
+    # placement of the fork: cold experts on the GPU in one mul_mat_id a tensor (-ub 1) or two parts (LLAMA_MOE_HOT_TWO_PARTS,
+    # and -ub 16), static and adaptive; cold experts on the CPU (0003's default); and, as the reference for CPU numerics,
+    # every expert on the CPU (--cpu-moe, upstream's placement with options off)
     bin=dist/cuda-sm$arch/bin
     make_model
     for m in /tmp/learned/model-q8_0.gguf "$model"; do
@@ -284,14 +286,15 @@ fidelity)
         for ub in 1 16; do
             ppl=("$bin/llama-perplexity" -m "$m" -f /tmp/learned/heldout-prose.txt -c 512 --chunks 2 -ub "$ub" -ngl 99 -fit off -t 8 -lv 4)
             "${ppl[@]}" --kl-divergence-base /tmp/base.kld > /tmp/fid-base.log 2>&1
-            runs=("static" "adapt --moe-hot-adapt 8")
-            [ "$ub" -gt 4 ] || runs+=("two-parts")  # above 4 tokens a ubatch takes the two parts anyway
+            gpu="--cpu-moe -lm none --moe-hot-mib $hot --moe-cold gpu"
+            runs=("static: $gpu" "adapt: $gpu --moe-hot-adapt 8" "cold-cpu: --cpu-moe --moe-hot-mib $hot" "cpu-moe: --cpu-moe")
+            [ "$ub" -gt 4 ] || runs+=("two-parts: $gpu")  # above 4 tokens a ubatch takes the two parts anyway
             for run in "${runs[@]}"; do
-                set -- $run
-                env=(); [ "$1" = two-parts ] && env=(env LLAMA_MOE_HOT_TWO_PARTS=1)
-                "${env[@]}" "${ppl[@]}" --cpu-moe -lm none --moe-hot-mib "$hot" --moe-cold gpu "${@:2}" --kl-divergence-base /tmp/base.kld \
-                    --kl-divergence > /tmp/fid.log 2>&1 || echo "exit $?" >> /tmp/fid.log
-                { echo "## $(basename "$m") -ub $ub --moe-hot-mib $hot --moe-cold gpu $run (base: all on the GPU, -ub $ub)"
+                name=${run%%:*}
+                env=(); [ "$name" = two-parts ] && env=(env LLAMA_MOE_HOT_TWO_PARTS=1)
+                "${env[@]}" "${ppl[@]}" ${run#*:} --kl-divergence-base /tmp/base.kld --kl-divergence > /tmp/fid.log 2>&1 \
+                    || echo "exit $?" >> /tmp/fid.log
+                { echo "## $(basename "$m") -ub $ub $name:${run#*:} (base: all on the GPU, -ub $ub)"
                   grep -E "llama_moe_hot|Mean +KLD|Maximum KLD|Same top|error" /tmp/fid.log; } | tee -a "$out/fidelity.txt"
             done
         done
