@@ -20,6 +20,7 @@
 #   bash scripts/device-run.sh auto ARCH       --moe-hot-mib auto with the whole GPU and with most of its memory taken
 #   bash scripts/device-run.sh wheel ARCH      after build: the CUDA wheel, installed into a fresh venv and run on the GPU
 #   bash scripts/device-run.sh server-metrics ARCH  llama-server's decode with and without --metrics (ROUNDS=3)
+#   bash scripts/device-run.sh cold-cpu ARCH   scripts/bench-cold-cpu.py: cold experts' GB/s per thread count (THREADS=1,2,4,8,16)
 #   bash scripts/device-run.sh server-identity ARCH [ARGS]  after learned(-train), with the fork and the baseline built:
 #                                              scripts/server-identity.py ARGS on the trained model (env: ROUNDS=3)
 # A cold machine compiles a CUDA variant in ~4.5 min at -j 16, so chain stages over calls made
@@ -249,6 +250,12 @@ wheel)
         && echo "completion: exit 0" || echo "completion: exit $?"
     grep -E "llama_moe_hot|CUDA0|eval time" /tmp/wheel-completion.log | head -8 >> "$out/wheel-run.txt"
     /tmp/wheel-venv/bin/pip uninstall -q -y "$(basename "$wheel" | cut -d- -f1)" && echo "uninstalled" >> "$out/wheel-run.txt"
+    ;;
+cold-cpu)
+    # how fast the CPU streams cold experts in decode per thread count, against numpy's memory read (issue 10 item 4)
+    make_model
+    python3 scripts/bench-cold-cpu.py --bench "dist/cuda-sm$arch/bin/llama-bench" --model "$model" --threads "${THREADS:-1,2,4,8,16}" \
+        --args="-ngl 99 -ncmoe 99" --out "$out"
     ;;
 server-metrics)
     # what --metrics' read-back of a static hot set costs llama-server's decode (0014), a quarter of the experts hot
