@@ -29,7 +29,7 @@ from .patches import PATCHES_DIR, Patch, apply_series, copy_touched_files, read_
 from .run import run
 from .settings import Settings, add_source_arguments, settings_from_args
 from .sync import sync_tree
-from .variants import Variant, nvcc_command, select_variants
+from .variants import SERIES_PREFIX_RE, Variant, nvcc_command, select_variants
 
 TOOLS = ("llama-cli", "llama-completion", "llama-server", "llama-perplexity", "llama-bench")
 NINJA_STEP_RE = re.compile(r"^\[(\d+)/(\d+)\] (.*)$")
@@ -72,7 +72,19 @@ def series_for(variant: Variant, patches_dir: Path = PATCHES_DIR) -> list[Patch]
     if variant.flavor == "upstream":
         return []
     series = read_series(patches_dir)
-    return [p for p in series if "baseline" in p.flags] if variant.flavor == "baseline" else series
+    if variant.flavor == "baseline":
+        return [p for p in series if "baseline" in p.flags]
+    if m := SERIES_PREFIX_RE.match(variant.flavor):
+        return series_until(series, m.group(1))
+    return series
+
+
+def series_until(series: list[Patch], number: str) -> list[Patch]:
+    """The patches of the series up to and with the one numbered `number` (its file name's first four digits)."""
+    numbers = [p.name[:4] for p in series]
+    if number not in numbers:
+        raise UsageError(f"the series has no patch {number}", f"use one of {', '.join(numbers)} (patches/series)")
+    return series[: numbers.index(number) + 1]
 
 
 def series_hash(series: list[Patch]) -> str:
@@ -84,7 +96,8 @@ def fork_commit(variant: Variant, series: list[Patch]) -> str:
     """What `--version` shows as the commit: the flavor, the fork's version and a hash of the series."""
     if variant.flavor == "upstream":
         return "upstream"
-    prefix = FORK_NAME if variant.flavor == "fork" else f"upstream+{FORK_NAME}-{variant.flavor}"
+    prefix = (FORK_NAME if variant.flavor == "fork" else f"{FORK_NAME}-{variant.flavor}" if SERIES_PREFIX_RE.match(variant.flavor)
+              else f"upstream+{FORK_NAME}-{variant.flavor}")
     return f"{prefix}-{__version__}+{series_hash(series)}"
 
 
@@ -332,6 +345,9 @@ def add_variant_arguments(parser: argparse.ArgumentParser) -> argparse._Argument
     parser.add_argument("--upstream", action="store_true", help="also build each variant unpatched: upstream-<variant>")
     parser.add_argument("--baseline", action="store_true",
                         help="also build each variant as upstream plus the series' `baseline` patches (routing control): baseline-<variant>")
+    parser.add_argument("--series-until", metavar="NNNN",
+                        help="also build each variant with the series up to and with patch NNNN: fork-NNNN-<variant> "
+                        "(to find which patch changed speed or output)")
     parser.add_argument("--jobs", "-j", type=int, default=usable_cpus(),
                         help="parallel compile jobs (default: the CPUs this process may use, by affinity and cgroup quota: %(default)s)")
     parser.add_argument("--build-type", default="Release", choices=["Release", "RelWithDebInfo", "Debug"], help="(default: %(default)s)")
@@ -363,10 +379,13 @@ def check_variant_arguments(args: argparse.Namespace) -> None:
     for define in args.define:
         if "=" not in define:
             raise UsageError(f"--define {define!r} lacks '='", "pass --define KEY=VALUE")
+    if args.series_until is not None:
+        series_until(read_series(), args.series_until)
 
 
 def selected_variants(args: argparse.Namespace) -> list[Variant]:
-    flavors = tuple(f for f, wanted in (("upstream", args.upstream), ("baseline", args.baseline)) if wanted)
+    flavors = tuple(f for f, wanted in (("upstream", args.upstream), ("baseline", args.baseline),
+                                        (f"fork-{args.series_until}", args.series_until is not None)) if wanted)
     return select_variants(args.cuda_arch, args.cpu, flavors)
 
 

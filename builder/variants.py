@@ -2,7 +2,8 @@
 
 Flavors: "fork" is the whole series; "upstream" is the pinned tree alone; "baseline" is
 upstream plus only the patches marked `baseline` in the series (the routing control), so
-that speed comparisons with upstream see the same expert routing.
+that speed comparisons with upstream see the same expert routing; "fork-NNNN" is the series
+up to and with patch NNNN, to find which patch a change of speed or output comes from.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ ARCH_RE = re.compile(r"^(?:sm_?)?(\d{2,3}[a-z]?)$")
 
 
 FLAVORS = ("fork", "upstream", "baseline")
+SERIES_PREFIX_RE = re.compile(r"^fork-(\d{4})$")  # the flavor of the series up to a patch
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,7 @@ class Variant:
     cuda_arch: str | None
     """CMake CUDA arch ("75", "90a") or None for the CPU-only build."""
     flavor: str = "fork"
-    """"fork", "upstream" or "baseline" (see the module's docstring)."""
+    """"fork", "upstream", "baseline" or "fork-NNNN" (see the module's docstring)."""
 
     @property
     def name(self) -> str:
@@ -45,11 +47,13 @@ def variant_from_name(name: str) -> Variant:
     for prefix in FLAVORS[1:]:
         if name.startswith(f"{prefix}-"):
             flavor, backend = prefix, name[len(prefix) + 1 :]
+    if m := re.match(r"^(fork-\d{4})-(.+)$", name):
+        flavor, backend = m.groups()
     if backend == "cpu":
         return Variant(None, flavor)
     if backend.startswith("cuda-"):
         return Variant(parse_arch(backend[len("cuda-") :]), flavor)
-    raise UsageError(f"unknown variant {name!r}", "use cpu, cuda-sm75, upstream-cpu, baseline-cuda-sm90, ...")
+    raise UsageError(f"unknown variant {name!r}", "use cpu, cuda-sm75, upstream-cpu, baseline-cuda-sm90, fork-0010-cpu, ...")
 
 
 def parse_arch(text: str) -> str:

@@ -115,11 +115,13 @@ bench)
     ;;
 flag-off)
     # the fork with every option off against the baseline: all on the GPU and all experts on the CPU, each pair back to
-    # back and the fork first in odd rounds only (2026-12-02 ran it first every time: 0.95-0.98, the order not separated)
+    # back and the fork first in odd rounds only (2026-12-02 ran it first every time: 0.95-0.98, the order not separated);
+    # prefixes of the series built with SERIES_UNTIL (fork-NNNN-cuda-smARCH) run beside them, to find the patch that costs
     make_model
     for round in $(seq "${ROUNDS:-3}"); do
-        variants=("cuda-sm$arch" "baseline-cuda-sm$arch")
-        [ $((round % 2)) = 1 ] || variants=("baseline-cuda-sm$arch" "cuda-sm$arch")
+        # the fork, the baseline and any prefix of the series built beside them (build --series-until NNNN)
+        variants=("cuda-sm$arch" "baseline-cuda-sm$arch" $(cd dist && ls -d fork-[0-9][0-9][0-9][0-9]-cuda-sm"$arch" 2>/dev/null || true))
+        [ $((round % 2)) = 1 ] || variants=($(printf '%s\n' "${variants[@]}" | tac))
         for placement in "" "-ncmoe 99"; do  # llama-bench has no --cpu-moe
             for v in "${variants[@]}"; do
                 log "round $round $v ${placement:-all on the GPU}"

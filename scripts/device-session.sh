@@ -4,7 +4,8 @@
 #   later:   bash scripts/device-session.sh --collect "$OUT"     (waits up to WAIT seconds, default 500, then packs)
 # It builds the fork and then the baseline for the arch while the GPU trains the learned model (learned-train); the
 # EARLY stages run once the fork is built (they use only the fork: tests, fidelity), the LATE ones once the baseline is
-# (benchmarks against it).
+# (benchmarks against it). SERIES_UNTIL=NNNN also builds the series up to patch NNNN (fork-NNNN-cuda-smARCH), which
+# flag-off then runs beside the fork and the baseline.
 # A stage is a word or a quoted stage with its arguments, as scripts/device-run.sh takes them without the arch (e.g.
 # "placements --first-round 1"), after any variables for it alone (e.g. "ROUNDS=2 REPS=2 flag-off"); each writes to
 # its own folder under /tmp/res (a stage given twice shares it and appends to its log). A failing stage is logged and
@@ -32,7 +33,7 @@ stage() {  # stage OUTNAME [VAR=VALUE...] STAGE [ARGS]
 }
 # the fork, then the baseline, in one build; the fork's folder is done once its manifest is in dist/
 rm -f "dist/cuda-sm$arch/manifest.json"
-stage build build --baseline &
+stage build build --baseline ${SERIES_UNTIL:+--series-until "$SERIES_UNTIL"} &
 build=$!
 # training converts with the fetched tree: wait for its marker, written once the tree is verified (the folder comes first)
 while [ ! -f .cache/src/llama.cpp-b11549/.experts-first-source.json ] && kill -0 "$build" 2>/dev/null; do sleep 2; done

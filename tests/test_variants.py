@@ -69,7 +69,8 @@ def test_no_flag_without_gpu_means_cpu(monkeypatch):
     assert [v.name for v in select_variants([], cpu=False)] == ["cpu"]
 
 
-@pytest.mark.parametrize("name", ["cpu", "cuda-sm75", "upstream-cpu", "baseline-cuda-sm90", "upstream-cuda-sm90a"])
+@pytest.mark.parametrize("name", ["cpu", "cuda-sm75", "upstream-cpu", "baseline-cuda-sm90", "upstream-cuda-sm90a",
+                                  "fork-0010-cuda-sm90", "fork-0003-cpu"])
 def test_variant_names_round_trip(name):
     from builder.variants import variant_from_name
 
@@ -81,3 +82,39 @@ def test_unknown_variant_name():
 
     with pytest.raises(UsageError, match="unknown variant 'gpu'"):
         variant_from_name("gpu")
+
+
+def test_a_series_prefix_variant_builds_the_patches_up_to_its_number(tmp_path):
+    from builder.build import fork_commit, series_for
+    from builder.variants import variant_from_name
+
+    patches = tmp_path / "patches"
+    patches.mkdir()
+    names = ["0001-a.patch", "0002-b.patch", "0003-c.patch"]
+    for n in names:
+        (patches / n).write_text(f"{n}\n")
+    (patches / "series").write_text("0001-a.patch baseline\n0002-b.patch\n0003-c.patch\n")
+    variant = variant_from_name("fork-0002-cpu")
+    assert [p.name for p in series_for(variant, patches)] == names[:2]
+    assert [p.name for p in series_for(variant_from_name("cpu"), patches)] == names
+    with pytest.raises(UsageError, match="the series has no patch 0004"):
+        series_for(variant_from_name("fork-0004-cpu"), patches)
+    # its --version names the prefix, so its llama-bench rows are told apart from the fork's
+    prefix, full = fork_commit(variant, series_for(variant, patches)), fork_commit(variant_from_name("cpu"), series_for(variant_from_name("cpu"), patches))
+    assert prefix.startswith("experts-first-fork-0002-") and full.startswith("experts-first-0.1.0+") and prefix != full
+
+
+def test_build_refuses_a_patch_number_the_series_lacks(capsys):
+    assert main(["build", "--cpu", "--series-until", "0099"]) == 2
+    err = capsys.readouterr().err
+    assert "error: the series has no patch 0099" in err and "hint: use one of 0001, 0002" in err
+
+
+def test_series_until_adds_a_variant_per_backend(capsys, monkeypatch):
+    import argparse
+
+    from builder.build import selected_variants
+
+    monkeypatch.setenv("PATH", "/nonexistent")  # no nvidia-smi: the CPU
+    args = argparse.Namespace(cuda_arch=[], cpu=True, upstream=False, baseline=True, series_until="0010")
+    assert [v.name for v in selected_variants(args)] == ["cpu", "baseline-cpu", "fork-0010-cpu"]
