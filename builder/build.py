@@ -96,8 +96,12 @@ def fork_commit(variant: Variant, series: list[Patch]) -> str:
     """What `--version` shows as the commit: the flavor, the fork's version and a hash of the series."""
     if variant.flavor == "upstream":
         return "upstream"
-    prefix = (FORK_NAME if variant.flavor == "fork" else f"{FORK_NAME}-{variant.flavor}" if SERIES_PREFIX_RE.match(variant.flavor)
-              else f"upstream+{FORK_NAME}-{variant.flavor}")
+    if variant.flavor == "fork":
+        prefix = FORK_NAME
+    elif SERIES_PREFIX_RE.match(variant.flavor):
+        prefix = f"{FORK_NAME}-{variant.flavor}"  # a prefix of the series: the fork with the number of its last patch
+    else:
+        prefix = f"upstream+{FORK_NAME}-{variant.flavor}"
     return f"{prefix}-{__version__}+{series_hash(series)}"
 
 

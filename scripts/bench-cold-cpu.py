@@ -74,9 +74,14 @@ def memory_bandwidth(processes: int, repeats: int = 3) -> float:
     return best
 
 
-def bench(binary: Path, model: Path, threads: int, tokens: int, reps: int, extra: list[str], seed: int) -> float:
-    cmd = [str(binary), "-m", str(model), "-p", "0", "-n", str(tokens), "-t", str(threads), "-r", str(reps), "-o", "jsonl",
-           "--moe-route", f"uniform:{seed}", *extra]
+def bench_command(args: argparse.Namespace, threads: str) -> list[str]:
+    """llama-bench decoding --tokens tokens with `threads` threads under uniform routing, and --args."""
+    return [str(args.bench), "-m", str(args.model), "-p", "0", "-n", str(args.tokens), "-t", threads, "-r", str(args.reps),
+            "-o", "jsonl", "--moe-route", f"uniform:{args.seed}", *shlex.split(args.args)]
+
+
+def bench(cmd: list[str]) -> float:
+    """llama-bench's tokens/s."""
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
         sys.exit(f"error: {shlex.join(cmd)} exited {proc.returncode}: {(proc.stderr.strip().splitlines() or ['no output'])[-1]}")
@@ -135,18 +140,16 @@ def main() -> int:
     if not threads or min(threads) < 1:
         sys.exit(f"error: --threads {args.threads}: give thread counts of at least 1, e.g. 1,2,4,8")
     per_token = cold_bytes_per_token(args.model)
-    extra = shlex.split(args.args)
     runs = []
     for t in threads:
-        tokens_per_s = bench(args.bench, args.model, t, args.tokens, args.reps, extra, args.seed)
+        tokens_per_s = bench(bench_command(args, str(t)))
         memory = memory_bandwidth(t)
         cold = tokens_per_s * per_token / GB
         runs.append({"threads": t, "tokens_per_s": tokens_per_s, "cold_gb_per_s": cold, "memory_gb_per_s": memory,
                      "share": cold / memory})
         print(f"{t:3} threads: {tokens_per_s:8.2f} t/s, cold {cold:6.1f} GB/s, memory {memory:6.1f} GB/s", flush=True)
     result = {"model": str(args.model), "experts_used": experts_used(args.model), "cold_bytes_per_token": per_token,
-              "command": shlex.join([str(args.bench), "-m", str(args.model), "-p", "0", "-n", str(args.tokens), "-t", "T",
-                                     "-r", str(args.reps), "--moe-route", f"uniform:{args.seed}", *extra]),
+              "command": shlex.join(bench_command(args, "T")),
               "runs": runs}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "cold-cpu.json").write_text(json.dumps(result, indent=1) + "\n")
