@@ -333,6 +333,10 @@ learned)
     if [ -f "$model/train-moe.json" ]; then cp "$model/train-moe.json" "$out/learned-train.json"; else train_moe "${@:3}"; fi
     ctx=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["config"]["ctx"])' "$model/train-moe.json")
     chunks=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["config"]["chunks"])' "$model/train-moe.json")
+    check_chain() {  # check_chain GENRE LOG TRACE: a run's perplexity and routing against PyTorch's, into learned-check.jsonl
+        python3 scripts/check-trained-model.py "$model/train-moe.json" "$1" "$2" "$3" | tee -a "$out/learned-check.jsonl" \
+            || echo "check $1: exit $? ($3)"
+    }
     for genre in poems prose; do
         ppl=("$bin/llama-perplexity" -f "$model/heldout-$genre.txt" -c "$ctx" -b "$ctx" --chunks "$chunks" --no-warmup -ngl 99 -fit off -t 8)
         log "llama-perplexity $genre: F16 with the trace, Q8_0"
@@ -340,15 +344,13 @@ learned)
         cp "$model/learned-$genre.moetrace" "$out/"
         "${ppl[@]}" -m "$model/model-q8_0.gguf" > "/tmp/ppl-$genre-q8_0.log" 2>&1
         cat "/tmp/ppl-$genre-f16.log" "/tmp/ppl-$genre-q8_0.log" >> "$out/learned-ppl.log"
-        python3 scripts/check-trained-model.py "$model/train-moe.json" "$genre" "/tmp/ppl-$genre-f16.log" \
-            "$out/learned-$genre.moetrace" | tee -a "$out/learned-check.jsonl" || echo "check $genre: exit $?"
+        check_chain "$genre" "/tmp/ppl-$genre-f16.log" "$out/learned-$genre.moetrace"
         # where the 1 % of routing that differs comes from: the same check on the CPU (no GPU visible), F16 and F32 weights
         for t in f16 f32; do
             log "llama-perplexity $genre: $t on the CPU with the trace"
             CUDA_VISIBLE_DEVICES= "${ppl[@]}" -m "$model/model-$t.gguf" -ngl 0 --moe-trace-out "/tmp/learned-$genre-cpu-$t.moetrace" \
                 > "/tmp/ppl-$genre-cpu-$t.log" 2>&1 || { echo "llama-perplexity $t CPU: exit $?"; tail -3 "/tmp/ppl-$genre-cpu-$t.log"; }
-            python3 scripts/check-trained-model.py "$model/train-moe.json" "$genre" "/tmp/ppl-$genre-cpu-$t.log" \
-                "/tmp/learned-$genre-cpu-$t.moetrace" | tee -a "$out/learned-check.jsonl" || echo "check $genre CPU $t: exit $?"
+            check_chain "$genre" "/tmp/ppl-$genre-cpu-$t.log" "/tmp/learned-$genre-cpu-$t.moetrace"
         done
         grep -h "Final estimate" "/tmp/ppl-$genre-q8_0.log" | sed "s/^/q8_0 $genre: /" | tee -a "$out/learned-check.jsonl"
         builder trace-stats "$out/learned-$genre.moetrace" || echo "trace-stats $genre: exit $?"
