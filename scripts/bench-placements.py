@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
-"""Decode speed of expert placements at the same VRAM, per replayed routing (shared/BENCHMARK.md).
+"""Decode (or prompt processing) speed of expert placements at the same VRAM, per replayed routing (shared/BENCHMARK.md).
 
 Runs on the GPU machine with the fork and the baseline (upstream + the routing patch) built:
 
     scripts/bench-placements.py --model M.gguf --text T.txt --route zipf=replay.bin:profile.bin \\
         --route learned=replay.bin:profile.bin --budgets 25,50,75 --rounds 2 --out DIR
 
-Every run is `llama-perplexity -c 512 --chunks C -b 1 -ub 1` (one token per step) with the routing
-replayed from the trace (`--moe-route trace:`), so all sides compute the same experts; tokens/s come
-from its eval-time line. Per routing and budget (a share of the model's expert bytes) it runs:
+Every run is `llama-perplexity -c 512 --chunks C -b 1 -ub 1` (one token per step; `--ubatch 512`: steps of
+512 tokens, prompt processing) with the routing replayed from the trace (`--moe-route trace:`), so all sides
+compute the same experts; tokens/s come from its eval-time line. Per routing and budget (a share of the model's expert bytes) it runs:
 
     ncmoe       baseline, -ncmoe N: the experts of N layers on the CPU, the others' in the same VRAM
     lru         baseline, --cpu-moe --moe-cache-mib B (upstream's LRU of expert copies)
@@ -19,11 +19,14 @@ from its eval-time line. Per routing and budget (a share of the model's expert b
     hot-gpu-2p  the same with LLAMA_MOE_HOT_TWO_PARTS=1: two mul_mat_ids a layer, hot and cold (0005 before 0012)
     hot-gpu-in  hot-gpu with the profile of the replayed text itself (in-sample): the static set's upper bound, which
                 an adaptive set should come within 5 % of (issue 10); not a placement a user could run
-    adapt-gpu   fork, --moe-hot-mib B --moe-hot-adapt 8 --moe-cold gpu -lm none, no profile (0004 + 0005)
-    adapt-gpu-profile  fork, starting from the profile, --moe-hot-adapt 32 --moe-hot-adapt-ratio 4 (0010; the setting
-                scripts/placement-model.py --adapt favours)
+    adapt-gpu   fork, --moe-hot-mib B --moe-hot-adapt 8 --moe-cold gpu -lm none, no profile, the swap rule's defaults
+                (0004 + 0005)
+    adapt-gpu-profile  fork, starting from the profile, --moe-hot-adapt 32 --moe-hot-adapt-ratio 4, the rule before 0015
+                (--moe-hot-adapt-noise 0; 0010, the setting scripts/placement-model.py --adapt favoured)
     adapt-gpu-m4  the same with --moe-hot-adapt-margin 4: the model's swaps under zipf:1.0 fall from 0.3-2.2 to
                 0.04-0.14 a token, its hit rate under learned routing 0.2-1 point lower
+    adapt-gpu-noise  adapt-gpu-profile with 0015's noise rule (its default, --moe-hot-adapt-noise 2.5): the model's swaps
+                under zipf:1.0 none, under uniform 0.1-0.2 a token, its gain under learned routing 0-4 points lower
 
 plus, once per routing, all on the GPU, all experts on the CPU, and every expert hot. The static
 profile P is a trace of other text than the replayed one. Rounds alternate over all runs. Results:
@@ -49,7 +52,7 @@ from builder import hot_experts, moe_trace  # noqa: E402
 from builder.report.parse import ParseError, parse_moe_adapt  # noqa: E402
 
 CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-gpu", "hot-gpu-2p", "hot-gpu-in", "adapt-gpu", "adapt-gpu-profile",
-           "adapt-gpu-m4")
+           "adapt-gpu-m4", "adapt-gpu-noise")
 CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}}
 """The environment of the configurations that need one (the others run in the script's)."""
 MIB = 1024 * 1024
@@ -76,8 +79,9 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "hot-gpu-2p": ("fork", hot_gpu),
         "hot-gpu-in": ("fork", static_gpu(replay)),
         "adapt-gpu": ("fork", hot + ["--moe-hot-adapt", "8", "--moe-cold", "gpu", "-lm", "none"]),
-        "adapt-gpu-profile": ("fork", adapt_profile),
-        "adapt-gpu-m4": ("fork", adapt_profile + ["--moe-hot-adapt-margin", "4"]),
+        "adapt-gpu-profile": ("fork", adapt_profile + ["--moe-hot-adapt-noise", "0"]),
+        "adapt-gpu-m4": ("fork", adapt_profile + ["--moe-hot-adapt-noise", "0", "--moe-hot-adapt-margin", "4"]),
+        "adapt-gpu-noise": ("fork", adapt_profile),
         "all-gpu": ("base", []),
         "cpu-moe": ("base", ["--cpu-moe"]),
         "all-hot": ("fork", hot),
@@ -111,6 +115,7 @@ def main() -> int:
     p.add_argument("--refs", default="all-gpu,cpu-moe,all-hot", help="reference runs, once per routing")
     p.add_argument("--threads", type=int, default=8)
     p.add_argument("--chunks", type=int, default=2)
+    p.add_argument("--ubatch", type=int, default=1, help="tokens a step: 1 measures decode, 512 prompt processing (pp512)")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--first-round", type=int, default=0, help="number of the first round (to continue a run in another call)")
     p.add_argument("--timeout", type=int, default=240)
@@ -142,7 +147,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     distinct = {name: moe_trace.distinct_experts_per_window(moe_trace.read_trace(replay)) for name, (replay, _) in routes.items()}
     meta = {"model": str(args.model), "expert_mib": round(expert_bytes / MIB, 1), "n_layer": n_layer,
-            "threads": args.threads, "chunks": args.chunks, "routes": {k: [str(v[0]), str(v[1])] for k, v in routes.items()},
+            "threads": args.threads, "chunks": args.chunks, "ubatch": args.ubatch, "routes": {k: [str(v[0]), str(v[1])] for k, v in routes.items()},
             "distinct_per_32": {k: round(sum(d) / len(d), 2) for k, d in distinct.items()}}
     (args.out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     with open(args.out / "runs.jsonl", "a") as runs:
@@ -150,7 +155,7 @@ def main() -> int:
             for name, pct, budget, config, variant, extra, env in plan:
                 binary = (args.fork if variant == "fork" else args.base) / "llama-perplexity"
                 cmd = [str(binary), "-m", str(args.model), "-f", str(args.text), "-c", "512", "--chunks", str(args.chunks),
-                       "-b", "1", "-ub", "1", "--perf", "-lv", "4", "-t", str(args.threads), "-fit", "off", "-ngl", "99",
+                       "-b", str(args.ubatch), "-ub", str(args.ubatch), "--perf", "-lv", "4", "-t", str(args.threads), "-fit", "off", "-ngl", "99",
                        "--moe-route", f"trace:{routes[name][0]}", *extra]
                 start = time.monotonic()
                 try:

@@ -132,6 +132,15 @@ flag-off)
     baseline=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["version"].split("commit ")[1].rstrip(")"))' \
         "dist/baseline-cuda-sm$arch/manifest.json")
     python3 scripts/summarize-bench.py "$out/flag-off.jsonl" --baseline "$baseline" && cat "$out/flag-off.md"
+    # the MoE kernels alone: upstream's perf cases of Qwen3-30B-A3B's experts (Q4_K, 128 experts, 8 used), each build in
+    # turn, twice (2026-12-02: decode 0.953 of the baseline in 4 rounds; 0001 and 0011 touch these kernels)
+    for round in 1 2; do
+        for v in "${variants[@]}"; do
+            log "kernels round $round $v"
+            ".cache/build/$v/build/bin/test-backend-ops" perf -b CUDA0 -o MUL_MAT_ID -p "type_a=q4_K,type_b=f32,n_mats=128,n_used=8," \
+                | grep "us/run" | sed "s|^|$v round $round: |" >> "$out/flag-off-kernels.txt"
+        done
+    done
     ;;
 hot)
     log "build cuda-sm$arch"
@@ -311,10 +320,12 @@ fidelity)
     ;;
 placements)
     # one or more rounds of scripts/bench-placements.py (env ROUNDS, CHUNKS), appended to $out/placements/runs.jsonl
-    # (with LAYERS set, the model of that depth, to $out/placements-LAYERS/)
+    # (with LAYERS set, the model of that depth, to $out/placements-LAYERS/; with UBATCH=512, prompt processing in steps of
+    # 512 tokens instead of decode, to $out/placements[-LAYERS]-ub512/)
     text=/tmp/learned/heldout-prose.txt
     python3 scripts/bench-placements.py --model "$model" --text "$text" --fork "dist/cuda-sm$arch/bin" \
-        --base "dist/baseline-cuda-sm$arch/bin" --rounds "${ROUNDS:-1}" --chunks "${CHUNKS:-1}" --out "$out/placements${LAYERS:+-$LAYERS}" \
+        --base "dist/baseline-cuda-sm$arch/bin" --rounds "${ROUNDS:-1}" --chunks "${CHUNKS:-1}" --ubatch "${UBATCH:-1}" \
+        --out "$out/placements${LAYERS:+-$LAYERS}${UBATCH:+-ub$UBATCH}" \
         --route "learned=$bt/learned-replay.bin:$bt/learned-profile.bin" \
         --route "zipf=$bt/zipf-replay.bin:$bt/zipf-profile.bin" \
         --route "uniform=$bt/uniform-replay.bin:$bt/uniform-profile.bin" "${@:3}"

@@ -11,7 +11,7 @@ profile of other text it is the bound of the static placement, leaving out what 
 kernels per layer) and any overlap with the CPU; --measured prints the share of it reached.
 
 --adapt adds patch 0004's adaptive hot set (--moe-hot-adapt), started from the same hot set, for a grid
-of its constants: its swaps are simulated (builder.expert_cache.hysteresis_hit_rates, which reproduced
+of its constants (--every, --ratio, --margin, --max-swaps, --noise): its swaps are simulated (builder.expert_cache.hysteresis_hit_rates, which reproduced
 the H200 runs' swap counts within 2 % and their hit rates to 0.2 points). The model leaves out the
 bookkeeping of each update, so it flatters frequent updates; compare constants with it, then measure.
 """
@@ -49,6 +49,7 @@ def main() -> int:
     p.add_argument("--ratio", default="1.25,2,4")
     p.add_argument("--margin", default="1,4")
     p.add_argument("--max-swaps", default="1,4")
+    p.add_argument("--noise", default="0,2.5", help="--moe-hot-adapt-noise (0015; 0: the rule before it)")
     args = p.parse_args()
 
     replay = moe_trace.take_tokens(moe_trace.read_trace(args.replay), 0, args.tokens)
@@ -66,7 +67,7 @@ def main() -> int:
         ms = t_gpu + (1 - hit) * selections / replay.n_tokens * t_read + swaps / replay.n_tokens * t_copy
         return hit, 1000 / ms
 
-    grid = list(itertools.product(*(map(float, getattr(args, k).split(",")) for k in ("every", "ratio", "margin", "max_swaps"))))
+    grid = list(itertools.product(*(map(float, getattr(args, k).split(",")) for k in ("every", "ratio", "margin", "max_swaps", "noise"))))
     for pct in (int(b) for b in args.budgets.split(",")):
         n_hot = n_expert * pct // 100
         start = ([sorted(hot_experts.hot_sets(profile, {layer: n_hot})[layer]) for layer in range(n_layer)] if profile is not None
@@ -81,13 +82,14 @@ def main() -> int:
         if not args.adapt:
             continue
         rows = []
-        for every, ratio, margin, max_swaps in grid:
-            rates, swaps = hysteresis_hit_rates(ids, n_expert, start, int(every), ratio, margin, int(max_swaps))
+        for every, ratio, margin, max_swaps, noise in grid:
+            rates, swaps = hysteresis_hit_rates(ids, n_expert, start, int(every), ratio, margin, int(max_swaps), noise)
             hit, ts = tokens_per_s(rates, swaps)
-            rows.append((ts, hit, swaps / replay.n_tokens, int(every), ratio, margin, int(max_swaps)))
-        for ts, hit, spt, every, ratio, margin, max_swaps in sorted(rows, reverse=True):
-            mark = " (0004's constants)" if (every, ratio, margin, max_swaps) == (8, 1.25, 1.0, 4) else ""
-            print(f"  every {every:2} ratio {ratio:4} margin {margin:3} max swaps {max_swaps}: hit {hit:.3f}, "
+            rows.append((ts, hit, swaps / replay.n_tokens, int(every), ratio, margin, int(max_swaps), noise))
+        for ts, hit, spt, every, ratio, margin, max_swaps, noise in sorted(rows, reverse=True):
+            mark = {(8, 1.25, 1.0, 4, 0.0): " (0004's constants)", (8, 1.25, 1.0, 4, 2.5): " (the defaults since 0015)"}.get(
+                (every, ratio, margin, max_swaps, noise), "")
+            print(f"  every {every:2} ratio {ratio:4} margin {margin:3} max swaps {max_swaps} noise {noise:3}: hit {hit:.3f}, "
                   f"{spt:.2f} swaps/token, {ts:.0f} tokens/s{mark}")
     return 0
 

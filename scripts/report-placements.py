@@ -21,8 +21,8 @@ from collections import defaultdict
 from pathlib import Path
 
 UPSTREAM = ("ncmoe", "lru", "lru-pinned")
-FORK = ("hot-cpu", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4")
-ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4")
+FORK = ("hot-cpu", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise")
+ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise")
 STATIC_OTHER, STATIC_IN = "hot-gpu", "hot-gpu-in"  # the same placement from a profile of other text and of the replayed one
 REFS = {"all-gpu": "all on the GPU", "cpu-moe": "all experts on the CPU", "all-hot": "fork, every expert hot"}
 LABELS = {
@@ -36,6 +36,7 @@ LABELS = {
     "adapt-gpu": "fork adaptive, cold on GPU (0004+0005)",
     "adapt-gpu-profile": "fork adaptive from the profile, every 32, ratio 4 (0010)",
     "adapt-gpu-m4": "fork adaptive from the profile, every 32, ratio 4, margin 4 (0010)",
+    "adapt-gpu-noise": "fork adaptive from the profile, every 32, ratio 4, lead beyond 2.5 x noise (0015)",
 }
 
 
@@ -97,11 +98,17 @@ def adaptive_against_static(cells: list[dict]) -> list[dict]:
     return res
 
 
+def measured(meta: dict) -> str:
+    """What the runs timed: "decode" (one token a step; runs before --ubatch were all decode) or "prompt processing"."""
+    return "decode" if meta.get("ubatch", 1) == 1 else "prompt processing"
+
+
 def render_md(report: dict) -> str:
     meta = report["meta"]
+    ubatch = meta.get("ubatch", 1)
     lines = [f"# {report['title']}", "", *report["notes"], "",
              f"Model `{Path(meta['model']).name}`: {meta['n_layer']} layers with experts, {meta['expert_mib']} MiB of experts. "
-             f"Decode: `llama-perplexity -c 512 --chunks {meta['chunks']} -b 1 -ub 1`, {meta['threads']} threads, "
+             f"{measured(meta).capitalize()}: `llama-perplexity -c 512 --chunks {meta['chunks']} -b {ubatch} -ub {ubatch}`, {meta['threads']} threads, "
              f"{report['rounds']} alternating rounds; tokens/s median (min-max).", ""]
     lines += ["| routing | distinct experts / layer / 32 tokens |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in meta["distinct_per_32"].items()]
@@ -170,7 +177,7 @@ def plot(report: dict, path: Path) -> None:
                 ax.annotate(f"{label} {c['median']}", (0.01, c["median"]), xycoords=("axes fraction", "data"), fontsize=7)
         ax.set_title(f"{route} ({report['meta']['distinct_per_32'].get(route)} distinct experts / 32 tokens)")
         ax.set_xlabel("VRAM for experts, % of the model's expert bytes")
-        ax.set_ylabel("decode tokens/s")
+        ax.set_ylabel(f"{measured(report['meta'])} tokens/s")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, 0.93))
     fig.tight_layout()

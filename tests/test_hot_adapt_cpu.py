@@ -82,20 +82,23 @@ def test_prompt_processing_ubatches_count_but_do_not_update(cpu_builds, tiny_moe
     assert s["updates"] == 0 and s["swaps"] == 0 and s["hit"] > 0
 
 
-@pytest.mark.parametrize("flag, value, rule", [("--moe-hot-adapt-ratio", "4", "4.00 x a hot one + 1"),
-                                               ("--moe-hot-adapt-margin", "6", "1.25 x a hot one + 6")])
+@pytest.mark.parametrize("flag, value, rule", [("--moe-hot-adapt-ratio", "4", "4.00 x a hot one + 1 and their difference 0 x"),
+                                               ("--moe-hot-adapt-margin", "6", "1.25 x a hot one + 6 and their difference 0 x"),
+                                               ("--moe-hot-adapt-noise", "2.5", "1.25 x a hot one + 1 and their difference 2.5 x")])
 def test_a_stricter_swap_rule_swaps_less(cpu_builds, tiny_moe, story, profile, flag, value, rule):
     _, reference = profile
-    hot = ["--cpu-moe", "--moe-hot-mib", "1", "--moe-hot-adapt", "16"]
-    default = summary(perplexity(cpu_builds, tiny_moe, story, *hot))
+    # the loosest rule: 0004's constants, without 0015's noise test
+    hot = ["--cpu-moe", "--moe-hot-mib", "1", "--moe-hot-adapt", "16", "--moe-hot-adapt-noise", "0"]
+    loosest = summary(perplexity(cpu_builds, tiny_moe, story, *hot))
     proc = perplexity(cpu_builds, tiny_moe, story, *hot, flag, value)
     assert final_ppl(proc) == reference
     assert f"swap when a cold score exceeds {rule}" in proc.stderr
-    assert summary(proc)["swaps"] < default["swaps"]
+    assert summary(proc)["swaps"] < loosest["swaps"]
 
 
 @pytest.mark.parametrize("flag, value, why", [("--moe-hot-adapt-ratio", "0.5", "must be at least 1"),
-                                              ("--moe-hot-adapt-margin", "-1", "must be at least 0")])
+                                              ("--moe-hot-adapt-margin", "-1", "must be at least 0"),
+                                              ("--moe-hot-adapt-noise", "-1", "must be at least 0")])
 def test_a_swap_rule_out_of_range_is_refused(cpu_builds, tiny_moe, story, flag, value, why):
     proc = perplexity(cpu_builds, tiny_moe, story, "--cpu-moe", "--moe-hot-mib", "1", "--moe-hot-adapt", "16", flag, value)
     assert proc.returncode != 0
@@ -105,11 +108,11 @@ def test_a_swap_rule_out_of_range_is_refused(cpu_builds, tiny_moe, story, flag, 
 def test_llama_bench_takes_the_swap_rule(cpu_builds, tiny_moe):
     bench = [cpu_builds / "cpu" / "bin" / "llama-bench", "-m", tiny_moe, "-p", "0", "-n", "4", "-r", "1", "-t", "2", "-o", "jsonl",
              "-ncmoe", "9", "--repack", "0", "--moe-hot-mib", "1", "--moe-hot-adapt", "2"]
-    proc = subprocess.run([*bench, "-v", "--moe-hot-adapt-ratio", "4", "--moe-hot-adapt-margin", "4"], check=False, capture_output=True,
-                          text=True, timeout=300, stdin=subprocess.DEVNULL)
+    proc = subprocess.run([*bench, "-v", "--moe-hot-adapt-ratio", "4", "--moe-hot-adapt-margin", "4", "--moe-hot-adapt-noise", "3"],
+                          check=False, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.splitlines()[0])["moe_hot_mib"] == 1
-    assert "swap when a cold score exceeds 4.00 x a hot one + 4" in proc.stderr  # the rule reached the context
-    for flag, value in (("--moe-hot-adapt-margin", "-1"), ("--moe-hot-adapt-ratio", "0.5")):
+    assert "swap when a cold score exceeds 4.00 x a hot one + 4 and their difference 3 x" in proc.stderr  # the rule reached the context
+    for flag, value in (("--moe-hot-adapt-margin", "-1"), ("--moe-hot-adapt-ratio", "0.5"), ("--moe-hot-adapt-noise", "-1")):
         bad = subprocess.run([*bench, flag, value], check=False, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
         assert bad.returncode != 0 and "error: invalid parameter for argument: " + flag in bad.stderr

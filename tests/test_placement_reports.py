@@ -23,8 +23,10 @@ def test_each_configuration_has_its_flags_and_environment():
     in_sample = [a if a != "p.bin" else "r.bin" for a in hot_gpu]
     assert bench.placement_args("hot-gpu-in", 1944, 18, profile, replay) == ("fork", in_sample, {})
     adapt = hot_gpu + ["--moe-hot-adapt", "32", "--moe-hot-adapt-ratio", "4"]
-    assert bench.placement_args("adapt-gpu-profile", 1944, 18, profile, replay) == ("fork", adapt, {})
-    assert bench.placement_args("adapt-gpu-m4", 1944, 18, profile, replay) == ("fork", adapt + ["--moe-hot-adapt-margin", "4"], {})
+    old_rule = adapt + ["--moe-hot-adapt-noise", "0"]
+    assert bench.placement_args("adapt-gpu-profile", 1944, 18, profile, replay) == ("fork", old_rule, {})
+    assert bench.placement_args("adapt-gpu-m4", 1944, 18, profile, replay) == ("fork", old_rule + ["--moe-hot-adapt-margin", "4"], {})
+    assert bench.placement_args("adapt-gpu-noise", 1944, 18, profile, replay) == ("fork", adapt, {})
     assert set(bench.CONFIGS) <= set(load_script("report-placements").LABELS)
 
 
@@ -58,6 +60,15 @@ def test_adaptive_is_compared_with_the_static_sets_it_ran_beside():
                              "meta": {"model": "m.gguf", "n_layer": 24, "expert_mib": 1.0, "chunks": 1, "threads": 8,
                                       "distinct_per_32": {}}})
     assert "| learned | 25% | adapt-gpu-profile |" in text and "not run |" in text
+    assert "Decode: `llama-perplexity -c 512 --chunks 1 -b 1 -ub 1`" in text  # a run from before --ubatch
+
+
+def test_a_prompt_processing_run_is_reported_as_one():
+    report = load_script("report-placements")
+    runs = [json.loads(line) for line in RUNS.read_text().splitlines()]
+    meta = {"model": "m.gguf", "n_layer": 24, "expert_mib": 1.0, "chunks": 4, "threads": 8, "ubatch": 512, "distinct_per_32": {}}
+    text = report.render_md({**report.summarise(runs), "title": "t", "notes": [], "rounds": 1, "meta": meta})
+    assert "Prompt processing: `llama-perplexity -c 512 --chunks 4 -b 512 -ub 512`" in text and "Decode" not in text
 
 
 def test_the_comparison_is_the_best_of_each_side_per_routing_and_budget():

@@ -215,13 +215,32 @@ def test_flatten_refuses_a_coverage_above_the_recorded_one(tmp_path, capsys):
 
 
 def test_the_adaptive_hot_set_swaps_in_a_clearly_better_expert_at_each_update():
-    # one layer, 4 experts, one used; expert 0 starts hot, the router picks expert 2 throughout
+    # one layer, 4 experts, one used; expert 0 starts hot, the router picks expert 2 throughout; noise 0: the rule before 0015
     ids = np.full((6, 1, 1), 2, dtype=np.int16)
-    rates, swaps = hysteresis_hit_rates(ids, 4, [[0]], every=3)
+    rates, swaps = hysteresis_hit_rates(ids, 4, [[0]], every=3, noise=0.0)
     assert swaps == 1 and rates == [0.5]  # after 3 tokens expert 2 (score 3 > 1.25 * 0 + 1) replaces 0
-    rates, swaps = hysteresis_hit_rates(ids, 4, [[0]], every=3, margin=3.0)
+    rates, swaps = hysteresis_hit_rates(ids, 4, [[0]], every=3, margin=3.0, noise=0.0)
     # 3 is not above 1.25 * 0 + 3 at the first update; halved to 1.5, plus 3, it is at the second (after the last token)
     assert swaps == 1 and rates == [0.0]
     ids = np.array([[[1]], [[2]], [[3]], [[1]], [[2]], [[3]]], dtype=np.int16)
-    _, swaps = hysteresis_hit_rates(ids, 4, [[0]], every=6, margin=0.5, max_swaps=4)
+    _, swaps = hysteresis_hit_rates(ids, 4, [[0]], every=6, margin=0.5, max_swaps=4, noise=0.0)
     assert swaps == 1  # one slot: after the first swap the worst hot expert is as good as the best cold one
+
+
+def test_a_swap_needs_a_lead_beyond_the_noise_of_the_counts():
+    ids = np.full((16, 1, 1), 2, dtype=np.int16)
+    rates, swaps = hysteresis_hit_rates(ids, 4, [[0]], every=8)
+    assert swaps == 1 and rates == [0.5]  # at the first update 8 - 0 > 2.5 * sqrt(8) = 7.07
+    rates, swaps = hysteresis_hit_rates(ids, 4, [[0]], every=8, noise=3.0)
+    # 8 is not above 3 * sqrt(8) = 8.49; at the second update 4 + 8 = 12 is above 3 * sqrt(12) = 10.4 (after the last token)
+    assert swaps == 1 and rates == [0.0]
+
+
+def test_routing_without_locality_barely_swaps_with_the_noise_rule():
+    # 64 experts, 8 used, uniform: no expert is better than another, every swap is a wasted copy
+    rng = np.random.default_rng(0)
+    ids = np.stack([rng.choice(64, 8, replace=False) for _ in range(512)]).astype(np.int16).reshape(512, 1, 8)
+    hot = [list(range(16))]
+    _, swaps_before = hysteresis_hit_rates(ids, 64, hot, every=8, noise=0.0)
+    _, swaps = hysteresis_hit_rates(ids, 64, hot, every=8)
+    assert swaps_before > 100 and swaps < swaps_before / 10
