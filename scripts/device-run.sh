@@ -55,7 +55,7 @@ builder() { python3 -m builder "$@"; }
 log() { echo "== $(date -u +%H:%M:%S) $*"; }
 
 { nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv; nvcc --version | tail -1;
-  lscpu | grep -E 'Model name|^CPU\(s\)'; } > "$out/machine.txt" 2>&1 || true
+  lscpu | grep -E 'Model name|^CPU\(s\)|Thread\(s\) per core|Core\(s\) per socket|Socket\(s\)'; } > "$out/machine.txt" 2>&1 || true
 
 model=/tmp/q30b-shape-${LAYERS:-24}.gguf  # the bench model of that depth
 bt=/tmp/bt-${LAYERS:-24}                 # its placement routings
