@@ -19,7 +19,7 @@ def quoted_commands() -> list[list[str]]:
     """Every `python -m builder ...` of the README's shell blocks, as arguments, comments dropped."""
     commands = []
     for block in re.findall(r"```sh\n(.*?)```", README, re.S):
-        for line in block.splitlines():
+        for line in block.replace("\\\n", " ").splitlines():  # a line ending in a backslash goes on
             for part in line.split("&&"):
                 words = shlex.split(part, comments=True)
                 if words[:3] == PREFIX:
