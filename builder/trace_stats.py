@@ -3,8 +3,8 @@
 All statistics are over the trace's routed tokens (`moe_trace.routed_tokens`: the tokens every
 routed layer computed, in the order they were computed), per layer, then averaged over the layers:
 distinct experts per 32 tokens, the share of selections the most selected experts cover, the reuse
-distance in tokens, and the hit rates of static, LRU and decayed-frequency caches
-(builder/expert_cache.py) at shares of the experts.
+distance in tokens, and the hit rates of static, LRU and decayed-frequency caches and of the fork's
+adaptive hot set (builder/expert_cache.py) at shares of the experts.
 """
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import expert_cache
 from .errors import UsageError
+from .hot_experts import hot_sets
 from .moe_trace import Trace, distinct_experts_per_window, read_routed, selection_counts
 
 SHARES = (0.125, 0.25, 0.5, 0.75)
@@ -26,6 +28,16 @@ WINDOW = 32
 LABEL = 27
 HALF_LIFE = 32.0
 """Default half-life in tokens of the decayed-frequency cache's counts."""
+
+
+@dataclass(frozen=True)
+class AdaptRule:
+    """The adaptive hot set's constants: --moe-hot-adapt EVERY, -ratio, -margin, -noise. The defaults are the setting
+    the README recommends (every 32 tokens, ratio 4), with the engine's margin and noise."""
+    every: int = 32
+    ratio: float = 4.0
+    margin: float = 1.0
+    noise: float = 2.5
 
 
 def capacity(share: float, n_expert: int) -> int:
@@ -71,10 +83,10 @@ def check_same_shape(trace: Trace, path: Path, other: Trace, other_path: Path) -
                          "profile with a trace of the same model")
 
 
-def trace_stats(path: Path, profile_path: Path | None = None, half_life: float = HALF_LIFE) -> dict:
+def trace_stats(path: Path, profile_path: Path | None = None, half_life: float = HALF_LIFE, adapt: AdaptRule = AdaptRule()) -> dict:
     """The statistics of the trace at `path`, as `trace-stats --json` prints them. The static
     cache's hot set comes from `profile_path`'s selection counts, else from the trace itself
-    (in-sample: an upper bound for a static profile)."""
+    (in-sample: an upper bound for a static profile); the adaptive hot set starts from it."""
     trace = read_routed(path)
     counts = selection_counts(trace)
     if profile_path is None:
@@ -93,6 +105,11 @@ def trace_stats(path: Path, profile_path: Path | None = None, half_life: float =
             "decayed-frequency": expert_cache.decayed_frequency_hit_rates(trace.ids, trace.n_expert, n, half_life),
         }
         caches += [{"policy": policy, "share": share, "experts": n, **_layer_summary(r)} for policy, r in rates.items()]
+        start = hot_sets(profile_counts, dict.fromkeys(range(trace.n_layer), n))
+        adaptive, swaps = expert_cache.hysteresis_hit_rates(trace.ids, trace.n_expert, [start[layer] for layer in range(trace.n_layer)],
+                                                            adapt.every, adapt.ratio, adapt.margin, noise=adapt.noise)
+        caches.append({"policy": "adaptive", "share": share, "experts": n, **_layer_summary(adaptive),
+                       "swaps_per_token": swaps / trace.n_tokens})
     return {
         "trace": str(path),
         "n_layer": trace.n_layer,
@@ -111,6 +128,7 @@ def trace_stats(path: Path, profile_path: Path | None = None, half_life: float =
         },
         "cache_profile": profile,
         "decay_half_life_tokens": half_life,
+        "adapt": asdict(adapt),
         "caches": caches,
     }
 
@@ -137,9 +155,14 @@ def render_text(stats: dict) -> str:
     for policy in dict.fromkeys(c["policy"] for c in s["caches"]):
         rows = [c for c in s["caches"] if c["policy"] == policy]
         lines.append(f"{'hit rate ' + policy:<{LABEL}}" + "".join(f"  {_pct(c['mean'])}" for c in rows))
+    adaptive = [c for c in s["caches"] if c["policy"] == "adaptive"]
+    lines.append(f"{'adaptive swaps per token':<{LABEL}}" + "".join(f"{c['swaps_per_token']:>8.2f}" for c in adaptive))
+    a = s["adapt"]
     lines.append(f"(static: hot set from {s['cache_profile']}"
                  + (", an upper bound" if s["cache_profile"] == "in-sample" else "")
-                 + f"; decayed-frequency: half-life {s['decay_half_life_tokens']:g} tokens; per layer in --json)")
+                 + f"; decayed-frequency: half-life {s['decay_half_life_tokens']:g} tokens; adaptive: from the static set, "
+                 + f"--moe-hot-adapt {a['every']} --moe-hot-adapt-ratio {a['ratio']:g} --moe-hot-adapt-margin {a['margin']:g} "
+                 + f"--moe-hot-adapt-noise {a['noise']:g}; per layer in --json)")
     return "\n".join(lines)
 
 
@@ -150,12 +173,21 @@ def populate_parser(parser: argparse.ArgumentParser) -> None:
       help="the static cache's hot set from this trace of the same model (default: TRACE itself, in-sample)")
     a("--half-life", type=float, default=HALF_LIFE, metavar="TOKENS",
       help="half-life of the decayed-frequency cache's counts (default %(default)g)")
+    a("--adapt-every", type=int, default=AdaptRule.every, metavar="TOKENS",
+      help="the adaptive hot set's updates, as --moe-hot-adapt (default %(default)d)")
+    a("--adapt-ratio", type=float, default=AdaptRule.ratio, metavar="R", help="as --moe-hot-adapt-ratio (default %(default)g)")
+    a("--adapt-margin", type=float, default=AdaptRule.margin, metavar="M", help="as --moe-hot-adapt-margin (default %(default)g)")
+    a("--adapt-noise", type=float, default=AdaptRule.noise, metavar="Z", help="as --moe-hot-adapt-noise (default %(default)g)")
     a("--json", action="store_true", help="print the statistics as JSON, with per-layer values")
 
 
 def main_trace_stats(args: argparse.Namespace) -> int:
     if args.half_life <= 0:
         raise UsageError(f"--half-life must be positive, not {args.half_life:g}", "e.g. --half-life 32")
-    stats = trace_stats(args.trace, args.profile, args.half_life)
+    rule = AdaptRule(args.adapt_every, args.adapt_ratio, args.adapt_margin, args.adapt_noise)
+    if rule.every < 1 or not rule.ratio >= 1 or not rule.margin >= 0 or not rule.noise >= 0:
+        raise UsageError(f"the adaptive rule {asdict(rule)} is out of range, as the engine would refuse it",
+                         "--adapt-every at least 1, --adapt-ratio at least 1, --adapt-margin and --adapt-noise at least 0")
+    stats = trace_stats(args.trace, args.profile, args.half_life, rule)
     print(json.dumps(stats, indent=2) if args.json else render_text(stats))
     return 0

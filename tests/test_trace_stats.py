@@ -4,6 +4,7 @@ on traces written here and on the committed traces of the trained model (regress
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections import Counter, OrderedDict
 from pathlib import Path
@@ -86,6 +87,32 @@ def direct_decayed(rows: list[list[int]], capacity: int, half_life: float) -> fl
     return hits / sum(len(row) for row in rows)
 
 
+def direct_adaptive(rows: list[list[int]], profile_rows: list[list[int]], n_hot: int, n_expert: int, rule: dict) -> tuple[float, int]:
+    """The hit rate and the swaps of patch 0004's adaptive set with 0010's and 0015's rule, started from the static set."""
+    counts = Counter(e for row in profile_rows for e in row)
+    hot = set(sorted(range(n_expert), key=lambda e: (-counts[e], e))[:n_hot])
+    score = [0.0] * n_expert
+    hits = swaps = 0
+    for t, row in enumerate(rows, 1):
+        hits += sum(e in hot for e in row)
+        for e in row:
+            score[e] += 1
+        if t % rule["every"]:
+            continue
+        for _ in range(4):  # at most 4 swaps a layer and update
+            c = min((e for e in range(n_expert) if e not in hot), key=lambda e: (-score[e], e), default=None)
+            h = min(hot, key=lambda e: (score[e], e), default=None)
+            if c is None or h is None:
+                break
+            lead = score[c] - score[h]
+            if not (score[c] > rule["ratio"] * score[h] + rule["margin"] and lead > rule["noise"] * math.sqrt(score[c] + score[h])):
+                break
+            hot = hot - {h} | {c}
+            swaps += 1
+        score = [s / 2 for s in score]
+    return hits / sum(len(row) for row in rows), swaps
+
+
 def direct_reuse_median(per_layer: list[list[list[int]]]) -> float:
     distances = []
     for rows in per_layer:
@@ -110,6 +137,12 @@ def assert_matches_direct_count(stats: dict, path: Path, profile: Path | None = 
         "decayed-frequency": lambda rows, layer, n: direct_decayed(rows, n, stats["decay_half_life_tokens"]),
     }
     for c in stats["caches"]:
+        if c["policy"] == "adaptive":
+            runs = [direct_adaptive(rows, profile_layers[layer], c["experts"], trace.n_expert, stats["adapt"])
+                    for layer, rows in enumerate(per_layer)]
+            assert c["per_layer"] == pytest.approx([hit for hit, _ in runs])
+            assert c["swaps_per_token"] == pytest.approx(sum(swaps for _, swaps in runs) / len(per_layer[0]))
+            continue
         expected = [direct[c["policy"]](rows, layer, c["experts"]) for layer, rows in enumerate(per_layer)]
         assert c["per_layer"] == pytest.approx(expected), c["policy"]
     assert stats["reuse_distance_tokens"]["median"] == direct_reuse_median(per_layer)
@@ -151,6 +184,30 @@ def test_committed_traces_equal_a_direct_count(path, capsys):
     assert_matches_direct_count(stats_json(capsys, path), path)
 
 
+def test_the_adaptive_set_with_another_rule_equals_a_direct_count(tmp_path, capsys):
+    path, profile = skewed_trace(tmp_path / "t.moetrace", seed=1), skewed_trace(tmp_path / "p.moetrace", seed=2)
+    stats = stats_json(capsys, path, "--profile", profile, "--adapt-every", 4, "--adapt-ratio", 1.25, "--adapt-noise", 0)
+    assert stats["adapt"] == {"every": 4, "ratio": 1.25, "margin": 1.0, "noise": 0.0}
+    assert_matches_direct_count(stats, path, profile)
+    assert any(c["swaps_per_token"] > 0 for c in stats["caches"] if c["policy"] == "adaptive")
+
+
+def test_an_adaptive_set_that_never_swaps_is_the_static_set(tmp_path, capsys):
+    stats = stats_json(capsys, skewed_trace(tmp_path / "t.moetrace"), "--adapt-noise", 1e9)
+    by_policy = {(c["policy"], c["share"]): c for c in stats["caches"]}
+    for share in (0.125, 0.25, 0.5, 0.75):
+        assert by_policy["adaptive", share]["swaps_per_token"] == 0
+        assert by_policy["adaptive", share]["per_layer"] == by_policy["static", share]["per_layer"]
+
+
+def test_on_learned_routing_the_adaptive_set_beats_a_profile_of_other_text(capsys):
+    traces = ROOT / "regress" / "traces"
+    stats = stats_json(capsys, traces / "learned-prose.moetrace", "--profile", traces / "learned-poems.moetrace")
+    by_policy = {(c["policy"], c["share"]): c["mean"] for c in stats["caches"]}
+    for share in (0.125, 0.25, 0.5):
+        assert by_policy["adaptive", share] > by_policy["static", share] + 0.02
+
+
 # ---------------------------------------------------------------- bad input
 
 
@@ -182,6 +239,12 @@ def test_refuses_a_profile_of_another_model_shape(tmp_path, capsys):
     assert main(["trace-stats", str(path), "--profile", str(other)]) == 2
     line = one_error_line(capsys)
     assert str(other) in line and "another model shape" in line
+
+
+@pytest.mark.parametrize("flag, value", [("--adapt-every", "0"), ("--adapt-ratio", "0.5"), ("--adapt-noise", "-1")])
+def test_refuses_an_adaptive_rule_the_engine_would_refuse(tmp_path, capsys, flag, value):
+    assert main(["trace-stats", str(skewed_trace(tmp_path / "t.moetrace")), flag, value]) == 2
+    assert "is out of range, as the engine would refuse it" in one_error_line(capsys)
 
 
 def test_refuses_a_missing_file(tmp_path, capsys):
