@@ -6,7 +6,7 @@ per routing; the reference runs as horizontal lines).
     scripts/report-placements.py DIR [--title T] [--note TEXT ...]
 
 Per routing and budget it gives each configuration's median tokens/s over the rounds with its
-spread (min-max), the hit rate of the adaptive hot set, the fork's best configuration against
+spread (min-max), the hit rate and the swaps per token of the adaptive hot set, the fork's best configuration against
 the better of upstream's placements at the same VRAM, and the best adaptive configuration against
 the static sets (issue 10: within 5 % of the in-sample one, never below the one from other text).
 """
@@ -56,6 +56,9 @@ def summarise(runs: list[dict]) -> dict:
         hits = [r["hit_rate"] for r in rows if "hit_rate" in r]
         if hits:
             cell.update(hit_rate=statistics.median(hits), mib_copied=statistics.median(r["mib_copied"] for r in rows if "mib_copied" in r))
+        swaps = [r["swaps"] / r["tokens"] for r in rows if "swaps" in r and r.get("tokens")]
+        if swaps:
+            cell["swaps_per_token"] = round(statistics.median(swaps), 2)
         cells.append(cell)
     return {"cells": cells, "comparisons": compare(cells), "adaptive": adaptive_against_static(cells)}
 
@@ -129,6 +132,8 @@ def render_md(report: dict) -> str:
                 text = f"{c['median']} ({c['min']}-{c['max']})"
                 if "hit_rate" in c:
                     text += f", hit {c['hit_rate']:.1f}%"
+                if "swaps_per_token" in c:
+                    text += f", {c['swaps_per_token']} swaps/token"
                 row.append(text)
             if any(row):
                 lines.append(f"| {label} | " + " | ".join(row) + " |")

@@ -63,6 +63,22 @@ def test_adaptive_is_compared_with_the_static_sets_it_ran_beside():
     assert "Decode: `llama-perplexity -c 512 --chunks 1 -b 1 -ub 1`" in text  # a run from before --ubatch
 
 
+def test_the_adaptive_cells_give_the_swaps_per_token():
+    report = load_script("report-placements")
+    runs = [json.loads(line) for line in RUNS.read_text().splitlines()]
+    adaptive = [r for r in runs if "swaps" in r]
+    assert adaptive
+    summary = report.summarise(runs)
+    for r in adaptive:  # one round: a cell's median is its run
+        cell = next(c for c in summary["cells"] if (c["route"], c["budget_pct"], c["config"]) == (r["route"], r["budget_pct"], r["config"]))
+        assert cell["swaps_per_token"] == round(r["swaps"] / r["tokens"], 2)
+    assert all("swaps_per_token" not in c for c in summary["cells"] if c["config"] in ("hot-gpu", "lru-pinned"))
+    text = report.render_md({**summary, "title": "t", "notes": [], "rounds": 1,
+                             "meta": {"model": "m.gguf", "n_layer": 24, "expert_mib": 1.0, "chunks": 1, "threads": 8, "distinct_per_32": {}}})
+    r = adaptive[0]
+    assert f"hit {r['hit_rate']:.1f}%, {round(r['swaps'] / r['tokens'], 2)} swaps/token" in text
+
+
 def test_a_prompt_processing_run_is_reported_as_one():
     report = load_script("report-placements")
     runs = [json.loads(line) for line in RUNS.read_text().splitlines()]
