@@ -12,6 +12,9 @@ token reads `experts used` experts per MoE layer, so the cold bytes a token stre
 GB/s = tokens/s × those bytes. That counts the whole decode step as expert time (attention and the rest on the
 same CPU or GPU make it a lower bound of the expert streaming rate).
 
+One more run without `-t` gives llama.cpp's default thread count (as llama-bench reports it) and its speed, to compare
+with the fastest count.
+
 The bandwidth it is compared with: processes that each sum their own 256 MiB array with numpy, one per thread
 count, all at once (a read-only STREAM-like figure; the best of 3).
 
@@ -74,19 +77,20 @@ def memory_bandwidth(processes: int, repeats: int = 3) -> float:
     return best
 
 
-def bench_command(args: argparse.Namespace, threads: str) -> list[str]:
-    """llama-bench decoding --tokens tokens with `threads` threads under uniform routing, and --args."""
-    return [str(args.bench), "-m", str(args.model), "-p", "0", "-n", str(args.tokens), "-t", threads, "-r", str(args.reps),
-            "-o", "jsonl", "--moe-route", f"uniform:{args.seed}", *shlex.split(args.args)]
+def bench_command(args: argparse.Namespace, threads: str | None) -> list[str]:
+    """llama-bench decoding --tokens tokens with `threads` threads (None: llama.cpp's default) under uniform routing,
+    and --args."""
+    return [str(args.bench), "-m", str(args.model), "-p", "0", "-n", str(args.tokens), *(["-t", threads] if threads else []),
+            "-r", str(args.reps), "-o", "jsonl", "--moe-route", f"uniform:{args.seed}", *shlex.split(args.args)]
 
 
-def bench(cmd: list[str]) -> float:
-    """llama-bench's tokens/s."""
+def bench(cmd: list[str]) -> tuple[float, int]:
+    """llama-bench's tokens/s and the threads it ran with."""
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
         sys.exit(f"error: {shlex.join(cmd)} exited {proc.returncode}: {(proc.stderr.strip().splitlines() or ['no output'])[-1]}")
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    return float(rows[-1]["avg_ts"])
+    return float(rows[-1]["avg_ts"]), int(rows[-1]["n_threads"])
 
 
 def render_md(result: dict) -> str:
@@ -99,8 +103,11 @@ def render_md(result: dict) -> str:
         lines.append(f"| {r['threads']} | {r['tokens_per_s']:.2f} | {r['cold_gb_per_s']:.1f} | {r['memory_gb_per_s']:.1f} | "
                      f"{r['share']:.2f} |")
     best = max(result["runs"], key=lambda r: r["tokens_per_s"])
+    default = result["default"]
     lines += ["", f"Fastest: {best['threads']} threads, {best['cold_gb_per_s']:.1f} GB/s, {best['share']:.0%} of the memory "
-              f"bandwidth that many processes read (the issue's bar: 70 %)."]
+              f"bandwidth that many processes read (the issue's bar: 70 %).",
+              f"llama.cpp's default (no `-t`): {default['threads']} threads, {default['tokens_per_s']:.2f} tokens/s, "
+              f"{default['cold_gb_per_s']:.1f} GB/s ({default['tokens_per_s'] / best['tokens_per_s']:.2f} of the fastest)."]
     return "\n".join(lines) + "\n"
 
 
@@ -142,15 +149,17 @@ def main() -> int:
     per_token = cold_bytes_per_token(args.model)
     runs = []
     for t in threads:
-        tokens_per_s = bench(bench_command(args, str(t)))
+        tokens_per_s, _ = bench(bench_command(args, str(t)))
         memory = memory_bandwidth(t)
         cold = tokens_per_s * per_token / GB
         runs.append({"threads": t, "tokens_per_s": tokens_per_s, "cold_gb_per_s": cold, "memory_gb_per_s": memory,
                      "share": cold / memory})
         print(f"{t:3} threads: {tokens_per_s:8.2f} t/s, cold {cold:6.1f} GB/s, memory {memory:6.1f} GB/s", flush=True)
+    default_ts, default_threads = bench(bench_command(args, None))
     result = {"model": str(args.model), "experts_used": experts_used(args.model), "cold_bytes_per_token": per_token,
               "command": shlex.join(bench_command(args, "T")),
-              "runs": runs}
+              "runs": runs,
+              "default": {"threads": default_threads, "tokens_per_s": default_ts, "cold_gb_per_s": default_ts * per_token / GB}}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "cold-cpu.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.out / "cold-cpu.md").write_text(render_md(result))

@@ -43,8 +43,12 @@ def test_the_report_is_tokens_per_second_times_the_cold_bytes(cpu_builds, tiny_m
         assert r["cold_gb_per_s"] == pytest.approx(r["tokens_per_s"] * result["cold_bytes_per_token"] / 1e9)
         assert r["share"] == pytest.approx(r["cold_gb_per_s"] / r["memory_gb_per_s"])
     assert "--moe-route uniform:1" in result["command"]
+    default = result["default"]  # without -t: the thread count llama.cpp picks, as llama-bench reports it
+    assert default["threads"] >= 1 and default["tokens_per_s"] > 0
+    assert default["cold_gb_per_s"] == pytest.approx(default["tokens_per_s"] * result["cold_bytes_per_token"] / 1e9)
     assert (out / "cold-cpu.png").stat().st_size > 0
-    assert "| 2 |" in (out / "cold-cpu.md").read_text()
+    md = (out / "cold-cpu.md").read_text()
+    assert "| 2 |" in md and f"llama.cpp's default (no `-t`): {default['threads']} threads" in md
 
 
 def test_bad_thread_counts_are_refused(tiny_moe, tmp_path):
