@@ -162,9 +162,10 @@ def main() -> int:
               "default": {"threads": default_threads, "tokens_per_s": default_ts, "cold_gb_per_s": default_ts * per_token / GB}}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "cold-cpu.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / "cold-cpu.md").write_text(render_md(result))
+    md = render_md(result)
+    (args.out / "cold-cpu.md").write_text(md)
     plot(result, args.out / "cold-cpu.png")
-    print(render_md(result))
+    print(md)
     return 0
 
 

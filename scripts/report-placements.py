@@ -200,9 +200,10 @@ def main() -> int:
     report = {"schema": 1, "title": args.title, "notes": args.note, "meta": meta,
               "rounds": len({r["round"] for r in runs}), **summarise(runs), "runs": runs}
     (args.dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-    (args.dir / "report.md").write_text(render_md(report))
+    md = render_md(report)
+    (args.dir / "report.md").write_text(md)
     plot(report, args.dir / "placements.png")
-    print(render_md(report))
+    print(md)
     return 0
 
 
