@@ -32,6 +32,9 @@ from .sync import sync_tree
 from .variants import SERIES_PREFIX_RE, Variant, nvcc_command, select_variants
 
 TOOLS = ("llama-cli", "llama-completion", "llama-server", "llama-perplexity", "llama-bench")
+"""The tools of every variant: in dist/<variant>/bin and, with console scripts, in its wheel."""
+RPC_SERVER = "ggml-rpc-server"
+"""Upstream's RPC server, the other end of `--rpc`: built and put in dist/<variant>/bin beside the tools."""
 NINJA_STEP_RE = re.compile(r"^\[(\d+)/(\d+)\] (.*)$")
 MANIFEST_SCHEMA = 2  # 2: source.verified_paths and source.files
 BUILD_CHOICES = "experts-first-build.json"
@@ -119,6 +122,8 @@ def cmake_options(tree: SourceTree, variant: Variant, series: list[Patch], opts:
         "-DLLAMA_BUILD_TESTS=ON",  # for test-backend-ops; only built when asked for
         "-DLLAMA_BUILD_EXAMPLES=OFF",
         "-DLLAMA_BUILD_APP=OFF",  # app/ (the unified `llama` binary) is outside the pin's digest: never copied, never built
+        "-DGGML_RPC=ON",  # --rpc in every tool, as in upstream's releases (hot experts refuse RPC devices)
+        "-DGGML_RPC_RDMA=OFF",  # not found or not per build machine: the same binaries wherever they are built
     ]
     if variant.cuda_arch:
         options += ["-DGGML_CUDA=ON", f"-DCMAKE_CUDA_ARCHITECTURES={variant.cuda_arch}", *(f"-D{d}" for d in opts.cuda_defines)]
@@ -306,12 +311,12 @@ def make_manifest(tree: SourceTree, variant: Variant, series: list[Patch], optio
 def build_and_package(tree: SourceTree, variant: Variant, settings: Settings, opts: BuildOptions) -> dict:
     start = time.monotonic()
     with log.group(f"variant {variant.name}"):
-        built = build_variant(tree, variant, settings, opts)
+        built = build_variant(tree, variant, settings, opts, targets=(*TOOLS, RPC_SERVER))
         dest = opts.dist_dir / variant.name
-        package(built.build_dir, dest / "bin", TOOLS)
+        package(built.build_dir, dest / "bin", (*TOOLS, RPC_SERVER))
         version = version_line(dest / "bin" / "llama-cli")
         manifest = make_manifest(tree, variant, built.series, built.cmake_options, opts,
-                                 time.monotonic() - start, version)
+                                 time.monotonic() - start, version) | {"rpc_server": f"bin/{RPC_SERVER}"}
         (dest / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         log.info(f"  {dest}/bin: {version}")
     return manifest

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A whole device session in one detached pipeline, so that device calls only start it and bring back what finished:
 #   call 1:  setsid nohup bash scripts/device-session.sh 90 EARLY... -- LATE... > /tmp/session.log 2>&1 < /dev/null &
-#   later:   bash scripts/device-session.sh --collect "$OUT"     (waits up to WAIT seconds, default 500, then packs)
+#   later:   bash scripts/device-session.sh --collect "$OUT"     (waits up to WAIT seconds, default 500, packing
+#            /tmp/res into $OUT/res.tgz every minute and at the end: a call stopped at its limit still brings back
+#            its last pack, since the limit of a call can be below its timeout when little device time is left)
 # It builds the fork and then the baseline for the arch while the GPU trains the learned model (learned-train); the
 # EARLY stages run once the fork is built (they use only the fork: tests, fidelity), the LATE ones once the baseline is
 # (benchmarks against it). SERIES_UNTIL=NNNN also builds the series up to patch NNNN (fork-NNNN-cuda-smARCH), which
@@ -15,8 +17,13 @@ res=/tmp/res
 if [ "${1:-}" = --collect ]; then
     out=${2:?--collect OUT}
     end=$((SECONDS + ${WAIT:-500}))
-    while [ ! -f "$res/DONE" ] && [ $SECONDS -lt $end ]; do sleep 5; done
-    tar -C "$res" -czf "$out/res.tgz" . && tail -15 /tmp/session.log
+    pack() { tar -C "$res" -czf "$out/res.tgz.part" . && mv "$out/res.tgz.part" "$out/res.tgz"; }
+    packed=$SECONDS
+    while [ ! -f "$res/DONE" ] && [ $SECONDS -lt $end ]; do
+        sleep 5
+        if [ $((SECONDS - packed)) -ge 60 ]; then pack; packed=$SECONDS; fi
+    done
+    pack && tail -15 /tmp/session.log
     exit 0
 fi
 arch=${1:?CUDA arch, e.g. 90}

@@ -2,13 +2,18 @@
 """A decode-time model of cold experts read in place by the GPU (--moe-cold gpu), per budget, on a replayed trace.
 
     scripts/placement-model.py --replay R.bin [--profile P.bin] --all-gpu-ts 520 --expert-mib 2.53 \
-        [--budgets 25,50,75] [--measured 25=165.6 ...] [--adapt]
+        [--budgets 25,50,75] [--measured 25=165.6 ...] [--adapt] [--cpu-gbs 30 [--handoff-us 15]]
 
 Per token: all-GPU time + cold selections x (expert bytes at --read-gbs, zero-copy; shared/ENGINE-FACTS.md:
 44 GB/s for one expert on the H200) + swaps x (expert bytes at --copy-gbs, pinned copy). The static row
 keeps the profile's hot set (as --moe-hot-profile picks it; without --profile experts 0..n-1): with a
 profile of other text it is the bound of the static placement, leaving out what the split adds (its
 kernels per layer) and any overlap with the CPU; --measured prints the share of it reached.
+
+--cpu-gbs adds the hybrid executor issue 10 asks for, as a model: each layer step splits its cold experts between
+the GPU reading some in place and the CPU computing the rest at the same time (at --cpu-gbs, after a handoff of
+--handoff-us, shared/ENGINE-FACTS.md: a flag each way, 6.5 + 8.4 us), the split that ends first. It assumes perfect
+overlap and no slowdown of either side by the other, so it bounds what such an executor can gain.
 
 --adapt adds patch 0004's adaptive hot set (--moe-hot-adapt), started from the same hot set, for a grid
 of its constants (--every, --ratio, --margin, --max-swaps, --noise): its swaps are simulated (builder.expert_cache.hysteresis_hit_rates, which reproduced
@@ -43,6 +48,8 @@ def main() -> int:
     p.add_argument("--expert-mib", type=float, required=True)
     p.add_argument("--read-gbs", type=float, default=44.0)
     p.add_argument("--copy-gbs", type=float, default=51.0)
+    p.add_argument("--cpu-gbs", type=float, help="the CPU's rate for one token's cold experts: adds the hybrid split")
+    p.add_argument("--handoff-us", type=float, default=15.0, help="GPU to CPU and back, when the CPU takes any (default: %(default)s)")
     p.add_argument("--measured", nargs="*", default=[], metavar="PCT=TS", help="measured tokens/s of the static placement")
     p.add_argument("--adapt", action="store_true", help="also the adaptive hot set, for the grid below")
     p.add_argument("--every", default="8,32")
@@ -79,6 +86,16 @@ def main() -> int:
         if pct in measured:
             line += f", measured {measured[pct]} ({measured[pct] / ts:.2f} of it)"
         print(line)
+        if args.cpu_gbs:
+            hot = np.zeros((n_layer, n_expert), dtype=bool)
+            for layer, experts in enumerate(start):
+                hot[layer, experts] = True
+            layers = np.arange(n_layer)[None, :, None]
+            cold_counts = ((ids >= 0) & ~hot[layers, np.maximum(ids, 0)]).sum(axis=2)
+            ms, cpu_share = hybrid_cold_ms(cold_counts, t_read, args.expert_mib * MB_PER_MIB / args.cpu_gbs, args.handoff_us / 1000)
+            hybrid_ts = 1000 / (t_gpu + ms)
+            print(f"  hybrid (model, CPU at {args.cpu_gbs} GB/s, handoff {args.handoff_us} us): {cpu_share:.0%} of the cold experts "
+                  f"on the CPU, {hybrid_ts:.0f} tokens/s ({hybrid_ts / ts:.2f}x the static row)")
         if not args.adapt:
             continue
         rows = []
@@ -92,6 +109,20 @@ def main() -> int:
             print(f"  every {every:2} ratio {ratio:4} margin {margin:3} max swaps {max_swaps} noise {noise:3}: hit {hit:.3f}, "
                   f"{spt:.2f} swaps/token, {ts:.0f} tokens/s{mark}")
     return 0
+
+
+def hybrid_cold_ms(cold_counts: np.ndarray, t_read: float, t_cpu: float, handoff: float) -> tuple[float, float]:
+    """Milliseconds of cold experts per token and the share of them on the CPU, when each layer step's cold experts
+    (cold_counts [tokens, layers]) are split between the GPU reading n in place (t_read each) and the CPU computing
+    the others at the same time (handoff + t_cpu each, no handoff when it takes none), the split ending first."""
+    n_max = int(cold_counts.max(initial=0))
+    best_ms, best_cpu = np.zeros(n_max + 1), np.zeros(n_max + 1)
+    for cold in range(1, n_max + 1):
+        ends = [max((cold - on_cpu) * t_read, handoff + on_cpu * t_cpu if on_cpu else 0.0) for on_cpu in range(cold + 1)]
+        best_cpu[cold] = int(np.argmin(ends))
+        best_ms[cold] = ends[int(best_cpu[cold])]
+    total = cold_counts.sum()
+    return best_ms[cold_counts].sum() / len(cold_counts), (best_cpu[cold_counts].sum() / total if total else 0.0)
 
 
 if __name__ == "__main__":

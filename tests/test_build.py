@@ -115,6 +115,7 @@ def test_dist_holds_runnable_tools_and_manifest(cpu_builds, variant, real_pin):
         assert (out / "bin" / tool).is_file()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["variant"] == variant
+    assert manifest["rpc_server"] == "bin/ggml-rpc-server" and (out / manifest["rpc_server"]).is_file()
     assert manifest["pin"]["tag"] == real_pin.tag and manifest["source"]["digest"] == real_pin.tree_digest
     assert manifest["source"]["verified"] is True and manifest["source"]["verified_paths"] == list(real_pin.tree_paths)
     assert manifest["flavor"] == ("fork" if variant == "cpu" else "upstream")

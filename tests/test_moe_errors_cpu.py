@@ -1,11 +1,16 @@
 """The fork's C++ error paths in the real CPU build: bad routing traces read by llama_moe_trace_read (patch 0002)
-through --moe-route and --moe-hot-profile, a hot budget below one expert and hot experts with the MoE cache (0003).
+through --moe-route and --moe-hot-profile, a hot budget below one expert and hot experts with the MoE cache or an RPC
+device (0003).
 Each must stop the tool with the reason, not crash it or go on with a wrong setup."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import time
+
 import pytest
-from llama_tools import perplexity
+from llama_tools import final_ppl, perplexity
 
 from builder.moe_trace import HEADER, MAGIC, RECORD, VERSION
 from builder.synth_model import ModelSpec, resolve_vocab, write_moe_model
@@ -63,6 +68,39 @@ def test_a_budget_below_one_expert_per_layer_is_refused(cpu_builds, pinned_tree,
 def test_hot_experts_refuse_the_moe_cache(cpu_builds, tiny_moe, story):
     err = failed(perplexity(cpu_builds, tiny_moe, story, "--cpu-moe", "--moe-hot-mib", "1", "--moe-cache-mib", "4"))
     assert "MoE hot experts (--moe-hot-mib) cannot be combined with the MoE cache (--moe-cache-mib)" in err
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def rpc_server(cpu_builds):
+    """The cpu build's ggml-rpc-server on a free loopback port, serving its CPU; yields its address."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [cpu_builds / "cpu" / "bin" / "ggml-rpc-server", "-H", "127.0.0.1", "-p", str(port), "-t", "1"]
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as server:
+        try:
+            deadline = time.monotonic() + 30
+            while not listening(port):
+                assert server.poll() is None and time.monotonic() < deadline, f"ggml-rpc-server did not listen: {server.stderr.read()}"
+                time.sleep(0.1)
+            yield f"127.0.0.1:{port}"
+        finally:
+            server.kill()
+
+
+def test_hot_experts_refuse_rpc_devices(cpu_builds, tiny_moe, story, rpc_server):
+    """The layers run on the RPC device, whose server need not know the hot copies' ops: refused, while the same
+    run without hot experts works through it."""
+    rpc = ("--rpc", rpc_server, "-ngl", "99", "--cpu-moe")
+    through_rpc = perplexity(cpu_builds, tiny_moe, story, *rpc)
+    assert final_ppl(through_rpc) and f"RPC0[{rpc_server}] model buffer size" in through_rpc.stderr
+    err = failed(perplexity(cpu_builds, tiny_moe, story, *rpc, "--moe-hot-mib", "1"))
+    assert "MoE hot experts (--moe-hot-mib) do not support RPC devices (RPC0); run without --rpc, or without --moe-hot-mib" in err
 
 
 def test_a_profile_without_a_budget_is_refused(cpu_builds, tiny_moe, story, tmp_path):
