@@ -25,6 +25,7 @@ from .cpus import usable_cpus
 from .digest import file_sha256
 from .errors import BuildError, UsageError
 from .fetch import SourceTree, ensure_source
+from .cpu_isa import isa_options, native_macros
 from .patches import PATCHES_DIR, Patch, apply_series, copy_touched_files, read_series
 from .run import run
 from .settings import Settings, add_source_arguments, settings_from_args
@@ -125,6 +126,7 @@ def cmake_options(tree: SourceTree, variant: Variant, series: list[Patch], opts:
         "-DGGML_RPC=ON",  # --rpc in every tool, as in upstream's releases (hot experts refuse RPC devices)
         "-DGGML_RPC_RDMA=OFF",  # not found or not per build machine: the same binaries wherever they are built
     ]
+    options += isa_options(native_macros())
     if variant.cuda_arch:
         options += ["-DGGML_CUDA=ON", f"-DCMAKE_CUDA_ARCHITECTURES={variant.cuda_arch}", *(f"-D{d}" for d in opts.cuda_defines)]
     if shutil.which("ccache"):
