@@ -189,7 +189,7 @@ and the build manifest (`manifest()`).
 - CUDA: {f"arch {', '.join(manifest['cuda_archs'])}, CUDA major {wheel['cuda_major']}" if manifest['cuda_archs'] else 'none'}
 - tools: {manifest['version']}
 - libraries from the system: {', '.join(wheel['system_libraries'])}
-- CPU code: {"for the CPU of the machine that built it (GGML_NATIVE=ON)" if wheel['built_for_this_cpu'] else "portable (GGML_NATIVE=OFF)"}
+- CPU code: {"for the CPU of the machine that built it (GGML_NATIVE=ON; on a CPU with AMX, its other instruction sets)" if wheel['built_for_this_cpu'] else "portable (GGML_NATIVE=OFF)"}
 - CMake options (those of `python -m builder build`, then the wheel's install rules): `{' '.join(manifest['cmake_options'])}`
 
 | patch | sha256 |
