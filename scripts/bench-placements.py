@@ -51,9 +51,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from builder import hot_experts, moe_trace  # noqa: E402
 from builder.report.parse import ParseError, parse_moe_adapt  # noqa: E402
 
-CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-serial", "hot-gpu", "hot-gpu-2p", "hot-gpu-in", "adapt-gpu", "adapt-gpu-profile",
+CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-gpu", "hot-gpu-2p", "hot-gpu-in", "adapt-gpu", "adapt-gpu-profile",
            "adapt-gpu-m4", "adapt-gpu-noise")
-CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu-serial": {"LLAMA_MOE_COLD_OVERLAP": "0"}}
+CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu-overlap": {"LLAMA_MOE_COLD_OVERLAP": "1"}}
 """The environment of the configurations that need one (the others run in the script's)."""
 MIB = 1024 * 1024
 EVAL = re.compile(r"eval time =\s*([\d.]+) ms /\s*(\d+) (?:tokens|runs)")
@@ -75,7 +75,7 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "lru": ("base", ["--cpu-moe", "--moe-cache-mib", str(budget_mib)]),
         "lru-pinned": ("base", ["--cpu-moe", "--moe-cache-mib", str(budget_mib), "-lm", "none"]),
         "hot-cpu": ("fork", hot + ["--moe-hot-profile", str(profile)]),
-        "hot-cpu-serial": ("fork", hot + ["--moe-hot-profile", str(profile)]),
+        "hot-cpu-overlap": ("fork", hot + ["--moe-hot-profile", str(profile)]),
         "hot-gpu": ("fork", hot_gpu),
         "hot-gpu-2p": ("fork", hot_gpu),
         "hot-gpu-in": ("fork", static_gpu(replay)),

@@ -21,7 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 
 UPSTREAM = ("ncmoe", "lru", "lru-pinned")
-FORK = ("hot-cpu", "hot-cpu-serial", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise")
+FORK = ("hot-cpu", "hot-cpu-overlap", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise")
 ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise")
 STATIC_OTHER, STATIC_IN = "hot-gpu", "hot-gpu-in"  # the same placement from a profile of other text and of the replayed one
 REFS = {"all-gpu": "all on the GPU", "cpu-moe": "all experts on the CPU", "all-hot": "fork, every expert hot"}
@@ -29,8 +29,8 @@ LABELS = {
     "ncmoe": "upstream -ncmoe N",
     "lru": "upstream --moe-cache-mib (mmap)",
     "lru-pinned": "upstream --moe-cache-mib -lm none",
-    "hot-cpu": "fork static, cold on CPU (0003; with the GPU's hot experts meanwhile since 0017)",
-    "hot-cpu-serial": "fork static, cold on CPU, after the GPU's hot experts (0017 off)",
+    "hot-cpu": "fork static, cold on CPU (0003)",
+    "hot-cpu-overlap": "fork static, cold on CPU while the GPU computes the hot experts (0016-0017)",
     "hot-gpu": "fork static, cold on GPU, one mul_mat_id a tensor (0012; 0005 before 2026-12-02)",
     "hot-gpu-2p": "fork static, cold on GPU, hot and cold parts (0005)",
     "hot-gpu-in": "fork static from the replayed text itself (in-sample, an upper bound; not among the fork's placements)",

@@ -22,7 +22,7 @@ def test_each_configuration_has_its_flags_and_environment():
     assert bench.placement_args("hot-gpu-2p", 1944, 18, profile, replay) == ("fork", hot_gpu, {"LLAMA_MOE_HOT_TWO_PARTS": "1"})
     variant, hot_cpu, env = bench.placement_args("hot-cpu", 1944, 18, profile, replay)
     assert (variant, hot_cpu, env) == ("fork", ["--cpu-moe", "--moe-hot-mib", "1944", "--moe-hot-profile", "p.bin"], {})
-    assert bench.placement_args("hot-cpu-serial", 1944, 18, profile, replay) == ("fork", hot_cpu, {"LLAMA_MOE_COLD_OVERLAP": "0"})
+    assert bench.placement_args("hot-cpu-overlap", 1944, 18, profile, replay) == ("fork", hot_cpu, {"LLAMA_MOE_COLD_OVERLAP": "1"})
     in_sample = [a if a != "p.bin" else "r.bin" for a in hot_gpu]
     assert bench.placement_args("hot-gpu-in", 1944, 18, profile, replay) == ("fork", in_sample, {})
     adapt = hot_gpu + ["--moe-hot-adapt", "32", "--moe-hot-adapt-ratio", "4"]
