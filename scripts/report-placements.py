@@ -61,17 +61,17 @@ def summarise(runs: list[dict]) -> dict:
         if swaps:
             cell["swaps_per_token"] = round(statistics.median(swaps), 2)
         cells.append(cell)
-    return {"cells": cells, "comparisons": compare(cells), "adaptive": adaptive_against_static(cells)}
+    return {"cells": cells, "comparisons": compare(cells), "adaptive": adaptive_against_static(cells), "overlap": overlap_against_serial(cells)}
 
 
 def compare(cells: list[dict]) -> list[dict]:
     by = {(c["route"], c["budget_pct"], c["config"]): c["median"] for c in cells}
-    run = {c["config"] for c in cells}  # the configurations this benchmark ran (older runs lack newer ones)
     res = []
     for route, pct in sorted({(c["route"], c["budget_pct"]) for c in cells if c["config"] in FORK}):
         upstream = {k: by.get((route, pct, k)) for k in UPSTREAM if by.get((route, pct, k))}
         fork = {k: by.get((route, pct, k)) for k in FORK if by.get((route, pct, k))}
-        missing = [k for k in UPSTREAM + FORK if k in run and k not in upstream and k not in fork]
+        # a configuration run at this cell without a result (every run failed) leaves the comparison open
+        missing = [k for k in UPSTREAM + FORK if (route, pct, k) in by and k not in upstream and k not in fork]
         if missing:
             res.append({"route": route, "budget_pct": pct, "missing": missing})
             continue
@@ -99,6 +99,19 @@ def adaptive_against_static(cells: list[dict]) -> list[dict]:
             if (route, pct, config) in by:
                 row[key] = round(adaptive[best] / by[(route, pct, config)], 3)
         res.append(row)
+    return res
+
+
+def overlap_against_serial(cells: list[dict]) -> list[dict]:
+    """Per routing and budget with both: cold experts on the CPU while the GPU computes the hot ones (0016-0017) ÷ the
+    CPU's turn after the GPU's, and whether their PPLs are the same (the same nodes in another order)."""
+    by = {(c["route"], c["budget_pct"], c["config"]): c for c in cells if c["median"]}
+    res = []
+    for (route, pct, config), overlap in sorted(by.items()):
+        serial = by.get((route, pct, "hot-cpu"))
+        if config == "hot-cpu-overlap" and serial:
+            res.append({"route": route, "budget_pct": pct, "overlap": overlap["median"], "serial": serial["median"],
+                        "ratio": round(overlap["median"] / serial["median"], 3), "same_ppl": overlap["ppl"] == serial["ppl"]})
     return res
 
 
@@ -156,6 +169,11 @@ def render_md(report: dict) -> str:
     for a in report.get("adaptive", []):
         lines.append(f"| {a['route']} | {a['budget_pct']}% | {a['adaptive']} | {a['tokens_per_s']} | {a.get('of_static_other', 'not run')} | "
                      f"{a.get('of_static_in', 'not run')} |")
+    if report.get("overlap"):
+        lines += ["", "## Cold experts on the CPU while the GPU computes the hot ones (0016-0017)", "",
+                  "| routing | budget | overlap t/s | one after the other t/s | ratio | same PPL |", "|---|---|---|---|---|---|"]
+        lines += [f"| {o['route']} | {o['budget_pct']}% | {o['overlap']} | {o['serial']} | {o['ratio']} | {'yes' if o['same_ppl'] else 'NO'} |"
+                  for o in report["overlap"]]
     lines += ["", "## Commands (first round)", ""]
     lines += [f"- {c['route']} {c['budget_pct']}% {c['config']}: `{c['cmd']}`" for c in cells]
     return "\n".join(lines) + "\n"

@@ -119,3 +119,24 @@ def test_a_configuration_without_a_result_is_named_instead_of_compared():
     rows = {(c["route"], c["budget_pct"]): c for c in report.summarise(runs)["comparisons"]}
     assert rows[("zipf", 50)] == {"route": "zipf", "budget_pct": 50, "missing": ["lru-pinned"]}
     assert "ratio" in rows[("zipf", 25)]
+
+
+
+def test_the_cpu_overlap_is_compared_with_the_cpu_after_the_gpu_where_both_ran():
+    report = load_script("report-placements")
+    runs = [json.loads(line) for line in RUNS.read_text().splitlines()]
+    hot = {(r["route"], r["budget_pct"]): r for r in runs if r["config"] == "hot-gpu" and r["budget_pct"] == 25}
+    for cell, speedup, ppl_delta in ((("learned", 25), 1.2, 0.0), (("zipf", 25), 1.0, 1.0)):  # zipf: another result
+        r = hot[cell]
+        runs += [{**r, "config": "hot-cpu", "tokens_per_s": 100.0},
+                 {**r, "config": "hot-cpu-overlap", "tokens_per_s": 100.0 * speedup, "ppl": r["ppl"] + ppl_delta}]
+    summary = report.summarise(runs)
+    rows = {(o["route"], o["budget_pct"]): o for o in summary["overlap"]}
+    assert set(rows) == {("learned", 25), ("zipf", 25)}
+    assert rows[("learned", 25)]["ratio"] == 1.2 and rows[("learned", 25)]["same_ppl"]
+    assert rows[("zipf", 25)]["ratio"] == 1.0 and not rows[("zipf", 25)]["same_ppl"]
+    # run at 25 % only, the CPU placements leave the other budgets' comparisons with upstream as they were
+    assert all("missing" not in c for c in summary["comparisons"])
+    text = report.render_md({**summary, "title": "t", "notes": [], "rounds": 1,
+                             "meta": {"model": "m.gguf", "n_layer": 24, "expert_mib": 1.0, "chunks": 1, "threads": 8, "distinct_per_32": {}}})
+    assert "| learned | 25% | 120.0 | 100.0 | 1.2 | yes |" in text and "| zipf | 25% | 100.0 | 100.0 | 1.0 | NO |" in text
