@@ -21,11 +21,11 @@ from . import FORK_NAME, __version__, log
 from .compile_check import MAX_INCLUDERS, Selection, cuda_objects, select_objects
 from .cuda_toolkit import CUBLAS, CUDART, DRIVER, driver_not_linked, find_toolkit, require_pieces
 from .cuda_wheels import cublas_from_wheel
+from .cpu_isa import isa_options, native_macros
 from .cpus import usable_cpus
 from .digest import file_sha256
 from .errors import BuildError, UsageError
 from .fetch import SourceTree, ensure_source
-from .cpu_isa import isa_options, native_macros
 from .patches import PATCHES_DIR, Patch, apply_series, copy_touched_files, read_series
 from .run import run
 from .settings import Settings, add_source_arguments, settings_from_args
