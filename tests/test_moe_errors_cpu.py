@@ -12,6 +12,7 @@ import time
 import pytest
 from llama_tools import final_ppl, perplexity
 
+from builder.llama_server import free_port
 from builder.moe_trace import HEADER, MAGIC, RECORD, VERSION
 from builder.synth_model import ModelSpec, resolve_vocab, write_moe_model
 
@@ -78,9 +79,7 @@ def listening(port: int) -> bool:
 @pytest.fixture
 def rpc_server(cpu_builds):
     """The cpu build's ggml-rpc-server on a free loopback port, serving its CPU; yields its address."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     command = [cpu_builds / "cpu" / "bin" / "ggml-rpc-server", "-H", "127.0.0.1", "-p", str(port), "-t", "1"]
     with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as server:
         try:
