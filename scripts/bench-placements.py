@@ -13,7 +13,12 @@ compute the same experts; tokens/s come from its eval-time line. Per routing and
     ncmoe       baseline, -ncmoe N: the experts of N layers on the CPU, the others' in the same VRAM
     lru         baseline, --cpu-moe --moe-cache-mib B (upstream's LRU of expert copies)
     lru-pinned  the same with -lm none: the experts in pinned memory, so its copies run at full bus speed
-    hot-cpu     fork, --cpu-moe --moe-hot-mib B --moe-hot-profile P, cold experts on the CPU (patch 0003)
+    hot-cpu     fork, --cpu-moe --moe-hot-mib B --moe-hot-profile P, cold experts on the CPU after the GPU's hot part
+                (patch 0003; LLAMA_MOE_COLD_OVERLAP=0 turns 0017's overlap off)
+    hot-cpu-overlap  the same while the GPU computes the hot part (0016-0017, the default since 2026-12-02)
+    hot-hybrid  fork, --moe-cold hybrid -lm none: each layer's cold experts split between the CPU and the GPU reading
+                in place, at the same time (0018)
+    adapt-hybrid  adapt-gpu-noise with --moe-cold hybrid (0018)
     hot-gpu     fork, the same with --moe-cold gpu -lm none, cold experts read in place (patch 0005), hot and cold
                 experts of a layer in one mul_mat_id (0011, 0012)
     hot-gpu-2p  the same with LLAMA_MOE_HOT_TWO_PARTS=1: two mul_mat_ids a layer, hot and cold (0005 before 0012)
@@ -51,9 +56,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from builder import hot_experts, moe_trace  # noqa: E402
 from builder.report.parse import ParseError, parse_moe_adapt  # noqa: E402
 
-CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-gpu", "hot-gpu-2p", "hot-gpu-in", "adapt-gpu", "adapt-gpu-profile",
-           "adapt-gpu-m4", "adapt-gpu-noise")
-CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu-overlap": {"LLAMA_MOE_COLD_OVERLAP": "1"}}
+CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-gpu", "hot-gpu-2p", "hot-gpu-in", "adapt-gpu",
+           "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-hybrid")
+CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA_MOE_COLD_OVERLAP": "0"},
+              "hot-cpu-overlap": {"LLAMA_MOE_COLD_OVERLAP": "1"}}
 """The environment of the configurations that need one (the others run in the script's)."""
 MIB = 1024 * 1024
 EVAL = re.compile(r"eval time =\s*([\d.]+) ms /\s*(\d+) (?:tokens|runs)")
@@ -65,17 +71,19 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
     the replayed one."""
     hot = ["--cpu-moe", "--moe-hot-mib", str(budget_mib)]
 
-    def static_gpu(trace: Path) -> list[str]:
-        return hot + ["--moe-hot-profile", str(trace), "--moe-cold", "gpu", "-lm", "none"]
+    def static_gpu(trace: Path, cold: str = "gpu") -> list[str]:
+        return hot + ["--moe-hot-profile", str(trace), "--moe-cold", cold, "-lm", "none"]
 
     hot_gpu = static_gpu(profile)
-    adapt_profile = hot_gpu + ["--moe-hot-adapt", "32", "--moe-hot-adapt-ratio", "4"]
+    adapt_rule = ["--moe-hot-adapt", "32", "--moe-hot-adapt-ratio", "4"]
+    adapt_profile = hot_gpu + adapt_rule
     variant, args = {
         "ncmoe": ("base", ["-ncmoe", str(n_cpu_layers)]),
         "lru": ("base", ["--cpu-moe", "--moe-cache-mib", str(budget_mib)]),
         "lru-pinned": ("base", ["--cpu-moe", "--moe-cache-mib", str(budget_mib), "-lm", "none"]),
         "hot-cpu": ("fork", hot + ["--moe-hot-profile", str(profile)]),
         "hot-cpu-overlap": ("fork", hot + ["--moe-hot-profile", str(profile)]),
+        "hot-hybrid": ("fork", static_gpu(profile, "hybrid")),
         "hot-gpu": ("fork", hot_gpu),
         "hot-gpu-2p": ("fork", hot_gpu),
         "hot-gpu-in": ("fork", static_gpu(replay)),
@@ -83,6 +91,7 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "adapt-gpu-profile": ("fork", adapt_profile + ["--moe-hot-adapt-noise", "0"]),
         "adapt-gpu-m4": ("fork", adapt_profile + ["--moe-hot-adapt-noise", "0", "--moe-hot-adapt-margin", "4"]),
         "adapt-gpu-noise": ("fork", adapt_profile),
+        "adapt-hybrid": ("fork", static_gpu(profile, "hybrid") + adapt_rule),
         "all-gpu": ("base", []),
         "cpu-moe": ("base", ["--cpu-moe"]),
         "all-hot": ("fork", hot),

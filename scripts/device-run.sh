@@ -301,8 +301,8 @@ placements-prep)
 fidelity)
     # KLD against all on the GPU at the same ubatch size, on the trained model's real logits and the bench model, of each
     # placement of the fork: cold experts on the GPU in one mul_mat_id a tensor (-ub 1) or two parts (LLAMA_MOE_HOT_TWO_PARTS,
-    # and -ub 16), static and adaptive; cold experts on the CPU (0003's default), and overlapped with the GPU (0017);
-    # and, as the reference for CPU numerics,
+    # and -ub 16), static and adaptive; cold experts on the CPU after the GPU's hot part (0003) and overlapped with it (0017,
+    # the default); split between the CPU and the GPU (0018, --moe-cold hybrid); and, as the reference for CPU numerics,
     # every expert on the CPU (--cpu-moe, upstream's placement with options off)
     bin=dist/cuda-sm$arch/bin
     make_model
@@ -313,12 +313,13 @@ fidelity)
             "${ppl[@]}" --kl-divergence-base /tmp/base.kld > /tmp/fid-base.log 2>&1
             gpu="--cpu-moe -lm none --moe-hot-mib $hot --moe-cold gpu"
             runs=("static: $gpu" "adapt: $gpu --moe-hot-adapt 8" "cold-cpu: --cpu-moe --moe-hot-mib $hot"
-                  "cold-cpu-overlap: --cpu-moe --moe-hot-mib $hot" "cpu-moe: --cpu-moe")
+                  "cold-cpu-overlap: --cpu-moe --moe-hot-mib $hot" "hybrid: ${gpu/%gpu/hybrid}"
+                  "hybrid-adapt: ${gpu/%gpu/hybrid} --moe-hot-adapt 8" "cpu-moe: --cpu-moe")
             [ "$ub" -gt 4 ] || runs+=("two-parts: $gpu")  # above 4 tokens a ubatch takes the two parts anyway
             for run in "${runs[@]}"; do
                 name=${run%%:*}
                 env=(); [ "$name" = two-parts ] && env=(env LLAMA_MOE_HOT_TWO_PARTS=1)
-                [ "$name" = cold-cpu-overlap ] && env=(env LLAMA_MOE_COLD_OVERLAP=1)  # 0016-0017: the same KLD as cold-cpu
+                [ "$name" = cold-cpu ] && env=(env LLAMA_MOE_COLD_OVERLAP=0)  # 0016-0017 off: the same KLD as cold-cpu-overlap
                 "${env[@]}" "${ppl[@]}" ${run#*:} --kl-divergence-base /tmp/base.kld --kl-divergence > /tmp/fid.log 2>&1 \
                     || echo "exit $?" >> /tmp/fid.log
                 { echo "## $(basename "$m") -ub $ub $name:${run#*:} (base: all on the GPU, -ub $ub)"

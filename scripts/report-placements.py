@@ -21,8 +21,9 @@ from collections import defaultdict
 from pathlib import Path
 
 UPSTREAM = ("ncmoe", "lru", "lru-pinned")
-FORK = ("hot-cpu", "hot-cpu-overlap", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise")
-ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise")
+FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise",
+        "adapt-hybrid")
+ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-hybrid")
 STATIC_OTHER, STATIC_IN = "hot-gpu", "hot-gpu-in"  # the same placement from a profile of other text and of the replayed one
 REFS = {"all-gpu": "all on the GPU", "cpu-moe": "all experts on the CPU", "all-hot": "fork, every expert hot"}
 LABELS = {
@@ -31,6 +32,7 @@ LABELS = {
     "lru-pinned": "upstream --moe-cache-mib -lm none",
     "hot-cpu": "fork static, cold on CPU (0003)",
     "hot-cpu-overlap": "fork static, cold on CPU while the GPU computes the hot experts (0016-0017)",
+    "hot-hybrid": "fork static, cold split between the CPU and the GPU reading in place (0018)",
     "hot-gpu": "fork static, cold on GPU, one mul_mat_id a tensor (0012; 0005 before 2026-12-02)",
     "hot-gpu-2p": "fork static, cold on GPU, hot and cold parts (0005)",
     "hot-gpu-in": "fork static from the replayed text itself (in-sample, an upper bound; not among the fork's placements)",
@@ -38,6 +40,7 @@ LABELS = {
     "adapt-gpu-profile": "fork adaptive from the profile, every 32, ratio 4 (0010)",
     "adapt-gpu-m4": "fork adaptive from the profile, every 32, ratio 4, margin 4 (0010)",
     "adapt-gpu-noise": "fork adaptive from the profile, every 32, ratio 4, lead beyond 2.5 x noise (0015)",
+    "adapt-hybrid": "fork adaptive as 0015, cold split between the CPU and the GPU (0018)",
 }
 
 
@@ -61,7 +64,7 @@ def summarise(runs: list[dict]) -> dict:
         if swaps:
             cell["swaps_per_token"] = round(statistics.median(swaps), 2)
         cells.append(cell)
-    return {"cells": cells, "comparisons": compare(cells), "adaptive": adaptive_against_static(cells), "overlap": overlap_against_serial(cells)}
+    return {"cells": cells, "comparisons": compare(cells), "adaptive": adaptive_against_static(cells), "pairs": pairs(cells)}
 
 
 def compare(cells: list[dict]) -> list[dict]:
@@ -102,16 +105,28 @@ def adaptive_against_static(cells: list[dict]) -> list[dict]:
     return res
 
 
-def overlap_against_serial(cells: list[dict]) -> list[dict]:
-    """Per routing and budget with both: cold experts on the CPU while the GPU computes the hot ones (0016-0017) ÷ the
-    CPU's turn after the GPU's, and whether their PPLs are the same (the same nodes in another order)."""
+PAIRS = {
+    ("hot-cpu-overlap", "hot-cpu"): "Cold experts on the CPU while the GPU computes the hot ones (0016-0017), against one after the "
+                                    "other (the same nodes in another order: the same PPL)",
+    ("hot-hybrid", "hot-gpu"): "Cold experts split between the CPU and the GPU (0018), against all read by the GPU (the CPU's part "
+                               "computes in the CPU's numerics)",
+    ("adapt-hybrid", "adapt-gpu-noise"): "Adaptive, cold experts split between the CPU and the GPU (0018), against all read by the GPU",
+}
+"""A configuration and the one it changes, where both ran: the title of their table."""
+
+
+def pairs(cells: list[dict]) -> list[dict]:
+    """Per pair of PAIRS, routing and budget with both: the configuration's tokens/s ÷ the one it changes, and whether their
+    PPLs are the same."""
     by = {(c["route"], c["budget_pct"], c["config"]): c for c in cells if c["median"]}
     res = []
-    for (route, pct, config), overlap in sorted(by.items()):
-        serial = by.get((route, pct, "hot-cpu"))
-        if config == "hot-cpu-overlap" and serial:
-            res.append({"route": route, "budget_pct": pct, "overlap": overlap["median"], "serial": serial["median"],
-                        "ratio": round(overlap["median"] / serial["median"], 3), "same_ppl": overlap["ppl"] == serial["ppl"]})
+    for (route, pct, config), cell in sorted(by.items()):
+        for new, old in PAIRS:
+            base = by.get((route, pct, old))
+            if config == new and base:
+                res.append({"config": new, "against": old, "route": route, "budget_pct": pct, "tokens_per_s": cell["median"],
+                            "against_tokens_per_s": base["median"], "ratio": round(cell["median"] / base["median"], 3),
+                            "same_ppl": cell["ppl"] == base["ppl"]})
     return res
 
 
@@ -162,18 +177,19 @@ def render_md(report: dict) -> str:
             lines.append(f"| {c['route']} | {c['budget_pct']}% | not compared: no result for {', '.join(c['missing'])} | | | | | |")
             continue
         lines.append(f"| {c['route']} | {c['budget_pct']}% | {c['best_upstream']} | {c['upstream']} | {c['best_fork']} | {c['fork']} | "
-                     f"{c['ratio']} | {c['of_all_gpu']} |")
+                     f"{c['ratio']} | {c['of_all_gpu'] if c['of_all_gpu'] is not None else 'not run'} |")
     lines += ["", "## Adaptive against static", "",
               "Bar (issue 10): within 5 % of the in-sample static set (≥ 0.95), never below the static set from other text (≥ 1.0).", "",
               "| routing | budget | best adaptive | t/s | ÷ static, other text | ÷ static, in-sample |", "|---|---|---|---|---|---|"]
     for a in report.get("adaptive", []):
         lines.append(f"| {a['route']} | {a['budget_pct']}% | {a['adaptive']} | {a['tokens_per_s']} | {a.get('of_static_other', 'not run')} | "
                      f"{a.get('of_static_in', 'not run')} |")
-    if report.get("overlap"):
-        lines += ["", "## Cold experts on the CPU while the GPU computes the hot ones (0016-0017)", "",
-                  "| routing | budget | overlap t/s | one after the other t/s | ratio | same PPL |", "|---|---|---|---|---|---|"]
-        lines += [f"| {o['route']} | {o['budget_pct']}% | {o['overlap']} | {o['serial']} | {o['ratio']} | {'yes' if o['same_ppl'] else 'NO'} |"
-                  for o in report["overlap"]]
+    for (new, old), title in PAIRS.items():
+        rows = [p for p in report.get("pairs", []) if (p["config"], p["against"]) == (new, old)]
+        if rows:
+            lines += ["", f"## {title}", "", f"| routing | budget | {new} t/s | {old} t/s | ratio | same PPL |", "|---|---|---|---|---|---|"]
+            lines += [f"| {p['route']} | {p['budget_pct']}% | {p['tokens_per_s']} | {p['against_tokens_per_s']} | {p['ratio']} | "
+                      f"{'yes' if p['same_ppl'] else 'NO'} |" for p in rows]
     lines += ["", "## Commands (first round)", ""]
     lines += [f"- {c['route']} {c['budget_pct']}% {c['config']}: `{c['cmd']}`" for c in cells]
     return "\n".join(lines) + "\n"

@@ -21,8 +21,10 @@ def test_each_configuration_has_its_flags_and_environment():
     assert hot_gpu == ["--cpu-moe", "--moe-hot-mib", "1944", "--moe-hot-profile", "p.bin", "--moe-cold", "gpu", "-lm", "none"]
     assert bench.placement_args("hot-gpu-2p", 1944, 18, profile, replay) == ("fork", hot_gpu, {"LLAMA_MOE_HOT_TWO_PARTS": "1"})
     variant, hot_cpu, env = bench.placement_args("hot-cpu", 1944, 18, profile, replay)
-    assert (variant, hot_cpu, env) == ("fork", ["--cpu-moe", "--moe-hot-mib", "1944", "--moe-hot-profile", "p.bin"], {})
+    assert (variant, hot_cpu, env) == ("fork", ["--cpu-moe", "--moe-hot-mib", "1944", "--moe-hot-profile", "p.bin"], {"LLAMA_MOE_COLD_OVERLAP": "0"})
     assert bench.placement_args("hot-cpu-overlap", 1944, 18, profile, replay) == ("fork", hot_cpu, {"LLAMA_MOE_COLD_OVERLAP": "1"})
+    hybrid = [a if a != "gpu" else "hybrid" for a in hot_gpu]
+    assert bench.placement_args("hot-hybrid", 1944, 18, profile, replay) == ("fork", hybrid, {})
     in_sample = [a if a != "p.bin" else "r.bin" for a in hot_gpu]
     assert bench.placement_args("hot-gpu-in", 1944, 18, profile, replay) == ("fork", in_sample, {})
     adapt = hot_gpu + ["--moe-hot-adapt", "32", "--moe-hot-adapt-ratio", "4"]
@@ -30,6 +32,7 @@ def test_each_configuration_has_its_flags_and_environment():
     assert bench.placement_args("adapt-gpu-profile", 1944, 18, profile, replay) == ("fork", old_rule, {})
     assert bench.placement_args("adapt-gpu-m4", 1944, 18, profile, replay) == ("fork", old_rule + ["--moe-hot-adapt-margin", "4"], {})
     assert bench.placement_args("adapt-gpu-noise", 1944, 18, profile, replay) == ("fork", adapt, {})
+    assert bench.placement_args("adapt-hybrid", 1944, 18, profile, replay) == ("fork", hybrid + adapt[len(hot_gpu):], {})
     assert set(bench.CONFIGS) <= set(load_script("report-placements").LABELS)
 
 
@@ -131,7 +134,8 @@ def test_the_cpu_overlap_is_compared_with_the_cpu_after_the_gpu_where_both_ran()
         runs += [{**r, "config": "hot-cpu", "tokens_per_s": 100.0},
                  {**r, "config": "hot-cpu-overlap", "tokens_per_s": 100.0 * speedup, "ppl": r["ppl"] + ppl_delta}]
     summary = report.summarise(runs)
-    rows = {(o["route"], o["budget_pct"]): o for o in summary["overlap"]}
+    rows = {(o["route"], o["budget_pct"]): o for o in summary["pairs"]}
+    assert all((o["config"], o["against"]) == ("hot-cpu-overlap", "hot-cpu") for o in rows.values())
     assert set(rows) == {("learned", 25), ("zipf", 25)}
     assert rows[("learned", 25)]["ratio"] == 1.2 and rows[("learned", 25)]["same_ppl"]
     assert rows[("zipf", 25)]["ratio"] == 1.0 and not rows[("zipf", 25)]["same_ppl"]

@@ -1,0 +1,55 @@
+"""Patch 0018 in the CPU build: --moe-cold hybrid splits each layer's cold experts into two parts, never the result.
+
+Without a GPU both cold parts run on the CPU; each expert is computed by one of the three parts (hot, the GPU's side, the
+CPU's side) and the others' rows are zero, so the perplexity equals that of the model without hot experts. The split
+applies to batches below 32 tokens, hence ubatches of 16 here.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import llama_tools
+import pytest
+from llama_tools import final_ppl
+
+pytestmark = pytest.mark.slow
+
+SPLIT_LOG = ("llama_moe_hot: in batches below 32 tokens the CPU computes some of each layer's cold experts (about 50% of their "
+             "expected selections), and, without a GPU, a second part on the CPU computes the others")
+
+
+def perplexity(dist: Path, model: Path, text: Path, *args: str) -> subprocess.CompletedProcess:
+    return llama_tools.perplexity(dist, model, text, "-b", "64", "-ub", "16", *args)
+
+
+@pytest.fixture(scope="module")
+def profile(cpu_builds, tiny_moe, story, tmp_path_factory) -> tuple[Path, str]:
+    """The model's routing on the story (the hot profile), and the perplexity without hot experts."""
+    trace = tmp_path_factory.mktemp("trace") / "tiny.moetrace"
+    return trace, final_ppl(perplexity(cpu_builds, tiny_moe, story, "--moe-trace-out", str(trace)))
+
+
+@pytest.mark.parametrize("with_profile", [False, True], ids=["experts-0..n-1", "profile"])
+def test_hybrid_cold_experts_give_the_same_perplexity(cpu_builds, tiny_moe, story, profile, with_profile):
+    trace, reference = profile
+    hot = ["--cpu-moe", "--moe-hot-mib", "1"] + (["--moe-hot-profile", str(trace)] if with_profile else [])
+    proc = perplexity(cpu_builds, tiny_moe, story, *hot, "--moe-cold", "hybrid")
+    assert SPLIT_LOG in proc.stderr
+    assert "2 layers, 4 of 16 experts hot per layer" in proc.stderr
+    assert final_ppl(proc) == reference
+
+
+def test_adaptive_hot_experts_keep_the_hybrid_split_exact(cpu_builds, tiny_moe, story, profile):
+    # a swapped-out expert takes the side of the expert that replaced it; a wrong side map would drop or double an expert
+    _, reference = profile
+    proc = perplexity(cpu_builds, tiny_moe, story, "--cpu-moe", "--moe-hot-mib", "1", "--moe-cold", "hybrid", "--moe-hot-adapt", "16")
+    assert final_ppl(proc) == reference
+    assert "llama_moe_hot: adapt:" in proc.stderr and " 0 swaps" not in proc.stderr
+
+
+def test_hybrid_cold_experts_need_hot_experts(cpu_builds, tiny_moe, story):
+    proc = perplexity(cpu_builds, tiny_moe, story, "--cpu-moe", "--moe-cold", "hybrid")
+    assert proc.returncode != 0
+    assert "computing the cold experts on the GPU (--moe-cold hybrid) requires hot experts (--moe-hot-mib)" in proc.stderr
