@@ -7,6 +7,7 @@ applies to batches below 32 tokens, hence ubatches of 16 here.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -16,8 +17,18 @@ from llama_tools import final_ppl
 
 pytestmark = pytest.mark.slow
 
-SPLIT_LOG = ("llama_moe_hot: in batches below 32 tokens the CPU computes some of each layer's cold experts (about 50% of their "
-             "expected selections), and, without a GPU, a second part on the CPU computes the others")
+
+
+SPLIT_LOG = re.compile(r"llama_moe_hot: in batches below 32 tokens the CPU computes (\d+) of the (\d+) cold experts of the split layers "
+                       r"\(about (\d+)% of their expected selections, --moe-cold-cpu-share\), and, without a GPU, a second part on the CPU "
+                       r"computes the others")
+
+
+def split(proc: subprocess.CompletedProcess) -> tuple[int, int, int]:
+    """(cold experts on the CPU's side, cold experts, the CPU's share in percent) from the load's log."""
+    match = SPLIT_LOG.search(proc.stderr)
+    assert match, proc.stderr[-3000:]
+    return tuple(map(int, match.groups()))
 
 
 def perplexity(dist: Path, model: Path, text: Path, *args: str) -> subprocess.CompletedProcess:
@@ -36,9 +47,26 @@ def test_hybrid_cold_experts_give_the_same_perplexity(cpu_builds, tiny_moe, stor
     trace, reference = profile
     hot = ["--cpu-moe", "--moe-hot-mib", "1"] + (["--moe-hot-profile", str(trace)] if with_profile else [])
     proc = perplexity(cpu_builds, tiny_moe, story, *hot, "--moe-cold", "hybrid")
-    assert SPLIT_LOG in proc.stderr
     assert "2 layers, 4 of 16 experts hot per layer" in proc.stderr
+    n_cpu, n_cold, percent = split(proc)
+    assert (n_cold, percent) == (24, 50) and 0 < n_cpu < n_cold
     assert final_ppl(proc) == reference
+
+
+@pytest.mark.parametrize(("share", "n_cpu"), [("0", 0), ("0.25", 6), ("0.5", 12), ("1", 24)])
+def test_the_cpu_takes_its_share_of_the_cold_experts(cpu_builds, tiny_moe, story, profile, share, n_cpu):
+    # without a profile the 12 cold experts of each layer count the same: the CPU's side gets the share of them
+    _, reference = profile
+    proc = perplexity(cpu_builds, tiny_moe, story, "--cpu-moe", "--moe-hot-mib", "1", "--moe-cold", "hybrid", "--moe-cold-cpu-share", share)
+    assert split(proc) == (n_cpu, 24, round(100 * float(share)))
+    assert final_ppl(proc) == reference
+
+
+@pytest.mark.parametrize("share", ["1.5", "-0.1", "nan"])
+def test_a_cpu_share_outside_0_to_1_is_refused(cpu_builds, tiny_moe, story, share):
+    proc = perplexity(cpu_builds, tiny_moe, story, "--moe-cold", "hybrid", "--moe-cold-cpu-share", share)
+    assert proc.returncode != 0
+    assert "--moe-cold-cpu-share" in proc.stderr and "must be from 0 to 1" in proc.stderr
 
 
 def test_adaptive_hot_experts_keep_the_hybrid_split_exact(cpu_builds, tiny_moe, story, profile):
