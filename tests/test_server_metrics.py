@@ -101,7 +101,7 @@ def test_a_static_hot_set_reports_its_selections_and_its_configuration(servers, 
         p = props(server)
         assert p == {"budget": 1024 * 1024, "size": p["size"], "n_expert": 16, "n_layer_hot": 2, "n_hot": [4, 4],
                      "expert_size": p["expert_size"], "cold": "cpu", "adapt": 0, "adapt_ratio": 1.25, "adapt_margin": 1.0, "adapt_noise": 2.5,
-                     "counts": True}
+                     "cold_cpu_share": 0.0, "counts": True}
         expert_size = p["expert_size"][0]
         assert p["expert_size"] == [expert_size, expert_size] and 4 * 2 * expert_size <= p["size"] <= 1024 * 1024
         # the warmup is not counted, llama-server's start-up probe of the memory (4 tokens) is
@@ -118,6 +118,7 @@ def test_a_static_hot_set_reports_its_selections_and_its_configuration(servers, 
         assert before[f"llamacpp:moe_hot_{name}_total"] < middle[f"llamacpp:moe_hot_{name}_total"] < after[f"llamacpp:moe_hot_{name}_total"]
     assert before["llamacpp:moe_hot_selections_hot_total"] <= middle["llamacpp:moe_hot_selections_hot_total"] <= after["llamacpp:moe_hot_selections_hot_total"]
     assert before["llamacpp:moe_cold_bytes_total"] < middle["llamacpp:moe_cold_bytes_total"] < after["llamacpp:moe_cold_bytes_total"]
+    assert "llamacpp:moe_cold_cpu_bytes_total" not in after  # --moe-cold hybrid's alone
     # each decoded token selects 4 experts in each of the 2 layers (the prompt's last layer computes only its output row)
     n_decoded = N_PREDICT - 1
     assert middle["llamacpp:moe_hot_selections_total"] - before["llamacpp:moe_hot_selections_total"] >= n_decoded * 4 * 2
@@ -144,6 +145,25 @@ def test_an_adaptive_hot_set_counts_its_swaps_as_its_log_does(servers, tiny_moe,
     assert (adapt.updates, adapt.swaps) == (m["llamacpp:moe_hot_updates_total"], m["llamacpp:moe_hot_swaps_total"])
     assert adapt.mib_copied == pytest.approx(m["llamacpp:moe_hot_swap_bytes_total"] / 2**20, abs=0.006)
     assert adapt.hit_rate == pytest.approx(100 * m["llamacpp:moe_hot_hit_rate"], abs=0.06)
+
+
+@pytest.mark.slow
+def test_a_hybrid_split_reports_the_cold_bytes_the_cpu_computed(servers, tiny_moe, tmp_path):
+    # patch 0018: without a GPU both cold parts run on the CPU, and the CPU's side is counted as on a GPU machine
+    slot_server, binary = servers
+    args = ["--cpu-moe", "--no-repack", "-t", "2", "--moe-hot-mib", "1", "--moe-cold", "hybrid", "--moe-cold-cpu-share", "0.25", "--metrics"]
+    with slot_server(binary, tiny_moe, 1, args, tmp_path / "hybrid.log") as server:
+        p = props(server)
+        assert (p["cold"], p["cold_cpu_share"]) == ("hybrid", 0.25)
+        for prompt in PROMPTS:
+            complete(server.url, prompt)
+        m = scrape(server)
+    assert server.exit == "exit 0"
+    expert_size = p["expert_size"][0]
+    check_counts(m, 2, expert_size)
+    cpu_bytes, cold_bytes = m["llamacpp:moe_cold_cpu_bytes_total"], m["llamacpp:moe_cold_bytes_total"]
+    assert cpu_bytes % expert_size == 0 and 0 < cpu_bytes < cold_bytes
+    assert m["llamacpp:moe_cold_cpu_byte_share"] == pytest.approx(cpu_bytes / cold_bytes, rel=1e-5)
 
 
 @pytest.mark.slow
