@@ -18,6 +18,7 @@ compute the same experts; tokens/s come from its eval-time line. Per routing and
     hot-cpu-overlap  the same while the GPU computes the hot part (0016-0017, the default since 2026-12-02)
     hot-hybrid  fork, --moe-cold hybrid -lm none: each layer's cold experts split between the CPU and the GPU reading
                 in place, at the same time (0018)
+    hot-hybrid-30, hot-hybrid-70  hot-hybrid with --moe-cold-cpu-share 0.3 and 0.7 (the default is 0.5)
     adapt-hybrid  adapt-gpu-noise with --moe-cold hybrid (0018)
     hot-gpu     fork, the same with --moe-cold gpu -lm none, cold experts read in place (patch 0005), hot and cold
                 experts of a layer in one mul_mat_id (0011, 0012)
@@ -56,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from builder import hot_experts, moe_trace  # noqa: E402
 from builder.report.parse import ParseError, parse_moe_adapt  # noqa: E402
 
-CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-gpu", "hot-gpu-2p", "hot-gpu-in", "adapt-gpu",
+CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "hot-gpu-in", "adapt-gpu",
            "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-hybrid")
 CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA_MOE_COLD_OVERLAP": "0"},
               "hot-cpu-overlap": {"LLAMA_MOE_COLD_OVERLAP": "1"}}
@@ -84,6 +85,8 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "hot-cpu": ("fork", hot + ["--moe-hot-profile", str(profile)]),
         "hot-cpu-overlap": ("fork", hot + ["--moe-hot-profile", str(profile)]),
         "hot-hybrid": ("fork", static_gpu(profile, "hybrid")),
+        "hot-hybrid-30": ("fork", static_gpu(profile, "hybrid") + ["--moe-cold-cpu-share", "0.3"]),
+        "hot-hybrid-70": ("fork", static_gpu(profile, "hybrid") + ["--moe-cold-cpu-share", "0.7"]),
         "hot-gpu": ("fork", hot_gpu),
         "hot-gpu-2p": ("fork", hot_gpu),
         "hot-gpu-in": ("fork", static_gpu(replay)),

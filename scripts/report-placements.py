@@ -21,7 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 
 UPSTREAM = ("ncmoe", "lru", "lru-pinned")
-FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise",
+FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise",
         "adapt-hybrid")
 ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-hybrid")
 STATIC_OTHER, STATIC_IN = "hot-gpu", "hot-gpu-in"  # the same placement from a profile of other text and of the replayed one
@@ -33,6 +33,8 @@ LABELS = {
     "hot-cpu": "fork static, cold on CPU (0003)",
     "hot-cpu-overlap": "fork static, cold on CPU while the GPU computes the hot experts (0016-0017)",
     "hot-hybrid": "fork static, cold split between the CPU and the GPU reading in place (0018)",
+    "hot-hybrid-30": "fork static, cold split, the CPU's share 0.3 (0018)",
+    "hot-hybrid-70": "fork static, cold split, the CPU's share 0.7 (0018)",
     "hot-gpu": "fork static, cold on GPU, one mul_mat_id a tensor (0012; 0005 before 2026-12-02)",
     "hot-gpu-2p": "fork static, cold on GPU, hot and cold parts (0005)",
     "hot-gpu-in": "fork static from the replayed text itself (in-sample, an upper bound; not among the fork's placements)",
@@ -110,6 +112,8 @@ PAIRS = {
                                     "other (the same nodes in another order: the same PPL)",
     ("hot-hybrid", "hot-gpu"): "Cold experts split between the CPU and the GPU (0018), against all read by the GPU (the CPU's part "
                                "computes in the CPU's numerics)",
+    ("hot-hybrid-30", "hot-gpu"): "The split with the CPU's share at 0.3, against all read by the GPU",
+    ("hot-hybrid-70", "hot-gpu"): "The split with the CPU's share at 0.7, against all read by the GPU",
     ("adapt-hybrid", "adapt-gpu-noise"): "Adaptive, cold experts split between the CPU and the GPU (0018), against all read by the GPU",
 }
 """A configuration and the one it changes, where both ran: the title of their table."""

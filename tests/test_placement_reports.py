@@ -25,6 +25,7 @@ def test_each_configuration_has_its_flags_and_environment():
     assert bench.placement_args("hot-cpu-overlap", 1944, 18, profile, replay) == ("fork", hot_cpu, {"LLAMA_MOE_COLD_OVERLAP": "1"})
     hybrid = [a if a != "gpu" else "hybrid" for a in hot_gpu]
     assert bench.placement_args("hot-hybrid", 1944, 18, profile, replay) == ("fork", hybrid, {})
+    assert bench.placement_args("hot-hybrid-70", 1944, 18, profile, replay) == ("fork", hybrid + ["--moe-cold-cpu-share", "0.7"], {})
     in_sample = [a if a != "p.bin" else "r.bin" for a in hot_gpu]
     assert bench.placement_args("hot-gpu-in", 1944, 18, profile, replay) == ("fork", in_sample, {})
     adapt = hot_gpu + ["--moe-hot-adapt", "32", "--moe-hot-adapt-ratio", "4"]
