@@ -69,6 +69,13 @@ def test_a_cpu_share_outside_0_to_1_is_refused(cpu_builds, tiny_moe, story, shar
     assert "--moe-cold-cpu-share" in proc.stderr and "must be from 0 to 1" in proc.stderr
 
 
+def test_a_cpu_share_without_the_hybrid_split_is_said_to_have_no_effect(cpu_builds, tiny_moe, story, profile):
+    _, reference = profile
+    proc = perplexity(cpu_builds, tiny_moe, story, "--cpu-moe", "--moe-hot-mib", "1", "--moe-cold-cpu-share", "0.7")
+    assert "llama_moe_hot: --moe-cold-cpu-share 0.7 has no effect with --moe-cold cpu; it applies to --moe-cold hybrid" in proc.stderr
+    assert final_ppl(proc) == reference
+
+
 def test_adaptive_hot_experts_keep_the_hybrid_split_exact(cpu_builds, tiny_moe, story, profile):
     # a swapped-out expert takes the side of the expert that replaced it; a wrong side map would drop or double an expert
     _, reference = profile
