@@ -65,6 +65,27 @@ def hot_sets(counts: np.ndarray, n_hot: dict[int, int]) -> dict[int, list[int]]:
     return {layer: sorted(int(e) for e in np.argsort(-counts[layer], kind="stable")[:n]) for layer, n in n_hot.items()}
 
 
+def cpu_side(counts: np.ndarray | None, hot: list[int], n_expert: int, share: float) -> np.ndarray:
+    """`--moe-cold hybrid` (patch 0018): whether the CPU computes each cold expert of a layer ([n_expert] bool).
+    The cold experts, the most selected in `counts` ([n_expert], None: all count the same) first, ties to the lower
+    id, go each to the side furthest below its share of the selections so far (each counts its selections + 1; a
+    tie to the side with the larger share, the GPU at one half)."""
+    share = float(np.float32(share))  # the tools keep it as a float
+    weights = np.ones(n_expert) if counts is None else counts.astype(float) + 1.0
+    order = np.argsort(-(np.zeros(n_expert) if counts is None else counts), kind="stable")
+    hot_set = set(hot)
+    on_cpu = np.zeros(n_expert, dtype=bool)
+    load_cpu = load_gpu = 0.0
+    for e in (int(e) for e in order if int(e) not in hot_set):
+        cpu_scaled, gpu_scaled = load_cpu * (1 - share), load_gpu * share
+        if cpu_scaled < gpu_scaled or (cpu_scaled == gpu_scaled and share > 0.5):
+            on_cpu[e] = True
+            load_cpu += weights[e]
+        else:
+            load_gpu += weights[e]
+    return on_cpu
+
+
 def hit_rates(counts: np.ndarray, hot: dict[int, list[int]]) -> list[float | None]:
     """By layer of the model: the share of its selections in `counts` that are hot experts;
     None for a layer without hot experts or without selections."""

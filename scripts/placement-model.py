@@ -13,7 +13,9 @@ kernels per layer) and any overlap with the CPU; --measured prints the share of 
 --cpu-gbs adds the hybrid executor issue 10 asks for, as a model: each layer step splits its cold experts between
 the GPU reading some in place and the CPU computing the rest at the same time (at --cpu-gbs, after a handoff of
 --handoff-us, shared/ENGINE-FACTS.md: a flag each way, 6.5 + 8.4 us), the split that ends first. It assumes perfect
-overlap and no slowdown of either side by the other, so it bounds what such an executor can gain.
+overlap and no slowdown of either side by the other, so it bounds what such an executor can gain. It also prices
+patch 0018's split (`--moe-cold hybrid`), which fixes each cold expert's side at load (builder.hot_experts.cpu_side,
+by the profile and the CPU's share, --shares): a step's time is the later of its GPU's and CPU's sides.
 
 --adapt adds patch 0004's adaptive hot set (--moe-hot-adapt), started from the same hot set, for a grid
 of its constants (--every, --ratio, --margin, --max-swaps, --noise): its swaps are simulated (builder.expert_cache.hysteresis_hit_rates, which reproduced
@@ -50,6 +52,7 @@ def main() -> int:
     p.add_argument("--copy-gbs", type=float, default=51.0)
     p.add_argument("--cpu-gbs", type=float, help="the CPU's rate for one token's cold experts: adds the hybrid split")
     p.add_argument("--handoff-us", type=float, default=15.0, help="GPU to CPU and back, when the CPU takes any (default: %(default)s)")
+    p.add_argument("--shares", default="0.3,0.5,0.7", help="with --cpu-gbs: the CPU's shares (--moe-cold-cpu-share) of 0018's split")
     p.add_argument("--measured", nargs="*", default=[], metavar="PCT=TS", help="measured tokens/s of the static placement")
     p.add_argument("--adapt", action="store_true", help="also the adaptive hot set, for the grid below")
     p.add_argument("--every", default="8,32")
@@ -92,10 +95,18 @@ def main() -> int:
                 hot[layer, experts] = True
             layers = np.arange(n_layer)[None, :, None]
             cold_counts = ((ids >= 0) & ~hot[layers, np.maximum(ids, 0)]).sum(axis=2)
-            ms, cpu_share = hybrid_cold_ms(cold_counts, t_read, args.expert_mib * MB_PER_MIB / args.cpu_gbs, args.handoff_us / 1000)
+            t_cpu, handoff = args.expert_mib * MB_PER_MIB / args.cpu_gbs, args.handoff_us / 1000
+            ms, cpu_share = hybrid_cold_ms(cold_counts, t_read, t_cpu, handoff)
             hybrid_ts = 1000 / (t_gpu + ms)
             print(f"  hybrid (model, CPU at {args.cpu_gbs} GB/s, handoff {args.handoff_us} us): {cpu_share:.0%} of the cold experts "
                   f"on the CPU, {hybrid_ts:.0f} tokens/s ({hybrid_ts / ts:.2f}x the static row)")
+            for share in map(float, args.shares.split(",")):
+                on_cpu = np.array([hot_experts.cpu_side(None if profile is None else profile[layer], start[layer], n_expert, share)
+                                   for layer in range(n_layer)])
+                ms, cpu_share = sides_cold_ms(ids, hot, on_cpu, t_read, t_cpu, handoff)
+                split_ts = 1000 / (t_gpu + ms)
+                print(f"  0018 --moe-cold-cpu-share {share}: {cpu_share:.0%} of the cold experts on the CPU, {split_ts:.0f} tokens/s "
+                      f"({split_ts / ts:.2f}x the static row, {split_ts / hybrid_ts:.2f}x the per-step split)")
         if not args.adapt:
             continue
         rows = []
@@ -123,6 +134,21 @@ def hybrid_cold_ms(cold_counts: np.ndarray, t_read: float, t_cpu: float, handoff
         best_ms[cold] = ends[int(best_cpu[cold])]
     total = cold_counts.sum()
     return best_ms[cold_counts].sum() / len(cold_counts), (best_cpu[cold_counts].sum() / total if total else 0.0)
+
+
+def sides_cold_ms(ids: np.ndarray, hot: np.ndarray, on_cpu: np.ndarray, t_read: float, t_cpu: float, handoff: float) -> tuple[float, float]:
+    """Milliseconds of cold experts per token and the share of them on the CPU, when each cold expert has a fixed side
+    (on_cpu [layers, experts], as --moe-cold hybrid): in each layer step of ids [tokens, layers, used] the GPU reads its
+    side's cold experts in place (t_read each) while the CPU computes the others (handoff + t_cpu each, no handoff when
+    it has none)."""
+    layers = np.arange(ids.shape[1])[None, :, None]
+    experts = np.maximum(ids, 0)
+    cold = (ids >= 0) & ~hot[layers, experts]
+    n_cpu = (cold & on_cpu[layers, experts]).sum(axis=2)
+    n_gpu = cold.sum(axis=2) - n_cpu
+    steps = np.maximum(n_gpu * t_read, np.where(n_cpu > 0, handoff + n_cpu * t_cpu, 0.0))
+    total = cold.sum()
+    return steps.sum() / len(ids), (n_cpu.sum() / total if total else 0.0)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,11 @@ import subprocess
 from pathlib import Path
 
 import llama_tools
+import numpy as np
 import pytest
 from llama_tools import final_ppl
+
+from builder import hot_experts, moe_trace
 
 pytestmark = pytest.mark.slow
 
@@ -50,6 +53,10 @@ def test_hybrid_cold_experts_give_the_same_perplexity(cpu_builds, tiny_moe, stor
     assert "2 layers, 4 of 16 experts hot per layer" in proc.stderr
     n_cpu, n_cold, percent = split(proc)
     assert (n_cold, percent) == (24, 50) and 0 < n_cpu < n_cold
+    # the planning model's copy of the rule (scripts/placement-model.py) splits the same way
+    counts = moe_trace.selection_counts(moe_trace.read_trace(trace)) if with_profile else np.zeros((2, 16), dtype=int)
+    hot = hot_experts.hot_sets(counts, {0: 4, 1: 4})
+    assert n_cpu == sum(int(hot_experts.cpu_side(counts[layer] if with_profile else None, hot[layer], 16, 0.5).sum()) for layer in (0, 1))
     assert final_ppl(proc) == reference
 
 

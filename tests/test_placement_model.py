@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from llama_tools import load_script
 
+from builder import hot_experts
+
 model = load_script("placement-model")
 
 COLD = np.array([[2, 0], [4, 1]])  # cold experts of 2 tokens x 2 layers
@@ -31,3 +33,28 @@ def test_the_handoff_keeps_single_cold_experts_on_the_gpu():
 
 def test_no_cold_experts_cost_nothing():
     assert model.hybrid_cold_ms(np.zeros((3, 2), dtype=int), 0.06, 0.06, 0.015) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize(("share", "n_cpu"), [(0.0, 0), (0.25, 3), (0.5, 6), (1.0, 12)])
+def test_the_cpu_side_without_a_profile_takes_its_share_of_the_cold_experts(share, n_cpu):
+    # as patch 0018 splits the tiny model's 12 cold experts a layer (tests/test_hot_hybrid_cpu.py: 0, 6, 12, 24 of 2 x 12)
+    on_cpu = hot_experts.cpu_side(None, list(range(4)), 16, share)
+    assert on_cpu.sum() == n_cpu and not on_cpu[:4].any()
+
+
+def test_the_cpu_side_balances_the_profiles_selections_most_used_first():
+    counts = np.array([100, 0, 50, 49, 1, 0])  # expert 0 hot; cold by use, weighing count + 1: 2 (51), 3 (50), 4 (2), 1 (1), 5 (1)
+    on_cpu = hot_experts.cpu_side(counts, [0], 6, 0.5)
+    # 2 -> GPU (a tie goes to the GPU at one half), 3 -> CPU (0 < 51), 4 -> CPU (50 < 51), 1 -> GPU (52 > 51), 5 -> GPU (a tie)
+    assert on_cpu.tolist() == [False, False, False, True, True, False]
+
+
+def test_fixed_sides_end_a_step_with_the_later_side():
+    ids = np.array([[[0, 1, 2, 3]]])  # one token, one layer; expert 0 hot, 1 on the CPU, 2 and 3 read by the GPU
+    hot = np.array([[True, False, False, False]])
+    on_cpu = np.array([[False, True, False, False]])
+    ms, cpu_share = model.sides_cold_ms(ids, hot, on_cpu, t_read=0.06, t_cpu=0.05, handoff=0.015)
+    assert cpu_share == pytest.approx(1 / 3) and ms == pytest.approx(max(2 * 0.06, 0.015 + 0.05))
+    ms, _ = model.sides_cold_ms(ids, hot, on_cpu, t_read=0.01, t_cpu=0.05, handoff=0.015)
+    assert ms == pytest.approx(0.065)  # the CPU's side is the later one
+    assert model.sides_cold_ms(ids, hot, np.zeros_like(on_cpu), 0.06, 0.05, 0.015) == (pytest.approx(0.18), 0.0)
