@@ -164,6 +164,14 @@ def test_a_hybrid_split_reports_the_cold_bytes_the_cpu_computed(servers, tiny_mo
     cpu_bytes, cold_bytes = m["llamacpp:moe_cold_cpu_bytes_total"], m["llamacpp:moe_cold_bytes_total"]
     assert cpu_bytes % expert_size == 0 and 0 < cpu_bytes < cold_bytes
     assert m["llamacpp:moe_cold_cpu_byte_share"] == pytest.approx(cpu_bytes / cold_bytes, rel=1e-5)
+    # with every cold expert on the CPU's side and every step below 32 tokens (short prompts), the CPU computed them all
+    args[args.index("0.25")] = "1"
+    with slot_server(binary, tiny_moe, 1, args, tmp_path / "hybrid-cpu.log") as server:
+        complete(server.url, PROMPTS[0])
+        m = scrape(server)
+    assert server.exit == "exit 0"
+    assert m["llamacpp:moe_cold_cpu_bytes_total"] == m["llamacpp:moe_cold_bytes_total"] > 0
+    assert m["llamacpp:moe_cold_cpu_byte_share"] == 1
 
 
 @pytest.mark.slow
