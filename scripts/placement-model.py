@@ -93,17 +93,16 @@ def main() -> int:
             hot = np.zeros((n_layer, n_expert), dtype=bool)
             for layer, experts in enumerate(start):
                 hot[layer, experts] = True
-            layers = np.arange(n_layer)[None, :, None]
-            cold_counts = ((ids >= 0) & ~hot[layers, np.maximum(ids, 0)]).sum(axis=2)
+            cold = cold_selections(ids, hot)
             t_cpu, handoff = args.expert_mib * MB_PER_MIB / args.cpu_gbs, args.handoff_us / 1000
-            ms, cpu_share = hybrid_cold_ms(cold_counts, t_read, t_cpu, handoff)
+            ms, cpu_share = hybrid_cold_ms(cold.sum(axis=2), t_read, t_cpu, handoff)
             hybrid_ts = 1000 / (t_gpu + ms)
             print(f"  hybrid (model, CPU at {args.cpu_gbs} GB/s, handoff {args.handoff_us} us): {cpu_share:.0%} of the cold experts "
                   f"on the CPU, {hybrid_ts:.0f} tokens/s ({hybrid_ts / ts:.2f}x the static row)")
             for share in map(float, args.shares.split(",")):
                 on_cpu = np.array([hot_experts.cpu_side(None if profile is None else profile[layer], start[layer], n_expert, share)
                                    for layer in range(n_layer)])
-                ms, cpu_share = sides_cold_ms(ids, hot, on_cpu, t_read, t_cpu, handoff)
+                ms, cpu_share = sides_cold_ms(ids, cold, on_cpu, t_read, t_cpu, handoff)
                 split_ts = 1000 / (t_gpu + ms)
                 print(f"  0018 --moe-cold-cpu-share {share}: {cpu_share:.0%} of the cold experts on the CPU, {split_ts:.0f} tokens/s "
                       f"({split_ts / ts:.2f}x the static row, {split_ts / hybrid_ts:.2f}x the per-step split)")
@@ -136,15 +135,17 @@ def hybrid_cold_ms(cold_counts: np.ndarray, t_read: float, t_cpu: float, handoff
     return best_ms[cold_counts].sum() / len(cold_counts), (best_cpu[cold_counts].sum() / total if total else 0.0)
 
 
-def sides_cold_ms(ids: np.ndarray, hot: np.ndarray, on_cpu: np.ndarray, t_read: float, t_cpu: float, handoff: float) -> tuple[float, float]:
+def cold_selections(ids: np.ndarray, hot: np.ndarray) -> np.ndarray:
+    """Which selections of ids [tokens, layers, used] are of a cold expert (hot [layers, experts]), same shape."""
+    return (ids >= 0) & ~hot[np.arange(ids.shape[1])[None, :, None], np.maximum(ids, 0)]
+
+
+def sides_cold_ms(ids: np.ndarray, cold: np.ndarray, on_cpu: np.ndarray, t_read: float, t_cpu: float, handoff: float) -> tuple[float, float]:
     """Milliseconds of cold experts per token and the share of them on the CPU, when each cold expert has a fixed side
-    (on_cpu [layers, experts], as --moe-cold hybrid): in each layer step of ids [tokens, layers, used] the GPU reads its
-    side's cold experts in place (t_read each) while the CPU computes the others (handoff + t_cpu each, no handoff when
-    it has none)."""
-    layers = np.arange(ids.shape[1])[None, :, None]
-    experts = np.maximum(ids, 0)
-    cold = (ids >= 0) & ~hot[layers, experts]
-    n_cpu = (cold & on_cpu[layers, experts]).sum(axis=2)
+    (on_cpu [layers, experts], as --moe-cold hybrid): in each layer step of ids [tokens, layers, used], whose cold
+    selections are `cold` (cold_selections), the GPU reads its side's cold experts in place (t_read each) while the CPU
+    computes the others (handoff + t_cpu each, no handoff when it has none)."""
+    n_cpu = (cold & on_cpu[np.arange(ids.shape[1])[None, :, None], np.maximum(ids, 0)]).sum(axis=2)
     n_gpu = cold.sum(axis=2) - n_cpu
     steps = np.maximum(n_gpu * t_read, np.where(n_cpu > 0, handoff + n_cpu * t_cpu, 0.0))
     total = cold.sum()

@@ -53,8 +53,10 @@ def test_fixed_sides_end_a_step_with_the_later_side():
     ids = np.array([[[0, 1, 2, 3]]])  # one token, one layer; expert 0 hot, 1 on the CPU, 2 and 3 read by the GPU
     hot = np.array([[True, False, False, False]])
     on_cpu = np.array([[False, True, False, False]])
-    ms, cpu_share = model.sides_cold_ms(ids, hot, on_cpu, t_read=0.06, t_cpu=0.05, handoff=0.015)
+    cold = model.cold_selections(ids, hot)
+    assert cold.tolist() == [[[False, True, True, True]]]
+    ms, cpu_share = model.sides_cold_ms(ids, cold, on_cpu, t_read=0.06, t_cpu=0.05, handoff=0.015)
     assert cpu_share == pytest.approx(1 / 3) and ms == pytest.approx(max(2 * 0.06, 0.015 + 0.05))
-    ms, _ = model.sides_cold_ms(ids, hot, on_cpu, t_read=0.01, t_cpu=0.05, handoff=0.015)
+    ms, _ = model.sides_cold_ms(ids, cold, on_cpu, t_read=0.01, t_cpu=0.05, handoff=0.015)
     assert ms == pytest.approx(0.065)  # the CPU's side is the later one
-    assert model.sides_cold_ms(ids, hot, np.zeros_like(on_cpu), 0.06, 0.05, 0.015) == (pytest.approx(0.18), 0.0)
+    assert model.sides_cold_ms(ids, cold, np.zeros_like(on_cpu), 0.06, 0.05, 0.015) == (pytest.approx(0.18), 0.0)

@@ -125,7 +125,6 @@ def test_a_configuration_without_a_result_is_named_instead_of_compared():
     assert "ratio" in rows[("zipf", 25)]
 
 
-
 def test_the_cpu_overlap_is_compared_with_the_cpu_after_the_gpu_where_both_ran():
     report = load_script("report-placements")
     runs = [json.loads(line) for line in RUNS.read_text().splitlines()]
