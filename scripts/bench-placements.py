@@ -8,7 +8,9 @@ Runs on the GPU machine with the fork and the baseline (upstream + the routing p
 
 Every run is `llama-perplexity -c 512 --chunks C -b 1 -ub 1` (one token per step; `--ubatch 512`: steps of
 512 tokens, prompt processing) with the routing replayed from the trace (`--moe-route trace:`), so all sides
-compute the same experts; tokens/s come from its eval-time line. Per routing and budget (a share of the model's expert bytes) it runs:
+compute the same experts; tokens/s come from its eval-time line. With --stats the fork's runs also count the selections
+(--moe-hot-stats) and record the CPU's time per token and the GB/s of cold experts it read (patch 0019's line); the
+read-back that costs makes them a little slower, so compare their speeds only with each other. Per routing and budget (a share of the model's expert bytes) it runs:
 
     ncmoe       baseline, -ncmoe N: the experts of N layers on the CPU, the others' in the same VRAM
     lru         baseline, --cpu-moe --moe-cache-mib B (upstream's LRU of expert copies)
@@ -55,7 +57,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from builder import hot_experts, moe_trace  # noqa: E402
-from builder.report.parse import ParseError, parse_moe_adapt  # noqa: E402
+from builder.report.parse import ParseError, parse_moe_adapt, parse_moe_cpu  # noqa: E402
 
 CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "hot-gpu-in", "adapt-gpu",
            "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-hybrid")
@@ -112,6 +114,9 @@ def parse_run(text: str) -> dict:
         res["ppl"] = float(m.group(1))
     with suppress(ParseError):  # only the adaptive runs print the line
         res.update(asdict(parse_moe_adapt(text)))
+    with suppress(ParseError):  # the fork's runs that count the selections (--stats, adaptive)
+        cpu = parse_moe_cpu(text)
+        res.update(cpu_ms_per_token=round(cpu.ms / cpu.tokens, 4) if cpu.tokens else None, cpu_mib=cpu.cold_mib, cpu_gbs=cpu.gbs)
     return res
 
 
@@ -129,6 +134,9 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=8)
     p.add_argument("--chunks", type=int, default=2)
     p.add_argument("--ubatch", type=int, default=1, help="tokens a step: 1 measures decode, 512 prompt processing (pp512)")
+    p.add_argument("--stats", action="store_true",
+                   help="the fork's runs count the selections (--moe-hot-stats, one read-back a step) and report the time and rate "
+                        "of the CPU's part")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--first-round", type=int, default=0, help="number of the first round (to continue a run in another call)")
     p.add_argument("--timeout", type=int, default=240)
@@ -159,7 +167,7 @@ def main() -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     distinct = {name: moe_trace.distinct_experts_per_window(moe_trace.read_trace(replay)) for name, (replay, _) in routes.items()}
-    meta = {"model": str(args.model), "expert_mib": round(expert_bytes / MIB, 1), "n_layer": n_layer,
+    meta = {"model": str(args.model), "expert_mib": round(expert_bytes / MIB, 1), "n_layer": n_layer, "stats": args.stats,
             "threads": args.threads, "chunks": args.chunks, "ubatch": args.ubatch, "routes": {k: [str(v[0]), str(v[1])] for k, v in routes.items()},
             "distinct_per_32": {k: round(sum(d) / len(d), 2) for k, d in distinct.items()}}
     (args.out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
@@ -169,7 +177,7 @@ def main() -> int:
                 binary = (args.fork if variant == "fork" else args.base) / "llama-perplexity"
                 cmd = [str(binary), "-m", str(args.model), "-f", str(args.text), "-c", "512", "--chunks", str(args.chunks),
                        "-b", str(args.ubatch), "-ub", str(args.ubatch), "--perf", "-lv", "4", "-t", str(args.threads), "-fit", "off", "-ngl", "99",
-                       "--moe-route", f"trace:{routes[name][0]}", *extra]
+                       "--moe-route", f"trace:{routes[name][0]}", *extra, *(["--moe-hot-stats"] if args.stats and variant == "fork" else [])]
                 start = time.monotonic()
                 try:
                     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env={**os.environ, **env})
@@ -186,7 +194,7 @@ def main() -> int:
                 runs.write(json.dumps(row) + "\n")
                 runs.flush()
                 print(f"{rnd} {name:8} {pct:3}% {config:9} rc={rc} {row.get('tokens_per_s')} t/s ppl={row.get('ppl')} "
-                      f"hit={row.get('hit_rate')} {row['seconds']}s", flush=True)
+                      f"hit={row.get('hit_rate')} cpu={row.get('cpu_ms_per_token')} ms/token {row.get('cpu_gbs')} GB/s {row['seconds']}s", flush=True)
     return 0
 
 

@@ -331,11 +331,12 @@ fidelity)
 placements)
     # one or more rounds of scripts/bench-placements.py (env ROUNDS, CHUNKS), appended to $out/placements/runs.jsonl
     # (with LAYERS set, the model of that depth, to $out/placements-LAYERS/; with UBATCH=512, prompt processing in steps of
-    # 512 tokens instead of decode, to $out/placements[-LAYERS]-ub512/)
+    # 512 tokens instead of decode, to $out/placements[-LAYERS]-ub512/; with STATS=1, the fork's runs with --moe-hot-stats and the
+    # CPU's time and rate, to $out/placements[...]-stats/)
     text=/tmp/learned/heldout-prose.txt
     python3 scripts/bench-placements.py --model "$model" --text "$text" --fork "dist/cuda-sm$arch/bin" \
-        --base "dist/baseline-cuda-sm$arch/bin" --rounds "${ROUNDS:-1}" --chunks "${CHUNKS:-1}" --ubatch "${UBATCH:-1}" \
-        --out "$out/placements${LAYERS:+-$LAYERS}${UBATCH:+-ub$UBATCH}" \
+        --base "dist/baseline-cuda-sm$arch/bin" --rounds "${ROUNDS:-1}" --chunks "${CHUNKS:-1}" --ubatch "${UBATCH:-1}" ${STATS:+--stats} \
+        --out "$out/placements${LAYERS:+-$LAYERS}${UBATCH:+-ub$UBATCH}${STATS:+-stats}" \
         --route "learned=$bt/learned-replay.bin:$bt/learned-profile.bin" \
         --route "zipf=$bt/zipf-replay.bin:$bt/zipf-profile.bin" \
         --route "uniform=$bt/uniform-replay.bin:$bt/uniform-profile.bin" "${@:3}"

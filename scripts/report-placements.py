@@ -62,6 +62,10 @@ def summarise(runs: list[dict]) -> dict:
         hits = [r["hit_rate"] for r in rows if "hit_rate" in r]
         if hits:
             cell.update(hit_rate=statistics.median(hits), mib_copied=statistics.median(r["mib_copied"] for r in rows if "mib_copied" in r))
+        cpu = [r for r in rows if r.get("cpu_ms_per_token") is not None and r["rc"] == 0]
+        if cpu:  # bench-placements.py --stats, or an adaptive run
+            cell.update(cpu_ms_per_token=statistics.median(r["cpu_ms_per_token"] for r in cpu),
+                        cpu_gbs=statistics.median(r["cpu_gbs"] for r in cpu))
         swaps = [r["swaps"] / r["tokens"] for r in rows if "swaps" in r and r.get("tokens")]
         if swaps:
             cell["swaps_per_token"] = round(statistics.median(swaps), 2)
@@ -128,9 +132,13 @@ def pairs(cells: list[dict]) -> list[dict]:
         for new, old in PAIRS:
             base = by.get((route, pct, old))
             if config == new and base:
-                res.append({"config": new, "against": old, "route": route, "budget_pct": pct, "tokens_per_s": cell["median"],
-                            "against_tokens_per_s": base["median"], "ratio": round(cell["median"] / base["median"], 3),
-                            "same_ppl": cell["ppl"] == base["ppl"]})
+                row = {"config": new, "against": old, "route": route, "budget_pct": pct, "tokens_per_s": cell["median"],
+                       "against_tokens_per_s": base["median"], "ratio": round(cell["median"] / base["median"], 3),
+                       "same_ppl": cell["ppl"] == base["ppl"]}
+                if cell.get("cpu_ms_per_token"):
+                    # the time a token saves against the CPU's time a token: the share of the CPU's part that the GPU hides
+                    row["cpu_hidden"] = round((1000 / base["median"] - 1000 / cell["median"]) / cell["cpu_ms_per_token"], 3)
+                res.append(row)
     return res
 
 
@@ -167,6 +175,8 @@ def render_md(report: dict) -> str:
                     text += f", hit {c['hit_rate']:.1f}%"
                 if "swaps_per_token" in c:
                     text += f", {c['swaps_per_token']} swaps/token"
+                if "cpu_ms_per_token" in c:
+                    text += f", CPU {c['cpu_ms_per_token']:.3f} ms/token at {c['cpu_gbs']} GB/s"
                 row.append(text)
             if any(row):
                 lines.append(f"| {label} | " + " | ".join(row) + " |")
@@ -191,9 +201,11 @@ def render_md(report: dict) -> str:
     for (new, old), title in PAIRS.items():
         rows = [p for p in report.get("pairs", []) if (p["config"], p["against"]) == (new, old)]
         if rows:
-            lines += ["", f"## {title}", "", f"| routing | budget | {new} t/s | {old} t/s | ratio | same PPL |", "|---|---|---|---|---|---|"]
+            hidden = any("cpu_hidden" in p for p in rows)
+            lines += ["", f"## {title}", "", f"| routing | budget | {new} t/s | {old} t/s | ratio | same PPL |"
+                      + (" share of the CPU's time hidden |" if hidden else ""), "|---|---|---|---|---|---|" + ("---|" if hidden else "")]
             lines += [f"| {p['route']} | {p['budget_pct']}% | {p['tokens_per_s']} | {p['against_tokens_per_s']} | {p['ratio']} | "
-                      f"{'yes' if p['same_ppl'] else 'NO'} |" for p in rows]
+                      f"{'yes' if p['same_ppl'] else 'NO'} |" + (f" {p.get('cpu_hidden', '')} |" if hidden else "") for p in rows]
     lines += ["", "## Commands (first round)", ""]
     lines += [f"- {c['route']} {c['budget_pct']}% {c['config']}: `{c['cmd']}`" for c in cells]
     return "\n".join(lines) + "\n"

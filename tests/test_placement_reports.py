@@ -144,3 +144,25 @@ def test_the_cpu_overlap_is_compared_with_the_cpu_after_the_gpu_where_both_ran()
     text = report.render_md({**summary, "title": "t", "notes": [], "rounds": 1,
                              "meta": {"model": "m.gguf", "n_layer": 24, "expert_mib": 1.0, "chunks": 1, "threads": 8, "distinct_per_32": {}}})
     assert "| learned | 25% | 120.0 | 100.0 | 1.2 | yes |" in text and "| zipf | 25% | 100.0 | 100.0 | 1.0 | NO |" in text
+
+
+def test_the_share_of_the_cpus_time_that_the_overlap_hides_comes_from_the_counted_runs():
+    # bench-placements.py --stats: the fork's line of patch 0019, as llama_perf_context_print writes it
+    parsed = load_script("bench-placements").parse_run(
+        "llama_perf_context_print:        eval time =    8000.00 ms /  1000 runs   (    8.00 ms per token,   125.00 tokens per second)\n"
+        "llama_perf_context_print:  moe CPU compute =    2000.00 ms /  1000 tokens (   2.000 ms per token), 4096.00 MiB of cold experts (2.15 GB/s)\n")
+    assert (parsed["tokens_per_s"], parsed["cpu_ms_per_token"], parsed["cpu_mib"], parsed["cpu_gbs"]) == (125.0, 2.0, 4096.0, 2.15)
+    report = load_script("report-placements")
+    runs = [json.loads(line) for line in RUNS.read_text().splitlines()]
+    r = next(r for r in runs if (r["route"], r["budget_pct"], r["config"]) == ("learned", 25, "hot-gpu"))
+    runs += [{**r, "config": "hot-cpu", "tokens_per_s": 100.0, "cpu_ms_per_token": 2.1, "cpu_gbs": 2.0},
+             {**r, "config": "hot-cpu-overlap", "tokens_per_s": 125.0, "cpu_ms_per_token": 2.0, "cpu_gbs": 2.15}]
+    summary = report.summarise(runs)
+    (pair,) = summary["pairs"]
+    assert pair["cpu_hidden"] == 1.0  # 10 ms a token less 8 ms, over the CPU's 2 ms a token
+    cell = next(c for c in summary["cells"] if (c["route"], c["budget_pct"], c["config"]) == ("learned", 25, "hot-cpu-overlap"))
+    assert (cell["cpu_ms_per_token"], cell["cpu_gbs"]) == (2.0, 2.15)
+    text = report.render_md({**summary, "title": "t", "notes": [], "rounds": 1,
+                             "meta": {"model": "m.gguf", "n_layer": 24, "expert_mib": 1.0, "chunks": 1, "threads": 8, "distinct_per_32": {}}})
+    assert "| learned | 25% | 125.0 | 100.0 | 1.25 | yes | 1.0 |" in text
+    assert "125.0 (125.0-125.0), CPU 2.000 ms/token at 2.15 GB/s" in text

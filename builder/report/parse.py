@@ -18,6 +18,7 @@ CHUNKS_RE = re.compile(r"(?:calculating perplexity|computing) over (\d+) chunks,
 EVAL_RE = re.compile(r"llama_perf_context_print:\s+eval time =\s*" + NUM + r" ms /\s*(\d+) runs.*?" + NUM + r" tokens per second")
 MOE_HOT_RE = re.compile(r"llama_moe_hot: \S+: (\d+) layers, (\d+)(?:-(\d+))? of \d+ experts hot per layer")
 MOE_ADAPT_RE = re.compile(r"llama_moe_hot: adapt: (\d+) updates, (\d+) swaps, " + NUM + r" MiB copied; hot hit rate " + NUM + "%")
+MOE_CPU_RE = re.compile(r"moe CPU compute =\s*" + NUM + r" ms /\s*(\d+) tokens .*?, " + NUM + r" MiB of cold experts \(" + NUM + r" GB/s\)")
 PRINT_INFO_RE = re.compile(r"print_info: (arch|n_layer|n_expert|n_expert_used)\s+= (\S+)")
 # "Mean PPL(Q)    : 205084.967136 ± 11161.979175" and the like, from the KL divergence summary
 STAT_RE = re.compile(r"^\s*(.+?)\s*:\s*" + NUM + r"\s*(?:±\s*" + NUM + r")?\s*%?\s*$")
@@ -207,3 +208,25 @@ def parse_moe_adapt(text: str) -> MoeAdaptInfo:
         raise ParseError("the tool's log has no 'llama_moe_hot: adapt: ...' line",
                          "it needs --moe-hot-adapt, -lv 4, and a tool that ends normally (the line is printed when the context is freed)")
     return MoeAdaptInfo(int(m.group(1)), int(m.group(2)), _float(m.group(3)), _float(m.group(4)))
+
+
+@dataclass(frozen=True)
+class MoeCpuInfo:
+    """The CPU's part of a model with hot experts (patch 0019's "llama_perf_context_print:  moe CPU compute = T ms / N
+    tokens (... ms per token), M MiB of cold experts (R GB/s)" line, printed with the performance summary when the
+    selections are counted: --moe-hot-stats or --moe-hot-adapt)."""
+
+    ms: float
+    """Time the CPU backend computed its splits of the counted ubatches."""
+    tokens: int
+    cold_mib: float
+    """The cold experts that the CPU read in that time."""
+    gbs: float
+
+
+def parse_moe_cpu(text: str) -> MoeCpuInfo:
+    m = MOE_CPU_RE.search(text)
+    if not m:
+        raise ParseError("the tool's log has no 'moe CPU compute = ...' line",
+                         "it needs hot experts with --moe-hot-stats or --moe-hot-adapt, and a tool that prints its performance summary")
+    return MoeCpuInfo(_float(m.group(1)), int(m.group(2)), _float(m.group(3)), _float(m.group(4)))
