@@ -12,7 +12,11 @@ kernels per layer) and any overlap with the CPU; --measured prints the share of 
 
 --cpu-gbs adds the hybrid executor issue 10 asks for, as a model: each layer step splits its cold experts between
 the GPU reading some in place and the CPU computing the rest at the same time (at --cpu-gbs, after a handoff of
---handoff-us, shared/ENGINE-FACTS.md: a flag each way, 6.5 + 8.4 us), the split that ends first. It assumes perfect
+--handoff-us), the split that ends first. Give --cpu-gbs the CPU's rate in place: 0019's "moe CPU compute" line
+(--moe-hot-stats) measured 10-27 GB/s at 8 threads on the H200 machine, 17-45 % of its memory bandwidth. The default
+handoff is the scheduler's round trip of shared/ENGINE-FACTS.md (about 80 us a layer); with it and 22 GB/s the model priced 0018 on
+the H200 at 0.78x / 0.75x the static row (25 / 50 %), where it measured 0.82x / 0.61x (2026-12-02, seventh session;
+a flag each way, 6.5 + 8.4 us, is what a device-side handoff would cost, and had the model predict a gain). It assumes perfect
 overlap and no slowdown of either side by the other, so it bounds what such an executor can gain. It also prices
 patch 0018's split (`--moe-cold hybrid`), which fixes each cold expert's side at load (builder.hot_experts.cpu_side,
 by the profile and the CPU's share, --shares): a step's time is the later of its GPU's and CPU's sides.
@@ -51,7 +55,7 @@ def main() -> int:
     p.add_argument("--read-gbs", type=float, default=44.0)
     p.add_argument("--copy-gbs", type=float, default=51.0)
     p.add_argument("--cpu-gbs", type=float, help="the CPU's rate for one token's cold experts: adds the hybrid split")
-    p.add_argument("--handoff-us", type=float, default=15.0, help="GPU to CPU and back, when the CPU takes any (default: %(default)s)")
+    p.add_argument("--handoff-us", type=float, default=80.0, help="GPU to CPU and back, when the CPU takes any (default: %(default)s)")
     p.add_argument("--shares", default="0.3,0.5,0.7", help="with --cpu-gbs: the CPU's shares (--moe-cold-cpu-share) of 0018's split")
     p.add_argument("--measured", nargs="*", default=[], metavar="PCT=TS", help="measured tokens/s of the static placement")
     p.add_argument("--adapt", action="store_true", help="also the adaptive hot set, for the grid below")

@@ -121,6 +121,9 @@ PAIRS = {
     ("adapt-hybrid", "adapt-gpu-noise"): "Adaptive, cold experts split between the CPU and the GPU (0018), against all read by the GPU",
 }
 """A configuration and the one it changes, where both ran: the title of their table."""
+OVERLAPS = {("hot-cpu-overlap", "hot-cpu")}
+"""The pairs that run the same work with and without the CPU's part overlapped: their time saved over the CPU's time is
+the share of it hidden."""
 
 
 def pairs(cells: list[dict]) -> list[dict]:
@@ -135,7 +138,7 @@ def pairs(cells: list[dict]) -> list[dict]:
                 row = {"config": new, "against": old, "route": route, "budget_pct": pct, "tokens_per_s": cell["median"],
                        "against_tokens_per_s": base["median"], "ratio": round(cell["median"] / base["median"], 3),
                        "same_ppl": cell["ppl"] == base["ppl"]}
-                if cell.get("cpu_ms_per_token"):
+                if (new, old) in OVERLAPS and cell.get("cpu_ms_per_token"):
                     # the time a token saves against the CPU's time a token: the share of the CPU's part that the GPU hides
                     row["cpu_hidden"] = round((1000 / base["median"] - 1000 / cell["median"]) / cell["cpu_ms_per_token"], 3)
                 res.append(row)
@@ -175,7 +178,7 @@ def render_md(report: dict) -> str:
                     text += f", hit {c['hit_rate']:.1f}%"
                 if "swaps_per_token" in c:
                     text += f", {c['swaps_per_token']} swaps/token"
-                if "cpu_ms_per_token" in c:
+                if c.get("cpu_gbs"):  # a CPU that read no cold experts (--moe-cold gpu) only computed the embeddings' rows
                     text += f", CPU {c['cpu_ms_per_token']:.3f} ms/token at {c['cpu_gbs']} GB/s"
                 row.append(text)
             if any(row):

@@ -166,3 +166,19 @@ def test_the_share_of_the_cpus_time_that_the_overlap_hides_comes_from_the_counte
                              "meta": {"model": "m.gguf", "n_layer": 24, "expert_mib": 1.0, "chunks": 1, "threads": 8, "distinct_per_32": {}}})
     assert "| learned | 25% | 125.0 | 100.0 | 1.25 | yes | 1.0 |" in text
     assert "125.0 (125.0-125.0), CPU 2.000 ms/token at 2.15 GB/s" in text
+
+
+def test_the_share_hidden_is_only_computed_for_the_overlap_and_idle_cpus_are_not_shown():
+    report = load_script("report-placements")
+    runs = [json.loads(line) for line in RUNS.read_text().splitlines()]
+    r = next(r for r in runs if (r["route"], r["budget_pct"], r["config"]) == ("learned", 25, "hot-gpu"))
+    runs = [x for x in runs if x["config"] != "hot-gpu"] + [
+        {**r, "config": "hot-gpu", "tokens_per_s": 125.0, "cpu_ms_per_token": 0.007, "cpu_gbs": 0.0},
+        {**r, "config": "hot-hybrid", "tokens_per_s": 100.0, "cpu_ms_per_token": 2.0, "cpu_gbs": 20.0}]
+    summary = report.summarise(runs)
+    (pair,) = summary["pairs"]
+    assert (pair["config"], pair["against"]) == ("hot-hybrid", "hot-gpu") and "cpu_hidden" not in pair
+    text = report.render_md({**summary, "title": "t", "notes": [], "rounds": 1,
+                             "meta": {"model": "m.gguf", "n_layer": 24, "expert_mib": 1.0, "chunks": 1, "threads": 8, "distinct_per_32": {}}})
+    assert "| learned | 25% | 100.0 | 125.0 | 0.8 | yes |\n" in text
+    assert "100.0 (100.0-100.0), CPU 2.000 ms/token at 20.0 GB/s" in text and "CPU 0.007" not in text
