@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -109,11 +110,15 @@ def test_a_static_hot_set_reports_its_selections_and_its_configuration(servers, 
         assert before["llamacpp:moe_hot_bytes"] == p["size"] and before["llamacpp:moe_hot_budget_bytes"] == 1024 * 1024
         complete(server.url, PROMPTS[0])
         middle = scrape(server)
+        start = time.monotonic()
         complete(server.url, PROMPTS[1])
         after = scrape(server)
+        elapsed = time.monotonic() - start
     assert server.exit == "exit 0"
     for m in (middle, after):
         check_counts(m, 2, expert_size)
+    # patch 0019: the CPU's time (without a GPU, all of each counted graph), within the wall time of the request
+    assert 0 < after["llamacpp:moe_cpu_seconds_total"] - middle["llamacpp:moe_cpu_seconds_total"] <= elapsed
     for name in ("selections", "tokens"):
         assert before[f"llamacpp:moe_hot_{name}_total"] < middle[f"llamacpp:moe_hot_{name}_total"] < after[f"llamacpp:moe_hot_{name}_total"]
     assert before["llamacpp:moe_hot_selections_hot_total"] <= middle["llamacpp:moe_hot_selections_hot_total"] <= after["llamacpp:moe_hot_selections_hot_total"]
