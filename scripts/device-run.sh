@@ -332,11 +332,12 @@ placements)
     # one or more rounds of scripts/bench-placements.py (env ROUNDS, CHUNKS), appended to $out/placements/runs.jsonl
     # (with LAYERS set, the model of that depth, to $out/placements-LAYERS/; with UBATCH=512, prompt processing in steps of
     # 512 tokens instead of decode, to $out/placements[-LAYERS]-ub512/; with STATS=1, the fork's runs with --moe-hot-stats and the
-    # CPU's time and rate, to $out/placements[...]-stats/)
+    # CPU's time and rate, to $out/placements[...]-stats/; with PLACEMENT_THREADS=N, N threads instead of 8, to
+    # $out/placements[...]-tN/)
     text=/tmp/learned/heldout-prose.txt
     python3 scripts/bench-placements.py --model "$model" --text "$text" --fork "dist/cuda-sm$arch/bin" \
         --base "dist/baseline-cuda-sm$arch/bin" --rounds "${ROUNDS:-1}" --chunks "${CHUNKS:-1}" --ubatch "${UBATCH:-1}" ${STATS:+--stats} \
-        --out "$out/placements${LAYERS:+-$LAYERS}${UBATCH:+-ub$UBATCH}${STATS:+-stats}" \
+        --threads "${PLACEMENT_THREADS:-8}" --out "$out/placements${LAYERS:+-$LAYERS}${UBATCH:+-ub$UBATCH}${STATS:+-stats}${PLACEMENT_THREADS:+-t$PLACEMENT_THREADS}" \
         --route "learned=$bt/learned-replay.bin:$bt/learned-profile.bin" \
         --route "zipf=$bt/zipf-replay.bin:$bt/zipf-profile.bin" \
         --route "uniform=$bt/uniform-replay.bin:$bt/uniform-profile.bin" "${@:3}"
