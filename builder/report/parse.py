@@ -202,11 +202,17 @@ class MoeAdaptInfo:
     """Percent of the split layers' selections whose expert was hot when computed."""
 
 
-def parse_moe_adapt(text: str) -> MoeAdaptInfo:
-    m = MOE_ADAPT_RE.search(text)
+def _search_line(regex: re.Pattern, text: str, line: str, hint: str) -> re.Match:
+    """The match of a line the tool logs once, or a ParseError naming the line and what makes the tool print it."""
+    m = regex.search(text)
     if not m:
-        raise ParseError("the tool's log has no 'llama_moe_hot: adapt: ...' line",
-                         "it needs --moe-hot-adapt, -lv 4, and a tool that ends normally (the line is printed when the context is freed)")
+        raise ParseError(f"the tool's log has no '{line}' line", hint)
+    return m
+
+
+def parse_moe_adapt(text: str) -> MoeAdaptInfo:
+    m = _search_line(MOE_ADAPT_RE, text, "llama_moe_hot: adapt: ...",
+                     "it needs --moe-hot-adapt, -lv 4, and a tool that ends normally (the line is printed when the context is freed)")
     return MoeAdaptInfo(int(m.group(1)), int(m.group(2)), _float(m.group(3)), _float(m.group(4)))
 
 
@@ -225,8 +231,6 @@ class MoeCpuInfo:
 
 
 def parse_moe_cpu(text: str) -> MoeCpuInfo:
-    m = MOE_CPU_RE.search(text)
-    if not m:
-        raise ParseError("the tool's log has no 'moe CPU compute = ...' line",
-                         "it needs hot experts with --moe-hot-stats or --moe-hot-adapt, and a tool that prints its performance summary")
+    m = _search_line(MOE_CPU_RE, text, "moe CPU compute = ...",
+                     "it needs hot experts with --moe-hot-stats or --moe-hot-adapt, and a tool that prints its performance summary")
     return MoeCpuInfo(_float(m.group(1)), int(m.group(2)), _float(m.group(3)), _float(m.group(4)))
