@@ -66,3 +66,9 @@ def test_without_counted_selections_there_is_no_cpu_line(cpu_builds, tiny_moe, s
     assert proc.returncode == 0, proc.stderr[-3000:]
     with pytest.raises(ParseError, match="moe CPU compute"):
         parse_moe_cpu(proc.stderr)
+
+
+def test_counting_without_hot_experts_is_refused(cpu_builds, tiny_moe, story):
+    proc = llama_tools.perplexity(cpu_builds, tiny_moe, story, "--moe-hot-stats")
+    assert proc.returncode != 0
+    assert "--moe-hot-stats counts the selections of the MoE hot experts and requires a budget (--moe-hot-mib)" in proc.stderr + proc.stdout
