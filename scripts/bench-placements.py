@@ -78,6 +78,7 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         return hot + ["--moe-hot-profile", str(trace), "--moe-cold", cold, "-lm", "none"]
 
     hot_gpu = static_gpu(profile)
+    hot_hybrid = static_gpu(profile, "hybrid")
     adapt_rule = ["--moe-hot-adapt", "32", "--moe-hot-adapt-ratio", "4"]
     adapt_profile = hot_gpu + adapt_rule
     variant, args = {
@@ -86,9 +87,9 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "lru-pinned": ("base", ["--cpu-moe", "--moe-cache-mib", str(budget_mib), "-lm", "none"]),
         "hot-cpu": ("fork", hot + ["--moe-hot-profile", str(profile)]),
         "hot-cpu-overlap": ("fork", hot + ["--moe-hot-profile", str(profile)]),
-        "hot-hybrid": ("fork", static_gpu(profile, "hybrid")),
-        "hot-hybrid-30": ("fork", static_gpu(profile, "hybrid") + ["--moe-cold-cpu-share", "0.3"]),
-        "hot-hybrid-70": ("fork", static_gpu(profile, "hybrid") + ["--moe-cold-cpu-share", "0.7"]),
+        "hot-hybrid": ("fork", hot_hybrid),
+        "hot-hybrid-30": ("fork", hot_hybrid + ["--moe-cold-cpu-share", "0.3"]),
+        "hot-hybrid-70": ("fork", hot_hybrid + ["--moe-cold-cpu-share", "0.7"]),
         "hot-gpu": ("fork", hot_gpu),
         "hot-gpu-2p": ("fork", hot_gpu),
         "hot-gpu-in": ("fork", static_gpu(replay)),
@@ -96,7 +97,7 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "adapt-gpu-profile": ("fork", adapt_profile + ["--moe-hot-adapt-noise", "0"]),
         "adapt-gpu-m4": ("fork", adapt_profile + ["--moe-hot-adapt-noise", "0", "--moe-hot-adapt-margin", "4"]),
         "adapt-gpu-noise": ("fork", adapt_profile),
-        "adapt-hybrid": ("fork", static_gpu(profile, "hybrid") + adapt_rule),
+        "adapt-hybrid": ("fork", hot_hybrid + adapt_rule),
         "all-gpu": ("base", []),
         "cpu-moe": ("base", ["--cpu-moe"]),
         "all-hot": ("fork", hot),

@@ -139,9 +139,14 @@ def hybrid_cold_ms(cold_counts: np.ndarray, t_read: float, t_cpu: float, handoff
     return best_ms[cold_counts].sum() / len(cold_counts), (best_cpu[cold_counts].sum() / total if total else 0.0)
 
 
+def per_selection(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """table [layers, experts] looked up for each selection of ids [tokens, layers, used] (-1 reads expert 0), same shape."""
+    return table[np.arange(ids.shape[1])[None, :, None], np.maximum(ids, 0)]
+
+
 def cold_selections(ids: np.ndarray, hot: np.ndarray) -> np.ndarray:
     """Which selections of ids [tokens, layers, used] are of a cold expert (hot [layers, experts]), same shape."""
-    return (ids >= 0) & ~hot[np.arange(ids.shape[1])[None, :, None], np.maximum(ids, 0)]
+    return (ids >= 0) & ~per_selection(hot, ids)
 
 
 def sides_cold_ms(ids: np.ndarray, cold: np.ndarray, on_cpu: np.ndarray, t_read: float, t_cpu: float, handoff: float) -> tuple[float, float]:
@@ -149,7 +154,7 @@ def sides_cold_ms(ids: np.ndarray, cold: np.ndarray, on_cpu: np.ndarray, t_read:
     (on_cpu [layers, experts], as --moe-cold hybrid): in each layer step of ids [tokens, layers, used], whose cold
     selections are `cold` (cold_selections), the GPU reads its side's cold experts in place (t_read each) while the CPU
     computes the others (handoff + t_cpu each, no handoff when it has none)."""
-    n_cpu = (cold & on_cpu[np.arange(ids.shape[1])[None, :, None], np.maximum(ids, 0)]).sum(axis=2)
+    n_cpu = (cold & per_selection(on_cpu, ids)).sum(axis=2)
     n_gpu = cold.sum(axis=2) - n_cpu
     steps = np.maximum(n_gpu * t_read, np.where(n_cpu > 0, handoff + n_cpu * t_cpu, 0.0))
     total = cold.sum()
