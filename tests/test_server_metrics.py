@@ -13,7 +13,7 @@ import pytest
 from llama_tools import load_script
 
 from builder.patches import read_series
-from builder.report.parse import parse_moe_adapt
+from builder.report.parse import parse_moe_adapt, parse_moe_cold_top
 
 ROOT = Path(__file__).resolve().parent.parent
 PATCH = "0014-server-report-the-MoE-hot-experts-in-metrics-and-pro.patch"
@@ -102,7 +102,7 @@ def test_a_static_hot_set_reports_its_selections_and_its_configuration(servers, 
         p = props(server)
         assert p == {"budget": 1024 * 1024, "size": p["size"], "n_expert": 16, "n_layer_hot": 2, "n_hot": [4, 4],
                      "expert_size": p["expert_size"], "cold": "cpu", "adapt": 0, "adapt_ratio": 1.25, "adapt_margin": 1.0, "adapt_noise": 2.5,
-                     "cold_cpu_share": 0.0, "counts": True}
+                     "cold_cpu_share": 0.0, "cold_top": 0, "counts": True}
         expert_size = p["expert_size"][0]
         assert p["expert_size"] == [expert_size, expert_size] and 4 * 2 * expert_size <= p["size"] <= 1024 * 1024
         # the warmup is not counted, llama-server's start-up probe of the memory (4 tokens) is
@@ -124,6 +124,7 @@ def test_a_static_hot_set_reports_its_selections_and_its_configuration(servers, 
     assert before["llamacpp:moe_hot_selections_hot_total"] <= middle["llamacpp:moe_hot_selections_hot_total"] <= after["llamacpp:moe_hot_selections_hot_total"]
     assert before["llamacpp:moe_cold_bytes_total"] < middle["llamacpp:moe_cold_bytes_total"] < after["llamacpp:moe_cold_bytes_total"]
     assert "llamacpp:moe_cold_cpu_bytes_total" not in after  # --moe-cold hybrid's alone
+    assert "llamacpp:moe_cold_skipped_total" not in after  # --moe-cold-top's alone
     # each decoded token selects 4 experts in each of the 2 layers (the prompt's last layer computes only its output row)
     n_decoded = N_PREDICT - 1
     assert middle["llamacpp:moe_hot_selections_total"] - before["llamacpp:moe_hot_selections_total"] >= n_decoded * 4 * 2
@@ -177,6 +178,27 @@ def test_a_hybrid_split_reports_the_cold_bytes_the_cpu_computed(servers, tiny_mo
     assert server.exit == "exit 0"
     assert m["llamacpp:moe_cold_cpu_bytes_total"] == m["llamacpp:moe_cold_bytes_total"] > 0
     assert m["llamacpp:moe_cold_cpu_byte_share"] == 1
+
+
+@pytest.mark.slow
+def test_skipped_cold_experts_are_counted_apart_as_the_log_counts_them(servers, tiny_moe, tmp_path):
+    # patch 0020: a cold expert at a token's ranks 3 and 4 (of 4) is not computed, and counts as skipped, not as a cold expert read
+    slot_server, binary = servers
+    log = tmp_path / "top.log"
+    args = ["--cpu-moe", "--no-repack", "-t", "2", "--moe-hot-mib", "1", "--moe-cold-top", "2", "--metrics"]
+    with slot_server(binary, tiny_moe, 1, args, log) as server:
+        p = props(server)
+        assert p["cold_top"] == 2
+        for prompt in PROMPTS:
+            complete(server.url, prompt)
+        m = scrape(server)
+    assert server.exit == "exit 0"
+    check_counts(m, 2, p["expert_size"][0])
+    selections, hot, skipped = (m[f"llamacpp:moe_{name}"] for name in ("hot_selections_total", "hot_selections_hot_total", "cold_skipped_total"))
+    assert 0 < skipped <= selections / 2 and hot + skipped <= selections  # ranks 3 and 4 are half of the selections
+    # the line the context logs when it is freed counts the same (nothing ran after the scrape)
+    top = parse_moe_cold_top(log.read_text())
+    assert (top.skipped, top.selections, top.cold) == (skipped, selections, m["llamacpp:moe_cold_experts_total"])
 
 
 @pytest.mark.slow

@@ -18,6 +18,8 @@ CHUNKS_RE = re.compile(r"(?:calculating perplexity|computing) over (\d+) chunks,
 EVAL_RE = re.compile(r"llama_perf_context_print:\s+eval time =\s*" + NUM + r" ms /\s*(\d+) runs.*?" + NUM + r" tokens per second")
 MOE_HOT_RE = re.compile(r"llama_moe_hot: \S+: (\d+) layers, (\d+)(?:-(\d+))? of \d+ experts hot per layer")
 MOE_ADAPT_RE = re.compile(r"llama_moe_hot: adapt: (\d+) updates, (\d+) swaps, " + NUM + r" MiB copied; hot hit rate " + NUM + "%")
+MOE_COLD_TOP_RE = re.compile(r"llama_moe_hot: --moe-cold-top (\d+): (\d+) of (\d+) selections \(" + NUM + r"%\) were of cold experts "
+                             r"that were not computed; (\d+) cold experts computed \(" + NUM + r" MiB\)")
 MOE_CPU_RE = re.compile(r"moe CPU compute =\s*" + NUM + r" ms /\s*(\d+) tokens .*?, " + NUM + r" MiB of cold experts \(" + NUM + r" GB/s\)")
 PRINT_INFO_RE = re.compile(r"print_info: (arch|n_layer|n_expert|n_expert_used)\s+= (\S+)")
 # "Mean PPL(Q)    : 205084.967136 ± 11161.979175" and the like, from the KL divergence summary
@@ -234,3 +236,25 @@ def parse_moe_cpu(text: str) -> MoeCpuInfo:
     m = _search_line(MOE_CPU_RE, text, "moe CPU compute = ...",
                      "it needs hot experts with --moe-hot-stats or --moe-hot-adapt, and a tool that prints its performance summary")
     return MoeCpuInfo(_float(m.group(1)), int(m.group(2)), _float(m.group(3)), _float(m.group(4)))
+
+
+@dataclass(frozen=True)
+class MoeColdTopInfo:
+    """The cold experts that --moe-cold-top skipped (patch 0020's "llama_moe_hot: --moe-cold-top N: S of T selections (P%) were of
+    cold experts that were not computed; C cold experts computed (M MiB)" line, printed when the context is freed if the selections
+    are counted: --moe-hot-stats or --moe-hot-adapt)."""
+
+    top: int
+    skipped: int
+    """Selections of cold experts at the ranks from top on, not computed."""
+    selections: int
+    """Selections of the split layers' experts."""
+    cold: int
+    """Cold experts computed: the distinct ones of each ubatch and layer, summed."""
+    cold_mib: float
+
+
+def parse_moe_cold_top(text: str) -> MoeColdTopInfo:
+    m = _search_line(MOE_COLD_TOP_RE, text, "llama_moe_hot: --moe-cold-top ...",
+                     "it needs --moe-cold-top with --moe-hot-stats or --moe-hot-adapt, -lv 4, and a tool that ends normally")
+    return MoeColdTopInfo(int(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(5)), _float(m.group(6)))
