@@ -35,6 +35,10 @@ read-back that costs makes them a little slower, so compare their speeds only wi
                 0.04-0.14 a token, its hit rate under learned routing 0.2-1 point lower
     adapt-gpu-noise  adapt-gpu-profile with 0015's noise rule (its default, --moe-hot-adapt-noise 2.5): the model's swaps
                 under zipf:1.0 none, under uniform 0.14-0.24 a token, its speed under learned routing within 2 points
+    hot-gpu-top6, hot-gpu-top4, adapt-gpu-top6  lossy: hot-gpu and adapt-gpu-noise with --moe-cold-top 6 or 4, cold
+                experts computed only at a token's first 6 or 4 ranks (0020); with --stats they record the share of the
+                selections skipped. The ranks are the replayed trace's order: the trained model's for learned routing,
+                arbitrary for the synthetic ones. Their cost in accuracy is the fidelity stage's, not measured here
 
 plus, once per routing, all on the GPU, all experts on the CPU, and every expert hot. The static
 profile P is a trace of other text than the replayed one. Rounds alternate over all runs. Results:
@@ -57,10 +61,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from builder import hot_experts, moe_trace  # noqa: E402
-from builder.report.parse import ParseError, parse_moe_adapt, parse_moe_cpu  # noqa: E402
+from builder.report.parse import ParseError, parse_moe_adapt, parse_moe_cold_top, parse_moe_cpu  # noqa: E402
 
 CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "hot-gpu-in", "adapt-gpu",
-           "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-hybrid")
+           "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-hybrid", "hot-gpu-top6", "hot-gpu-top4", "adapt-gpu-top6")
 CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA_MOE_COLD_OVERLAP": "0"},
               "hot-cpu-overlap": {"LLAMA_MOE_COLD_OVERLAP": "1"}}
 """The environment of the configurations that need one (the others run in the script's)."""
@@ -98,6 +102,9 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "adapt-gpu-m4": ("fork", adapt_profile + ["--moe-hot-adapt-noise", "0", "--moe-hot-adapt-margin", "4"]),
         "adapt-gpu-noise": ("fork", adapt_profile),
         "adapt-hybrid": ("fork", hot_hybrid + adapt_rule),
+        "hot-gpu-top6": ("fork", hot_gpu + ["--moe-cold-top", "6"]),
+        "hot-gpu-top4": ("fork", hot_gpu + ["--moe-cold-top", "4"]),
+        "adapt-gpu-top6": ("fork", adapt_profile + ["--moe-cold-top", "6"]),
         "all-gpu": ("base", []),
         "cpu-moe": ("base", ["--cpu-moe"]),
         "all-hot": ("fork", hot),
@@ -118,6 +125,9 @@ def parse_run(text: str) -> dict:
     with suppress(ParseError):  # the fork's runs that count the selections (--stats, adaptive)
         cpu = parse_moe_cpu(text)
         res.update(cpu_ms_per_token=round(cpu.ms / cpu.tokens, 4) if cpu.tokens else None, cpu_mib=cpu.cold_mib, cpu_gbs=cpu.gbs)
+    with suppress(ParseError):  # the counted runs with --moe-cold-top
+        top = parse_moe_cold_top(text)
+        res["skipped_pct"] = round(100 * top.skipped / top.selections, 2) if top.selections else None
     return res
 
 

@@ -188,17 +188,19 @@ hot)
     ;;
 checks)
     # with the fork built: our test-backend-ops cases on CUDA0, compute-sanitizer over them and over a short decode with
-    # hot experts and adaptation (SANITIZERS= skips them)
+    # hot experts and adaptation (SANITIZERS= skips them); env OPS=op,op... runs only those of our cases, without upstream's
     bin=dist/cuda-sm$arch/bin
     ops=".cache/build/cuda-sm$arch/build/bin/test-backend-ops"
-    log "test-backend-ops: MUL_MAT_ID_SKIP, MUL_MAT_ID_HOT on CUDA0"
-    builder test-ops --variant "cuda-sm$arch" -b CUDA0 -o MUL_MAT_ID_SKIP,MUL_MAT_ID_HOT --json -j "$jobs" \
+    log "test-backend-ops: ${OPS:-MUL_MAT_ID_SKIP,MUL_MAT_ID_HOT} on CUDA0"
+    builder test-ops --variant "cuda-sm$arch" -b CUDA0 -o "${OPS:-MUL_MAT_ID_SKIP,MUL_MAT_ID_HOT}" --json -j "$jobs" \
         > "$out/test-ops-cuda.json" || echo "test-ops exit $?"
     cp ".cache/build/cuda-sm$arch/test-ops.log" "$out/test-ops-cuda.log"
     tail -3 "$out/test-ops-cuda.log"
-    log "test-backend-ops: upstream's MUL_MAT_ID cases on CUDA0"
-    timeout 180 "$ops" test -b CUDA0 -o MUL_MAT_ID > "$out/test-ops-mmid-cuda.log" 2>&1; echo "exit $?" >> "$out/test-ops-mmid-cuda.log"
-    tail -3 "$out/test-ops-mmid-cuda.log"
+    if [ -z "${OPS:-}" ]; then
+        log "test-backend-ops: upstream's MUL_MAT_ID cases on CUDA0"
+        timeout 180 "$ops" test -b CUDA0 -o MUL_MAT_ID > "$out/test-ops-mmid-cuda.log" 2>&1; echo "exit $?" >> "$out/test-ops-mmid-cuda.log"
+        tail -3 "$out/test-ops-mmid-cuda.log"
+    fi
     decode=("$bin/llama-perplexity" -m /tmp/learned/model-q8_0.gguf -f /tmp/learned/heldout-prose.txt -c 128 --chunks 2 -b 1 -ub 1
             -ngl 99 -fit off -t 8 -lv 4 --cpu-moe -lm none --moe-hot-mib "$(quarter_mib /tmp/learned/model-q8_0.gguf)" --moe-cold gpu --moe-hot-adapt 8)
     for tool in ${SANITIZERS-memcheck racecheck}; do  # SANITIZERS= skips them
@@ -302,8 +304,11 @@ fidelity)
     # KLD against all on the GPU at the same ubatch size, on the trained model's real logits and the bench model, of each
     # placement of the fork: cold experts on the GPU in one mul_mat_id a tensor (-ub 1) or two parts (LLAMA_MOE_HOT_TWO_PARTS,
     # and -ub 16), static and adaptive; cold experts on the CPU after the GPU's hot part (0003) and overlapped with it (0017,
-    # the default); split between the CPU and the GPU (0018, --moe-cold hybrid); and, as the reference for CPU numerics,
-    # every expert on the CPU (--cpu-moe, upstream's placement with options off)
+    # the default); split between the CPU and the GPU (0018, --moe-cold hybrid); lossy, cold experts only at a token's first
+    # 6 or 4 ranks (0020, --moe-cold-top, with the share of the selections skipped), in one pass and in two parts, and on the
+    # trained model from its profile too; and, as the reference for CPU numerics, every expert on the CPU (--cpu-moe,
+    # upstream's placement with options off)
+    # env RUNS=name,name... runs only those (the names below)
     bin=dist/cuda-sm$arch/bin
     make_model
     for m in /tmp/learned/model-q8_0.gguf "$model"; do
@@ -314,11 +319,18 @@ fidelity)
             gpu="--cpu-moe -lm none --moe-hot-mib $hot --moe-cold gpu"
             runs=("static: $gpu" "adapt: $gpu --moe-hot-adapt 8" "cold-cpu: --cpu-moe --moe-hot-mib $hot"
                   "cold-cpu-overlap: --cpu-moe --moe-hot-mib $hot" "hybrid: ${gpu/%gpu/hybrid}"
-                  "hybrid-adapt: ${gpu/%gpu/hybrid} --moe-hot-adapt 8" "cpu-moe: --cpu-moe")
-            [ "$ub" -gt 4 ] || runs+=("two-parts: $gpu")  # above 4 tokens a ubatch takes the two parts anyway
+                  "hybrid-adapt: ${gpu/%gpu/hybrid} --moe-hot-adapt 8" "cpu-moe: --cpu-moe"
+                  "top6: $gpu --moe-cold-top 6 --moe-hot-stats" "top4: $gpu --moe-cold-top 4 --moe-hot-stats"
+                  "top6-adapt: $gpu --moe-hot-adapt 8 --moe-cold-top 6")
+            [ "$ub" -gt 4 ] || runs+=("two-parts: $gpu" "top6-two-parts: $gpu --moe-cold-top 6 --moe-hot-stats")  # above 4 tokens a ubatch takes two parts anyway
+            # the trained model with its profile of other text, the hot set the placement benchmark's learned rows use
+            profile=/tmp/learned/learned-poems.moetrace
+            [ "$m" != /tmp/learned/model-q8_0.gguf ] || runs+=("top6-profile: $gpu --moe-hot-profile $profile --moe-cold-top 6 --moe-hot-stats"
+                                                            "top4-profile: $gpu --moe-hot-profile $profile --moe-cold-top 4 --moe-hot-stats")
             for run in "${runs[@]}"; do
                 name=${run%%:*}
-                env=(); [ "$name" = two-parts ] && env=(env LLAMA_MOE_HOT_TWO_PARTS=1)
+                [ -z "${RUNS:-}" ] || [[ ",$RUNS," == *",$name,"* ]] || continue
+                env=(); [[ $name == *two-parts ]] && env=(env LLAMA_MOE_HOT_TWO_PARTS=1)
                 [ "$name" = cold-cpu ] && env=(env LLAMA_MOE_COLD_OVERLAP=0)  # 0016-0017 off: the same KLD as cold-cpu-overlap
                 "${env[@]}" "${ppl[@]}" ${run#*:} --kl-divergence-base /tmp/base.kld --kl-divergence > /tmp/fid.log 2>&1 \
                     || echo "exit $?" >> /tmp/fid.log

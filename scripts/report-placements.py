@@ -23,6 +23,8 @@ from pathlib import Path
 UPSTREAM = ("ncmoe", "lru", "lru-pinned")
 FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise",
         "adapt-hybrid")
+LOSSY = ("hot-gpu-top6", "hot-gpu-top4", "adapt-gpu-top6")
+"""Configurations that skip cold experts (--moe-cold-top): compared with upstream apart from the lossless ones."""
 ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-hybrid")
 STATIC_OTHER, STATIC_IN = "hot-gpu", "hot-gpu-in"  # the same placement from a profile of other text and of the replayed one
 REFS = {"all-gpu": "all on the GPU", "cpu-moe": "all experts on the CPU", "all-hot": "fork, every expert hot"}
@@ -43,6 +45,9 @@ LABELS = {
     "adapt-gpu-m4": "fork adaptive from the profile, every 32, ratio 4, margin 4 (0010)",
     "adapt-gpu-noise": "fork adaptive from the profile, every 32, ratio 4, lead beyond 2.5 x noise (0015)",
     "adapt-hybrid": "fork adaptive as 0015, cold split between the CPU and the GPU (0018)",
+    "hot-gpu-top6": "fork static as hot-gpu, lossy: cold experts only at a token's first 6 ranks (0020)",
+    "hot-gpu-top4": "fork static as hot-gpu, lossy: cold experts only at a token's first 4 ranks (0020)",
+    "adapt-gpu-top6": "fork adaptive as adapt-gpu-noise, lossy: cold experts only at a token's first 6 ranks (0020)",
 }
 
 
@@ -66,21 +71,27 @@ def summarise(runs: list[dict]) -> dict:
         if cpu:  # bench-placements.py --stats, or an adaptive run
             cell.update(cpu_ms_per_token=statistics.median(r["cpu_ms_per_token"] for r in cpu),
                         cpu_gbs=statistics.median(r["cpu_gbs"] for r in cpu))
+        skipped = [r["skipped_pct"] for r in rows if r.get("skipped_pct") is not None and r["rc"] == 0]
+        if skipped:  # --moe-cold-top, counted
+            cell["skipped_pct"] = statistics.median(skipped)
         swaps = [r["swaps"] / r["tokens"] for r in rows if "swaps" in r and r.get("tokens")]
         if swaps:
             cell["swaps_per_token"] = round(statistics.median(swaps), 2)
         cells.append(cell)
-    return {"cells": cells, "comparisons": compare(cells), "adaptive": adaptive_against_static(cells), "pairs": pairs(cells)}
+    return {"cells": cells, "comparisons": compare(cells, FORK), "lossy": compare(cells, LOSSY), "adaptive": adaptive_against_static(cells),
+            "pairs": pairs(cells)}
 
 
-def compare(cells: list[dict]) -> list[dict]:
+def compare(cells: list[dict], configs: tuple[str, ...]) -> list[dict]:
+    """Per routing and budget where upstream ran too: the best of `configs` against the better of upstream's placements."""
     by = {(c["route"], c["budget_pct"], c["config"]): c["median"] for c in cells}
     res = []
-    for route, pct in sorted({(c["route"], c["budget_pct"]) for c in cells if c["config"] in FORK}):
+    for route, pct in sorted({(c["route"], c["budget_pct"]) for c in cells if c["config"] in configs} &
+                             {(c["route"], c["budget_pct"]) for c in cells if c["config"] in UPSTREAM}):
         upstream = {k: by.get((route, pct, k)) for k in UPSTREAM if by.get((route, pct, k))}
-        fork = {k: by.get((route, pct, k)) for k in FORK if by.get((route, pct, k))}
+        fork = {k: by.get((route, pct, k)) for k in configs if by.get((route, pct, k))}
         # a configuration run at this cell without a result (every run failed) leaves the comparison open
-        missing = [k for k in UPSTREAM + FORK if (route, pct, k) in by and k not in upstream and k not in fork]
+        missing = [k for k in UPSTREAM + configs if (route, pct, k) in by and k not in upstream and k not in fork]
         if missing:
             res.append({"route": route, "budget_pct": pct, "missing": missing})
             continue
@@ -119,6 +130,9 @@ PAIRS = {
     ("hot-hybrid-30", "hot-gpu"): "The split with the CPU's share at 0.3, against all read by the GPU",
     ("hot-hybrid-70", "hot-gpu"): "The split with the CPU's share at 0.7, against all read by the GPU",
     ("adapt-hybrid", "adapt-gpu-noise"): "Adaptive, cold experts split between the CPU and the GPU (0018), against all read by the GPU",
+    ("hot-gpu-top6", "hot-gpu"): "Lossy: cold experts only at the first 6 ranks (0020), against every rank (the PPL differs by design)",
+    ("hot-gpu-top4", "hot-gpu"): "Lossy: cold experts only at the first 4 ranks (0020), against every rank",
+    ("adapt-gpu-top6", "adapt-gpu-noise"): "Lossy, adaptive: cold experts only at the first 6 ranks (0020), against every rank",
 }
 """A configuration and the one it changes, where both ran: the title of their table."""
 OVERLAPS = {("hot-cpu-overlap", "hot-cpu")}
@@ -180,6 +194,8 @@ def render_md(report: dict) -> str:
                     text += f", {c['swaps_per_token']} swaps/token"
                 if c.get("cpu_gbs"):  # a CPU that read no cold experts (--moe-cold gpu) only computed the embeddings' rows
                     text += f", CPU {c['cpu_ms_per_token']:.3f} ms/token at {c['cpu_gbs']} GB/s"
+                if "skipped_pct" in c:
+                    text += f", {c['skipped_pct']}% of selections skipped"
                 row.append(text)
             if any(row):
                 lines.append(f"| {label} | " + " | ".join(row) + " |")
@@ -187,14 +203,9 @@ def render_md(report: dict) -> str:
             c = next((c for c in cells if (c["route"], c["config"]) == (route, ref)), None)
             if c and c["median"]:
                 lines.append(f"| {label} | {c['median']} ({c['min']}-{c['max']}) |" + " |" * (len(budgets) - 1))
-    lines += ["", "## Fork against upstream's best placement at the same VRAM", "",
-              "| routing | budget | best upstream | t/s | best fork | t/s | ratio | of all on the GPU |", "|---|---|---|---|---|---|---|---|"]
-    for c in report["comparisons"]:
-        if "missing" in c:
-            lines.append(f"| {c['route']} | {c['budget_pct']}% | not compared: no result for {', '.join(c['missing'])} | | | | | |")
-            continue
-        lines.append(f"| {c['route']} | {c['budget_pct']}% | {c['best_upstream']} | {c['upstream']} | {c['best_fork']} | {c['fork']} | "
-                     f"{c['ratio']} | {c['of_all_gpu'] if c['of_all_gpu'] is not None else 'not run'} |")
+    lines += comparison_table(report["comparisons"], "Fork against upstream's best placement at the same VRAM")
+    if report.get("lossy"):
+        lines += comparison_table(report["lossy"], "Lossy: the fork skipping cold experts (--moe-cold-top) against upstream's best placement")
     lines += ["", "## Adaptive against static", "",
               "Bar (issue 10): within 5 % of the in-sample static set (≥ 0.95), never below the static set from other text (≥ 1.0).", "",
               "| routing | budget | best adaptive | t/s | ÷ static, other text | ÷ static, in-sample |", "|---|---|---|---|---|---|"]
@@ -214,6 +225,18 @@ def render_md(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def comparison_table(rows: list[dict], title: str) -> list[str]:
+    lines = ["", f"## {title}", "",
+             "| routing | budget | best upstream | t/s | best fork | t/s | ratio | of all on the GPU |", "|---|---|---|---|---|---|---|---|"]
+    for c in rows:
+        if "missing" in c:
+            lines.append(f"| {c['route']} | {c['budget_pct']}% | not compared: no result for {', '.join(c['missing'])} | | | | | |")
+            continue
+        lines.append(f"| {c['route']} | {c['budget_pct']}% | {c['best_upstream']} | {c['upstream']} | {c['best_fork']} | {c['fork']} | "
+                     f"{c['ratio']} | {c['of_all_gpu'] if c['of_all_gpu'] is not None else 'not run'} |")
+    return lines
+
+
 def plot(report: dict, path: Path) -> None:
     import matplotlib
 
@@ -228,7 +251,7 @@ def plot(report: dict, path: Path) -> None:
             pts = sorted((c["budget_pct"], c["median"]) for c in cells
                          if c["route"] == route and c["config"] == config and c["median"])
             if pts:
-                ax.plot(*zip(*pts), marker="o", label=label, linestyle="--" if config in UPSTREAM else "-")
+                ax.plot(*zip(*pts), marker="o", label=label, linestyle="--" if config in UPSTREAM else ":" if config in LOSSY else "-")
         for ref, label in REFS.items():
             c = next((c for c in cells if (c["route"], c["config"]) == (route, ref) and c["median"]), None)
             if c:

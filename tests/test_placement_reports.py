@@ -11,6 +11,18 @@ from llama_tools import load_script
 RUNS = Path(__file__).resolve().parent.parent / "reports" / "2026-12-02-executor-round" / "placements" / "runs.jsonl"
 
 
+def committed_runs() -> tuple[list[dict], dict]:
+    """The committed round's runs and its run of hot-gpu at learned 25 %, to derive made-up runs from."""
+    runs = [json.loads(line) for line in RUNS.read_text().splitlines()]
+    return runs, next(r for r in runs if (r["route"], r["budget_pct"], r["config"]) == ("learned", 25, "hot-gpu"))
+
+
+def rendered(report, summary: dict) -> str:
+    """report-placements' Markdown of a summary of one round on the 24-layer shape."""
+    return report.render_md({**summary, "title": "t", "notes": [], "rounds": 1,
+                             "meta": {"model": "m.gguf", "n_layer": 24, "expert_mib": 1.0, "chunks": 1, "threads": 8, "distinct_per_32": {}}})
+
+
 def test_each_configuration_has_its_flags_and_environment():
     bench = load_script("bench-placements")
     profile, replay = Path("p.bin"), Path("r.bin")
@@ -34,6 +46,9 @@ def test_each_configuration_has_its_flags_and_environment():
     assert bench.placement_args("adapt-gpu-m4", 1944, 18, profile, replay) == ("fork", old_rule + ["--moe-hot-adapt-margin", "4"], {})
     assert bench.placement_args("adapt-gpu-noise", 1944, 18, profile, replay) == ("fork", adapt, {})
     assert bench.placement_args("adapt-hybrid", 1944, 18, profile, replay) == ("fork", hybrid + adapt[len(hot_gpu):], {})
+    assert bench.placement_args("hot-gpu-top6", 1944, 18, profile, replay) == ("fork", hot_gpu + ["--moe-cold-top", "6"], {})
+    assert bench.placement_args("hot-gpu-top4", 1944, 18, profile, replay) == ("fork", hot_gpu + ["--moe-cold-top", "4"], {})
+    assert bench.placement_args("adapt-gpu-top6", 1944, 18, profile, replay) == ("fork", adapt + ["--moe-cold-top", "6"], {})
     assert set(bench.CONFIGS) <= set(load_script("report-placements").LABELS)
 
 
@@ -63,9 +78,7 @@ def test_adaptive_is_compared_with_the_static_sets_it_ran_beside():
         assert (row["adaptive"], row["tokens_per_s"]) == (best, configs[best])
         assert row["of_static_other"] == round(configs[best] / configs["hot-gpu"], 3)
         assert "of_static_in" not in row  # that run had no in-sample set
-    text = report.render_md({**report.summarise(runs), "title": "t", "notes": [], "rounds": 1,
-                             "meta": {"model": "m.gguf", "n_layer": 24, "expert_mib": 1.0, "chunks": 1, "threads": 8,
-                                      "distinct_per_32": {}}})
+    text = rendered(report, report.summarise(runs))
     assert "| learned | 25% | adapt-gpu-profile |" in text and "not run |" in text
     assert "Decode: `llama-perplexity -c 512 --chunks 1 -b 1 -ub 1`" in text  # a run from before --ubatch
 
@@ -80,8 +93,7 @@ def test_the_adaptive_cells_give_the_swaps_per_token():
         cell = next(c for c in summary["cells"] if (c["route"], c["budget_pct"], c["config"]) == (r["route"], r["budget_pct"], r["config"]))
         assert cell["swaps_per_token"] == round(r["swaps"] / r["tokens"], 2)
     assert all("swaps_per_token" not in c for c in summary["cells"] if c["config"] in ("hot-gpu", "lru-pinned"))
-    text = report.render_md({**summary, "title": "t", "notes": [], "rounds": 1,
-                             "meta": {"model": "m.gguf", "n_layer": 24, "expert_mib": 1.0, "chunks": 1, "threads": 8, "distinct_per_32": {}}})
+    text = rendered(report, summary)
     r = adaptive[0]
     assert f"hit {r['hit_rate']:.1f}%, {round(r['swaps'] / r['tokens'], 2)} swaps/token" in text
 
@@ -141,8 +153,7 @@ def test_the_cpu_overlap_is_compared_with_the_cpu_after_the_gpu_where_both_ran()
     assert rows[("zipf", 25)]["ratio"] == 1.0 and not rows[("zipf", 25)]["same_ppl"]
     # run at 25 % only, the CPU placements leave the other budgets' comparisons with upstream as they were
     assert all("missing" not in c for c in summary["comparisons"])
-    text = report.render_md({**summary, "title": "t", "notes": [], "rounds": 1,
-                             "meta": {"model": "m.gguf", "n_layer": 24, "expert_mib": 1.0, "chunks": 1, "threads": 8, "distinct_per_32": {}}})
+    text = rendered(report, summary)
     assert "| learned | 25% | 120.0 | 100.0 | 1.2 | yes |" in text and "| zipf | 25% | 100.0 | 100.0 | 1.0 | NO |" in text
 
 
@@ -153,8 +164,7 @@ def test_the_share_of_the_cpus_time_that_the_overlap_hides_comes_from_the_counte
         "llama_perf_context_print:  moe CPU compute =    2000.00 ms /  1000 tokens (   2.000 ms per token), 4096.00 MiB of cold experts (2.15 GB/s)\n")
     assert (parsed["tokens_per_s"], parsed["cpu_ms_per_token"], parsed["cpu_mib"], parsed["cpu_gbs"]) == (125.0, 2.0, 4096.0, 2.15)
     report = load_script("report-placements")
-    runs = [json.loads(line) for line in RUNS.read_text().splitlines()]
-    r = next(r for r in runs if (r["route"], r["budget_pct"], r["config"]) == ("learned", 25, "hot-gpu"))
+    runs, r = committed_runs()
     runs += [{**r, "config": "hot-cpu", "tokens_per_s": 100.0, "cpu_ms_per_token": 2.1, "cpu_gbs": 2.0},
              {**r, "config": "hot-cpu-overlap", "tokens_per_s": 125.0, "cpu_ms_per_token": 2.0, "cpu_gbs": 2.15}]
     summary = report.summarise(runs)
@@ -162,23 +172,48 @@ def test_the_share_of_the_cpus_time_that_the_overlap_hides_comes_from_the_counte
     assert pair["cpu_hidden"] == 1.0  # 10 ms a token less 8 ms, over the CPU's 2 ms a token
     cell = next(c for c in summary["cells"] if (c["route"], c["budget_pct"], c["config"]) == ("learned", 25, "hot-cpu-overlap"))
     assert (cell["cpu_ms_per_token"], cell["cpu_gbs"]) == (2.0, 2.15)
-    text = report.render_md({**summary, "title": "t", "notes": [], "rounds": 1,
-                             "meta": {"model": "m.gguf", "n_layer": 24, "expert_mib": 1.0, "chunks": 1, "threads": 8, "distinct_per_32": {}}})
+    text = rendered(report, summary)
     assert "| learned | 25% | 125.0 | 100.0 | 1.25 | yes | 1.0 |" in text
     assert "125.0 (125.0-125.0), CPU 2.000 ms/token at 2.15 GB/s" in text
 
 
 def test_the_share_hidden_is_only_computed_for_the_overlap_and_idle_cpus_are_not_shown():
     report = load_script("report-placements")
-    runs = [json.loads(line) for line in RUNS.read_text().splitlines()]
-    r = next(r for r in runs if (r["route"], r["budget_pct"], r["config"]) == ("learned", 25, "hot-gpu"))
+    runs, r = committed_runs()
     runs = [x for x in runs if x["config"] != "hot-gpu"] + [
         {**r, "config": "hot-gpu", "tokens_per_s": 125.0, "cpu_ms_per_token": 0.007, "cpu_gbs": 0.0},
         {**r, "config": "hot-hybrid", "tokens_per_s": 100.0, "cpu_ms_per_token": 2.0, "cpu_gbs": 20.0}]
     summary = report.summarise(runs)
     (pair,) = summary["pairs"]
     assert (pair["config"], pair["against"]) == ("hot-hybrid", "hot-gpu") and "cpu_hidden" not in pair
-    text = report.render_md({**summary, "title": "t", "notes": [], "rounds": 1,
-                             "meta": {"model": "m.gguf", "n_layer": 24, "expert_mib": 1.0, "chunks": 1, "threads": 8, "distinct_per_32": {}}})
+    text = rendered(report, summary)
     assert "| learned | 25% | 100.0 | 125.0 | 0.8 | yes |\n" in text
     assert "100.0 (100.0-100.0), CPU 2.000 ms/token at 20.0 GB/s" in text and "CPU 0.007" not in text
+
+
+def test_skipping_cold_experts_is_compared_apart_from_the_lossless_placements():
+    report = load_script("report-placements")
+    bench = load_script("bench-placements")
+    runs, r = committed_runs()
+    top_line = ("llama_moe_hot: --moe-cold-top 6: 1536 of 6144 selections (25.00%) were of cold experts that were not computed; "
+                "812 cold experts computed (2051.50 MiB)")
+    runs.append({**r, "config": "hot-gpu-top6", "tokens_per_s": 10 * r["tokens_per_s"], "ppl": r["ppl"] + 1, **bench.parse_run(top_line)})
+    summary = report.summarise(runs)
+    lossless = next(c for c in summary["comparisons"] if (c["route"], c["budget_pct"]) == ("learned", 25))
+    lossy = next(c for c in summary["lossy"] if (c["route"], c["budget_pct"]) == ("learned", 25))
+    assert lossless["best_fork"] != "hot-gpu-top6"
+    assert lossy["best_fork"] == "hot-gpu-top6" and lossy["ratio"] == round(lossy["fork"] / lossless["upstream"], 2)
+    assert [len(rows) for rows in (summary["lossy"], summary["comparisons"])] == [1, 9]
+    pair = next(p for p in summary["pairs"] if p["config"] == "hot-gpu-top6")
+    assert pair["against"] == "hot-gpu" and abs(pair["ratio"] - 10) < 0.01 and not pair["same_ppl"]
+    text = rendered(report, summary)
+    assert "## Lossy: the fork skipping cold experts (--moe-cold-top) against upstream's best placement" in text
+    assert ", 25.0% of selections skipped |" in text
+
+
+def test_runs_of_the_fork_alone_are_summarised_without_a_comparison():
+    report = load_script("report-placements")
+    runs = [json.loads(line) for line in RUNS.read_text().splitlines()]
+    fork_only = [r for r in runs if r["config"] in ("hot-gpu", "adapt-gpu")]
+    summary = report.summarise(fork_only)
+    assert summary["cells"] and summary["comparisons"] == [] and summary["lossy"] == []
