@@ -115,6 +115,16 @@ def test_a_top_of_every_rank_changes_nothing(cpu_builds, tiny_moe, story, routin
     assert final_ppl(proc) == references[16][1]
 
 
+def test_llama_bench_takes_the_option(cpu_builds, tiny_moe):
+    bench = [cpu_builds / "cpu" / "bin" / "llama-bench", "-m", tiny_moe, "-p", "0", "-n", "4", "-r", "1", "-t", "2", "-o", "jsonl",
+             "-ncmoe", "9", "--repack", "0", "--moe-hot-mib", "1"]
+    proc = subprocess.run([*bench, "-v", "--moe-cold-top", str(TOP)], check=False, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 of the 2 split layers compute a cold expert only where the router ranks it among a token's first 2" in proc.stderr
+    bad = subprocess.run([*bench, "--moe-cold-top", "-1"], check=False, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert bad.returncode != 0 and "error: invalid parameter for argument: --moe-cold-top" in bad.stderr
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--cpu-moe", "--moe-hot-mib", "1", "--moe-cold-top", "-1"], "error while handling argument \"--moe-cold-top\": must be 0 or more"),
     (["--moe-cold-top", "2"], "skipping cold experts (--moe-cold-top) requires hot experts (--moe-hot-mib)"),
