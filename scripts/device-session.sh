@@ -16,6 +16,11 @@ set -uo pipefail
 res=/tmp/res
 if [ "${1:-}" = --collect ]; then
     out=${2:?--collect OUT}
+    if [ ! -d "$res" ]; then
+        # a fresh machine: the one that ran the session was given back (30 s idle); waiting would spend device time on nothing
+        echo "no session on this machine ($res is missing): it is a fresh one, give it back and start the session again" >&2
+        exit 3
+    fi
     end=$((SECONDS + ${WAIT:-500}))
     pack() { tar -C "$res" -czf "$out/res.tgz.part" . && mv "$out/res.tgz.part" "$out/res.tgz"; }
     packed=$SECONDS
