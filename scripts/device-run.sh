@@ -306,7 +306,7 @@ fidelity)
     # and -ub 16), static and adaptive; cold experts on the CPU after the GPU's hot part (0003) and overlapped with it (0017,
     # the default); split between the CPU and the GPU (0018, --moe-cold hybrid); lossy, cold experts only at a token's first
     # 6 or 4 ranks (0020, --moe-cold-top, with the share of the selections skipped), in one pass and in two parts, and on the
-    # trained model from its profile too, with and without the kept weights renormalised (0021); and, as the reference for CPU numerics, every expert on the CPU (--cpu-moe,
+    # trained model from its profile too; and, as the reference for CPU numerics, every expert on the CPU (--cpu-moe,
     # upstream's placement with options off)
     # env RUNS=name,name... runs only those (the names below)
     bin=dist/cuda-sm$arch/bin
@@ -325,11 +325,8 @@ fidelity)
             [ "$ub" -gt 4 ] || runs+=("two-parts: $gpu" "top6-two-parts: $gpu --moe-cold-top 6 --moe-hot-stats")  # above 4 tokens a ubatch takes two parts anyway
             # the trained model with its profile of other text, the hot set the placement benchmark's learned rows use
             profile=/tmp/learned/learned-poems.moetrace
-            # and with the kept weights renormalised (0021)
             [ "$m" != /tmp/learned/model-q8_0.gguf ] || runs+=("top6-profile: $gpu --moe-hot-profile $profile --moe-cold-top 6 --moe-hot-stats"
-                                                            "top4-profile: $gpu --moe-hot-profile $profile --moe-cold-top 4 --moe-hot-stats"
-                                                            "top6-profile-renorm: $gpu --moe-hot-profile $profile --moe-cold-top 6 --moe-cold-top-renorm --moe-hot-stats"
-                                                            "top4-profile-renorm: $gpu --moe-hot-profile $profile --moe-cold-top 4 --moe-cold-top-renorm --moe-hot-stats")
+                                                            "top4-profile: $gpu --moe-hot-profile $profile --moe-cold-top 4 --moe-hot-stats")
             for run in "${runs[@]}"; do
                 name=${run%%:*}
                 [ -z "${RUNS:-}" ] || [[ ",$RUNS," == *",$name,"* ]] || continue

@@ -23,7 +23,7 @@ from pathlib import Path
 UPSTREAM = ("ncmoe", "lru", "lru-pinned")
 FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise",
         "adapt-hybrid")
-LOSSY = ("hot-gpu-top6", "hot-gpu-top4", "adapt-gpu-top6", "hot-gpu-top4-renorm")
+LOSSY = ("hot-gpu-top6", "hot-gpu-top4", "adapt-gpu-top6")
 """Configurations that skip cold experts (--moe-cold-top): compared with upstream apart from the lossless ones."""
 ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-hybrid")
 STATIC_OTHER, STATIC_IN = "hot-gpu", "hot-gpu-in"  # the same placement from a profile of other text and of the replayed one
@@ -48,7 +48,6 @@ LABELS = {
     "hot-gpu-top6": "fork static as hot-gpu, lossy: cold experts only at a token's first 6 ranks (0020)",
     "hot-gpu-top4": "fork static as hot-gpu, lossy: cold experts only at a token's first 4 ranks (0020)",
     "adapt-gpu-top6": "fork adaptive as adapt-gpu-noise, lossy: cold experts only at a token's first 6 ranks (0020)",
-    "hot-gpu-top4-renorm": "fork static as hot-gpu-top4, the kept weights renormalised (0021)",
 }
 
 
@@ -134,7 +133,6 @@ PAIRS = {
     ("hot-gpu-top6", "hot-gpu"): "Lossy: cold experts only at the first 6 ranks (0020), against every rank (the PPL differs by design)",
     ("hot-gpu-top4", "hot-gpu"): "Lossy: cold experts only at the first 4 ranks (0020), against every rank",
     ("adapt-gpu-top6", "adapt-gpu-noise"): "Lossy, adaptive: cold experts only at the first 6 ranks (0020), against every rank",
-    ("hot-gpu-top4-renorm", "hot-gpu-top4"): "Lossy: the kept weights renormalised (0021), against not; the same experts computed",
 }
 """A configuration and the one it changes, where both ran: the title of their table."""
 OVERLAPS = {("hot-cpu-overlap", "hot-cpu")}

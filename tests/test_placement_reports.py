@@ -49,8 +49,6 @@ def test_each_configuration_has_its_flags_and_environment():
     assert bench.placement_args("hot-gpu-top6", 1944, 18, profile, replay) == ("fork", hot_gpu + ["--moe-cold-top", "6"], {})
     assert bench.placement_args("hot-gpu-top4", 1944, 18, profile, replay) == ("fork", hot_gpu + ["--moe-cold-top", "4"], {})
     assert bench.placement_args("adapt-gpu-top6", 1944, 18, profile, replay) == ("fork", adapt + ["--moe-cold-top", "6"], {})
-    renorm = hot_gpu + ["--moe-cold-top", "4", "--moe-cold-top-renorm"]
-    assert bench.placement_args("hot-gpu-top4-renorm", 1944, 18, profile, replay) == ("fork", renorm, {})
     assert set(bench.CONFIGS) <= set(load_script("report-placements").LABELS)
 
 
