@@ -39,6 +39,9 @@ read-back that costs makes them a little slower, so compare their speeds only wi
                 experts computed only at a token's first 6 or 4 ranks (0020); with --stats they record the share of the
                 selections skipped. The ranks are the replayed trace's order: the trained model's for learned routing,
                 arbitrary for the synthetic ones. Their cost in accuracy is the fidelity stage's, not measured here
+    hot-gpu-counted  hot-gpu counting the selections (--moe-hot-stats): the read-back after every ubatch that
+                --moe-hot-adapt and llama-server --metrics take, without swaps (against hot-gpu: what counting costs;
+                with --stats both count)
 
 plus, once per routing, all on the GPU, all experts on the CPU, and every expert hot. The static
 profile P is a trace of other text than the replayed one. Rounds alternate over all runs. Results:
@@ -64,7 +67,8 @@ from builder import hot_experts, moe_trace  # noqa: E402
 from builder.report.parse import ParseError, parse_moe_adapt, parse_moe_cold_top, parse_moe_cpu  # noqa: E402
 
 CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "hot-gpu-in", "adapt-gpu",
-           "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-hybrid", "hot-gpu-top6", "hot-gpu-top4", "adapt-gpu-top6")
+           "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-hybrid", "hot-gpu-top6", "hot-gpu-top4", "adapt-gpu-top6",
+           "hot-gpu-counted")
 CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA_MOE_COLD_OVERLAP": "0"},
               "hot-cpu-overlap": {"LLAMA_MOE_COLD_OVERLAP": "1"}}
 """The environment of the configurations that need one (the others run in the script's)."""
@@ -105,6 +109,7 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "hot-gpu-top6": ("fork", hot_gpu + ["--moe-cold-top", "6"]),
         "hot-gpu-top4": ("fork", hot_gpu + ["--moe-cold-top", "4"]),
         "adapt-gpu-top6": ("fork", adapt_profile + ["--moe-cold-top", "6"]),
+        "hot-gpu-counted": ("fork", hot_gpu + ["--moe-hot-stats"]),
         "all-gpu": ("base", []),
         "cpu-moe": ("base", ["--cpu-moe"]),
         "all-hot": ("fork", hot),

@@ -48,6 +48,7 @@ LABELS = {
     "hot-gpu-top6": "fork static as hot-gpu, lossy: cold experts only at a token's first 6 ranks (0020)",
     "hot-gpu-top4": "fork static as hot-gpu, lossy: cold experts only at a token's first 4 ranks (0020)",
     "adapt-gpu-top6": "fork adaptive as adapt-gpu-noise, lossy: cold experts only at a token's first 6 ranks (0020)",
+    "hot-gpu-counted": "fork static as hot-gpu, the selections counted (--moe-hot-stats; not among the fork's placements)",
 }
 
 
@@ -133,6 +134,8 @@ PAIRS = {
     ("hot-gpu-top6", "hot-gpu"): "Lossy: cold experts only at the first 6 ranks (0020), against every rank (the PPL differs by design)",
     ("hot-gpu-top4", "hot-gpu"): "Lossy: cold experts only at the first 4 ranks (0020), against every rank",
     ("adapt-gpu-top6", "adapt-gpu-noise"): "Lossy, adaptive: cold experts only at the first 6 ranks (0020), against every rank",
+    ("hot-gpu-counted", "hot-gpu"): "Counting the selections (0007's read-back after every ubatch, which --moe-hot-adapt and --metrics "
+                                    "take), against not: what counting costs (the same PPL)",
 }
 """A configuration and the one it changes, where both ran: the title of their table."""
 OVERLAPS = {("hot-cpu-overlap", "hot-cpu")}

@@ -49,6 +49,7 @@ def test_each_configuration_has_its_flags_and_environment():
     assert bench.placement_args("hot-gpu-top6", 1944, 18, profile, replay) == ("fork", hot_gpu + ["--moe-cold-top", "6"], {})
     assert bench.placement_args("hot-gpu-top4", 1944, 18, profile, replay) == ("fork", hot_gpu + ["--moe-cold-top", "4"], {})
     assert bench.placement_args("adapt-gpu-top6", 1944, 18, profile, replay) == ("fork", adapt + ["--moe-cold-top", "6"], {})
+    assert bench.placement_args("hot-gpu-counted", 1944, 18, profile, replay) == ("fork", hot_gpu + ["--moe-hot-stats"], {})
     assert set(bench.CONFIGS) <= set(load_script("report-placements").LABELS)
 
 
@@ -217,3 +218,15 @@ def test_runs_of_the_fork_alone_are_summarised_without_a_comparison():
     fork_only = [r for r in runs if r["config"] in ("hot-gpu", "adapt-gpu")]
     summary = report.summarise(fork_only)
     assert summary["cells"] and summary["comparisons"] == [] and summary["lossy"] == []
+
+
+def test_what_counting_costs_is_a_pair_not_a_placement():
+    report = load_script("report-placements")
+    runs, r = committed_runs()
+    runs.append({**r, "config": "hot-gpu-counted", "tokens_per_s": 1000.0})  # faster than every placement, yet not the fork's best
+    summary = report.summarise(runs)
+    pair = next(p for p in summary["pairs"] if p["config"] == "hot-gpu-counted")
+    assert (pair["against"], pair["route"], pair["budget_pct"], pair["same_ppl"]) == ("hot-gpu", r["route"], r["budget_pct"], True)
+    assert pair["ratio"] == round(1000.0 / pair["against_tokens_per_s"], 3)
+    assert all(c.get("best_fork") != "hot-gpu-counted" for c in summary["comparisons"])
+    assert "Counting the selections (0007's read-back after every ubatch" in rendered(report, summary)
