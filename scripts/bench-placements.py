@@ -68,13 +68,18 @@ from builder.report.parse import ParseError, parse_moe_adapt, parse_moe_cold_top
 
 CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "hot-gpu-in", "adapt-gpu",
            "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-hybrid", "hot-gpu-top6", "hot-gpu-top4", "adapt-gpu-top6",
-           "hot-gpu-counted")
+           "hot-gpu-counted", "hot-gpu-counted-wait", "hot-gpu-nographs", "hot-gpu-counted-nographs")
+NO_CUDA_GRAPHS = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
 CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA_MOE_COLD_OVERLAP": "0"},
-              "hot-cpu-overlap": {"LLAMA_MOE_COLD_OVERLAP": "1"}}
+              "hot-cpu-overlap": {"LLAMA_MOE_COLD_OVERLAP": "1"}, "hot-gpu-counted-wait": {"LLAMA_MOE_HOT_COUNT_WAIT": "1"},
+              "hot-gpu-nographs": NO_CUDA_GRAPHS,
+              "hot-gpu-counted-nographs": NO_CUDA_GRAPHS}
 """The environment of the configurations that need one (the others run in the script's)."""
 MIB = 1024 * 1024
 EVAL = re.compile(r"eval time =\s*([\d.]+) ms /\s*(\d+) (?:tokens|runs)")
 PPL = re.compile(r"Final estimate: PPL = ([\d.]+)")
+REUSED = re.compile(r"graphs reused =\s*(\d+)")
+"""llama.cpp's count of the steps that reused the previous step's graph (not rebuilt, not allocated again)."""
 
 
 def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Path, replay: Path) -> tuple[str, list[str], dict]:
@@ -110,6 +115,9 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "hot-gpu-top4": ("fork", hot_gpu + ["--moe-cold-top", "4"]),
         "adapt-gpu-top6": ("fork", adapt_profile + ["--moe-cold-top", "6"]),
         "hot-gpu-counted": ("fork", hot_gpu + ["--moe-hot-stats"]),
+        "hot-gpu-counted-wait": ("fork", hot_gpu + ["--moe-hot-stats"]),
+        "hot-gpu-nographs": ("fork", hot_gpu),
+        "hot-gpu-counted-nographs": ("fork", hot_gpu + ["--moe-hot-stats"]),
         "all-gpu": ("base", []),
         "cpu-moe": ("base", ["--cpu-moe"]),
         "all-hot": ("fork", hot),
@@ -125,6 +133,8 @@ def parse_run(text: str) -> dict:
         res.update(tokens=n, tokens_per_s=round(1000.0 * n / ms, 2) if ms > 0 else None)
     if m := PPL.search(text):
         res["ppl"] = float(m.group(1))
+    if m := REUSED.search(text):
+        res["graphs_reused"] = int(m.group(1))
     with suppress(ParseError):  # only the adaptive runs print the line
         res.update(asdict(parse_moe_adapt(text)))
     with suppress(ParseError):  # the fork's runs that count the selections (--stats, adaptive)

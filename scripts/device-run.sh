@@ -335,7 +335,7 @@ fidelity)
                 "${env[@]}" "${ppl[@]}" ${run#*:} --kl-divergence-base /tmp/base.kld --kl-divergence > /tmp/fid.log 2>&1 \
                     || echo "exit $?" >> /tmp/fid.log
                 { echo "## $(basename "$m") -ub $ub $name:${run#*:} (base: all on the GPU, -ub $ub)"
-                  grep -E "llama_moe_hot|Mean +KLD|Maximum KLD|Same top|error" /tmp/fid.log; } | tee -a "$out/fidelity.txt"
+                  grep -E "llama_moe_hot|Mean +KLD|Maximum KLD|Same top|error|GGML_ASSERT|^exit" /tmp/fid.log; } | tee -a "$out/fidelity.txt"
             done
         done
     done

@@ -49,6 +49,9 @@ LABELS = {
     "hot-gpu-top4": "fork static as hot-gpu, lossy: cold experts only at a token's first 4 ranks (0020)",
     "adapt-gpu-top6": "fork adaptive as adapt-gpu-noise, lossy: cold experts only at a token's first 6 ranks (0020)",
     "hot-gpu-counted": "fork static as hot-gpu, the selections counted (--moe-hot-stats; not among the fork's placements)",
+    "hot-gpu-counted-wait": "hot-gpu-counted, each ubatch's selections waited for (LLAMA_MOE_HOT_COUNT_WAIT=1, 0021 as first built)",
+    "hot-gpu-nographs": "fork static as hot-gpu, CUDA graphs off (GGML_CUDA_DISABLE_GRAPHS; a diagnosis, not a placement)",
+    "hot-gpu-counted-nographs": "hot-gpu-counted with CUDA graphs off (a diagnosis, not a placement)",
 }
 
 
@@ -75,6 +78,9 @@ def summarise(runs: list[dict]) -> dict:
         skipped = [r["skipped_pct"] for r in rows if r.get("skipped_pct") is not None and r["rc"] == 0]
         if skipped:  # --moe-cold-top, counted
             cell["skipped_pct"] = statistics.median(skipped)
+        reused = [r["graphs_reused"] for r in rows if "graphs_reused" in r and r["rc"] == 0]
+        if reused:  # llama.cpp's graph reuse: a step that rebuilds its graph pays for it on the host
+            cell["graphs_reused"] = min(reused)
         swaps = [r["swaps"] / r["tokens"] for r in rows if "swaps" in r and r.get("tokens")]
         if swaps:
             cell["swaps_per_token"] = round(statistics.median(swaps), 2)
@@ -136,6 +142,11 @@ PAIRS = {
     ("adapt-gpu-top6", "adapt-gpu-noise"): "Lossy, adaptive: cold experts only at the first 6 ranks (0020), against every rank",
     ("hot-gpu-counted", "hot-gpu"): "Counting the selections (0007's read-back after every ubatch, which --moe-hot-adapt and --metrics "
                                     "take), against not: what counting costs (the same PPL)",
+    ("hot-gpu-counted", "hot-gpu-counted-wait"): "Counting without a wait (the read counted at the next ubatch or synchronisation) "
+                                                 "against waiting for each ubatch's read (the same counts and PPL)",
+    ("hot-gpu-nographs", "hot-gpu"): "CUDA graphs off against on (static set, uncounted): what the graphs save a decode step",
+    ("hot-gpu-counted-nographs", "hot-gpu-counted"): "CUDA graphs off against on, the selections counted: near 1.0 where counting "
+                                                     "already runs without the graphs",
 }
 """A configuration and the one it changes, where both ran: the title of their table."""
 OVERLAPS = {("hot-cpu-overlap", "hot-cpu")}
@@ -199,6 +210,8 @@ def render_md(report: dict) -> str:
                     text += f", CPU {c['cpu_ms_per_token']:.3f} ms/token at {c['cpu_gbs']} GB/s"
                 if "skipped_pct" in c:
                     text += f", {c['skipped_pct']}% of selections skipped"
+                if "graphs_reused" in c:
+                    text += f", {c['graphs_reused']} graphs reused"
                 row.append(text)
             if any(row):
                 lines.append(f"| {label} | " + " | ".join(row) + " |")

@@ -4,6 +4,7 @@ importing the scripts/ files."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -20,12 +21,13 @@ STORY = " ".join([
 ] * 6)
 
 
-def perplexity(dist: Path, model: Path, text: Path, *args: str) -> subprocess.CompletedProcess:
-    """llama-perplexity of the `cpu` build over two chunks of 64 tokens, with libllama's info lines (-lv 4).
-    -nr: hot expert copies are cut from plain host tensors, not from the CPU's repacked layouts."""
+def perplexity(dist: Path, model: Path, text: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """llama-perplexity of the `cpu` build over two chunks of 64 tokens, with libllama's info lines (-lv 4), `env` added to
+    the environment. -nr: hot expert copies are cut from plain host tensors, not from the CPU's repacked layouts."""
     command = [dist / "cpu" / "bin" / "llama-perplexity", "-m", model, "-f", text, "-c", "64", "--chunks", "2",
                "-t", "2", "-nr", "-lv", "4", *args]
-    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+                          env={**os.environ, **(env or {})})
 
 
 def final_ppl(proc: subprocess.CompletedProcess) -> str:

@@ -66,6 +66,29 @@ def test_a_replayed_routing_is_unchanged_by_adaptation(cpu_builds, tiny_moe, sto
     assert final_ppl(proc) == reference
 
 
+def test_more_sequences_than_tokens_a_ubatch_are_counted(cpu_builds, tiny_moe, story):
+    # -b 256 at -c 64: four sequences, whose reservation builds a graph of four tokens, more than a ubatch of one holds;
+    # the selections the graph writes for observe must have room for them (0021 aborted here on a GPU)
+    steps = ["-b", "256", "-ub", "1"]
+    reference = final_ppl(llama_tools.perplexity(cpu_builds, tiny_moe, story, *steps))
+    proc = llama_tools.perplexity(cpu_builds, tiny_moe, story, *steps, "--cpu-moe", "--moe-hot-mib", "1", "--moe-hot-adapt", "16")
+    assert "n_seq_max             = 4" in proc.stderr
+    assert final_ppl(proc) == reference
+    assert summary(proc)["updates"] > 0
+
+
+@pytest.mark.parametrize("ubatch", ["1", "16"])
+def test_counting_a_ubatch_after_the_next_one_starts_changes_no_count(cpu_builds, tiny_moe, story, ubatch):
+    # the selections are read without a wait and counted at the next ubatch or synchronisation (LLAMA_MOE_HOT_COUNT_WAIT=1:
+    # at once): the same updates, swaps, hit rates and token counts, the last ubatch included
+    steps = ["-b", "64", "-ub", ubatch, "--cpu-moe", "--moe-hot-mib", "1", "--moe-hot-adapt", "8"]
+    deferred = llama_tools.perplexity(cpu_builds, tiny_moe, story, *steps)
+    waiting = llama_tools.perplexity(cpu_builds, tiny_moe, story, *steps, env={"LLAMA_MOE_HOT_COUNT_WAIT": "1"})
+    assert final_ppl(deferred) == final_ppl(waiting)
+    assert SUMMARY.search(deferred.stderr).group(0) == SUMMARY.search(waiting.stderr).group(0)
+    assert summary(deferred)["updates"] > 0
+
+
 def test_adaptation_without_a_budget_is_refused(cpu_builds, tiny_moe, story):
     proc = perplexity(cpu_builds, tiny_moe, story, "--cpu-moe", "--moe-hot-adapt", "16")
     assert proc.returncode != 0

@@ -50,6 +50,11 @@ def test_each_configuration_has_its_flags_and_environment():
     assert bench.placement_args("hot-gpu-top4", 1944, 18, profile, replay) == ("fork", hot_gpu + ["--moe-cold-top", "4"], {})
     assert bench.placement_args("adapt-gpu-top6", 1944, 18, profile, replay) == ("fork", adapt + ["--moe-cold-top", "6"], {})
     assert bench.placement_args("hot-gpu-counted", 1944, 18, profile, replay) == ("fork", hot_gpu + ["--moe-hot-stats"], {})
+    assert bench.placement_args("hot-gpu-counted-wait", 1944, 18, profile, replay) == (
+        "fork", hot_gpu + ["--moe-hot-stats"], {"LLAMA_MOE_HOT_COUNT_WAIT": "1"})
+    no_graphs = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
+    assert bench.placement_args("hot-gpu-nographs", 1944, 18, profile, replay) == ("fork", hot_gpu, no_graphs)
+    assert bench.placement_args("hot-gpu-counted-nographs", 1944, 18, profile, replay) == ("fork", hot_gpu + ["--moe-hot-stats"], no_graphs)
     assert set(bench.CONFIGS) <= set(load_script("report-placements").LABELS)
 
 
@@ -230,3 +235,27 @@ def test_what_counting_costs_is_a_pair_not_a_placement():
     assert pair["ratio"] == round(1000.0 / pair["against_tokens_per_s"], 3)
     assert all(c.get("best_fork") != "hot-gpu-counted" for c in summary["comparisons"])
     assert "Counting the selections (0007's read-back after every ubatch" in rendered(report, summary)
+
+
+def test_the_wait_cuda_graphs_and_the_graphs_reused_diagnose_what_counting_costs():
+    bench = load_script("bench-placements")
+    perf = ("llama_perf_context_print:        eval time =    8000.00 ms /  1000 runs   (    8.00 ms per token,   125.00 tokens per second)\n"
+            "llama_perf_context_print:    graphs reused =        998\n")
+    assert bench.parse_run(perf)["graphs_reused"] == 998
+    assert "graphs_reused" not in bench.parse_run(perf.splitlines()[0])
+    report = load_script("report-placements")
+    runs, r = committed_runs()
+    runs += [{**r, "config": "hot-gpu-counted", "tokens_per_s": 90.0, "graphs_reused": 0},
+             {**r, "config": "hot-gpu-counted-wait", "tokens_per_s": 72.0},
+             {**r, "config": "hot-gpu-nographs", "tokens_per_s": 80.0, "graphs_reused": 998},
+             {**r, "config": "hot-gpu-counted-nographs", "tokens_per_s": 90.0, "graphs_reused": 0}]
+    summary = report.summarise(runs)
+    ratios = {(p["config"], p["against"]): p["ratio"] for p in summary["pairs"]}
+    assert ratios[("hot-gpu-counted-nographs", "hot-gpu-counted")] == 1.0
+    assert ratios[("hot-gpu-counted", "hot-gpu-counted-wait")] == 1.25
+    assert ratios[("hot-gpu-nographs", "hot-gpu")] == round(80.0 / r["tokens_per_s"], 3)
+    diagnoses = ("hot-gpu-counted-wait", "hot-gpu-nographs", "hot-gpu-counted-nographs")
+    assert all(c.get("best_fork") not in diagnoses for c in summary["comparisons"])
+    text = rendered(report, summary)
+    assert "90.0 (90.0-90.0), 0 graphs reused" in text and "80.0 (80.0-80.0), 998 graphs reused" in text
+    assert "CUDA graphs off against on, the selections counted" in text
