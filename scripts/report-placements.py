@@ -81,7 +81,9 @@ def summarise(runs: list[dict]) -> dict:
         reused = [r["graphs_reused"] for r in rows if "graphs_reused" in r and r["rc"] == 0]
         if reused:  # llama.cpp's graph reuse: a step that rebuilds its graph pays for it on the host
             cell["graphs_reused"] = min(reused)
-        swaps = [r["swaps"] / r["tokens"] for r in rows if "swaps" in r and r.get("tokens")]
+        # over every routed token; runs before 2026-12-03 lack the count and divide by the timed tokens (half of them in
+        # llama-perplexity, whose first half of a chunk is not timed as decode), which doubled their swaps a token
+        swaps = [r["swaps"] / r.get("routed_tokens", r.get("tokens")) for r in rows if "swaps" in r and r.get("routed_tokens", r.get("tokens"))]
         if swaps:
             cell["swaps_per_token"] = round(statistics.median(swaps), 2)
         cells.append(cell)

@@ -95,6 +95,6 @@ def test_adaptive_summary_line_and_its_absence():
     text = ("0.05.405.245 I srv    operator(): operator(): cleaning up before exit...\n"
             "0.05.408.388 I llama_moe_hot: adapt: 16 updates, 29 swaps, 3.06 MiB copied; hot hit rate 28.1% over 144 tokens, "
             "26.8% before the first update (11 tokens), 28.2% after it (133 tokens)\n")
-    assert parse_moe_adapt(text) == MoeAdaptInfo(updates=16, swaps=29, mib_copied=3.06, hit_rate=28.1)
+    assert parse_moe_adapt(text) == MoeAdaptInfo(updates=16, swaps=29, mib_copied=3.06, hit_rate=28.1, routed_tokens=144)
     with pytest.raises(ParseError, match="llama_moe_hot: adapt"):
         parse_moe_adapt("llama_moe_hot: CPU: 2 layers, 4 of 16 experts hot per layer (experts 0..n-1, no profile), 0.84 MiB\n")

@@ -17,7 +17,7 @@ FINAL_PPL_RE = re.compile(r"Final estimate: PPL = " + NUM)
 CHUNKS_RE = re.compile(r"(?:calculating perplexity|computing) over (\d+) chunks, n_ctx=(\d+)")
 EVAL_RE = re.compile(r"llama_perf_context_print:\s+eval time =\s*" + NUM + r" ms /\s*(\d+) runs.*?" + NUM + r" tokens per second")
 MOE_HOT_RE = re.compile(r"llama_moe_hot: \S+: (\d+) layers, (\d+)(?:-(\d+))? of \d+ experts hot per layer")
-MOE_ADAPT_RE = re.compile(r"llama_moe_hot: adapt: (\d+) updates, (\d+) swaps, " + NUM + r" MiB copied; hot hit rate " + NUM + "%")
+MOE_ADAPT_RE = re.compile(r"llama_moe_hot: adapt: (\d+) updates, (\d+) swaps, " + NUM + r" MiB copied; hot hit rate " + NUM + r"% over (\d+) tokens")
 MOE_COLD_TOP_RE = re.compile(r"llama_moe_hot: --moe-cold-top (\d+): (\d+) of (\d+) selections \(" + NUM + r"%\) were of cold experts "
                              r"that were not computed; (\d+) cold experts computed \(" + NUM + r" MiB\)")
 MOE_CPU_RE = re.compile(r"moe CPU compute =\s*" + NUM + r" ms /\s*(\d+) tokens .*?, " + NUM + r" MiB of cold experts \(" + NUM + r" GB/s\)")
@@ -202,6 +202,8 @@ class MoeAdaptInfo:
     mib_copied: float
     hit_rate: float
     """Percent of the split layers' selections whose expert was hot when computed."""
+    routed_tokens: int
+    """The tokens the hit rate and the swaps are over: every routed token (llama-perplexity's timings cover fewer)."""
 
 
 def _search_line(regex: re.Pattern, text: str, line: str, hint: str) -> re.Match:
@@ -215,7 +217,7 @@ def _search_line(regex: re.Pattern, text: str, line: str, hint: str) -> re.Match
 def parse_moe_adapt(text: str) -> MoeAdaptInfo:
     m = _search_line(MOE_ADAPT_RE, text, "llama_moe_hot: adapt: ...",
                      "it needs --moe-hot-adapt, -lv 4, and a tool that ends normally (the line is printed when the context is freed)")
-    return MoeAdaptInfo(int(m.group(1)), int(m.group(2)), _float(m.group(3)), _float(m.group(4)))
+    return MoeAdaptInfo(int(m.group(1)), int(m.group(2)), _float(m.group(3)), _float(m.group(4)), int(m.group(5)))
 
 
 @dataclass(frozen=True)
