@@ -67,7 +67,7 @@ from builder import hot_experts, moe_trace  # noqa: E402
 from builder.report.parse import ParseError, parse_moe_adapt, parse_moe_cold_top, parse_moe_cpu  # noqa: E402
 
 CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "hot-gpu-in", "adapt-gpu",
-           "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-hybrid", "hot-gpu-top6", "hot-gpu-top4", "adapt-gpu-top6",
+           "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2", "adapt-hybrid", "hot-gpu-top6", "hot-gpu-top4", "adapt-gpu-top6",
            "hot-gpu-counted", "hot-gpu-counted-wait", "hot-gpu-nographs", "hot-gpu-counted-nographs")
 NO_CUDA_GRAPHS = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
 CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA_MOE_COLD_OVERLAP": "0"},
@@ -110,6 +110,7 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "adapt-gpu-profile": ("fork", adapt_profile + ["--moe-hot-adapt-noise", "0"]),
         "adapt-gpu-m4": ("fork", adapt_profile + ["--moe-hot-adapt-noise", "0", "--moe-hot-adapt-margin", "4"]),
         "adapt-gpu-noise": ("fork", adapt_profile),
+        "adapt-gpu-noise2": ("fork", adapt_profile + ["--moe-hot-adapt-noise", "2"]),
         "adapt-hybrid": ("fork", hot_hybrid + adapt_rule),
         "hot-gpu-top6": ("fork", hot_gpu + ["--moe-cold-top", "6"]),
         "hot-gpu-top4": ("fork", hot_gpu + ["--moe-cold-top", "4"]),

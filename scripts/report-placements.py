@@ -21,11 +21,11 @@ from collections import defaultdict
 from pathlib import Path
 
 UPSTREAM = ("ncmoe", "lru", "lru-pinned")
-FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise",
+FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2",
         "adapt-hybrid")
 LOSSY = ("hot-gpu-top6", "hot-gpu-top4", "adapt-gpu-top6")
 """Configurations that skip cold experts (--moe-cold-top): compared with upstream apart from the lossless ones."""
-ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-hybrid")
+ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2", "adapt-hybrid")
 STATIC_OTHER, STATIC_IN = "hot-gpu", "hot-gpu-in"  # the same placement from a profile of other text and of the replayed one
 REFS = {"all-gpu": "all on the GPU", "cpu-moe": "all experts on the CPU", "all-hot": "fork, every expert hot"}
 LABELS = {
@@ -44,6 +44,7 @@ LABELS = {
     "adapt-gpu-profile": "fork adaptive from the profile, every 32, ratio 4 (0010)",
     "adapt-gpu-m4": "fork adaptive from the profile, every 32, ratio 4, margin 4 (0010)",
     "adapt-gpu-noise": "fork adaptive from the profile, every 32, ratio 4, lead beyond 2.5 x noise (0015)",
+    "adapt-gpu-noise2": "fork adaptive as adapt-gpu-noise, lead beyond 2 x noise (the default's candidate in placement-model.py)",
     "adapt-hybrid": "fork adaptive as 0015, cold split between the CPU and the GPU (0018)",
     "hot-gpu-top6": "fork static as hot-gpu, lossy: cold experts only at a token's first 6 ranks (0020)",
     "hot-gpu-top4": "fork static as hot-gpu, lossy: cold experts only at a token's first 4 ranks (0020)",

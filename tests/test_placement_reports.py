@@ -45,6 +45,7 @@ def test_each_configuration_has_its_flags_and_environment():
     assert bench.placement_args("adapt-gpu-profile", 1944, 18, profile, replay) == ("fork", old_rule, {})
     assert bench.placement_args("adapt-gpu-m4", 1944, 18, profile, replay) == ("fork", old_rule + ["--moe-hot-adapt-margin", "4"], {})
     assert bench.placement_args("adapt-gpu-noise", 1944, 18, profile, replay) == ("fork", adapt, {})
+    assert bench.placement_args("adapt-gpu-noise2", 1944, 18, profile, replay) == ("fork", adapt + ["--moe-hot-adapt-noise", "2"], {})
     assert bench.placement_args("adapt-hybrid", 1944, 18, profile, replay) == ("fork", hybrid + adapt[len(hot_gpu):], {})
     assert bench.placement_args("hot-gpu-top6", 1944, 18, profile, replay) == ("fork", hot_gpu + ["--moe-cold-top", "6"], {})
     assert bench.placement_args("hot-gpu-top4", 1944, 18, profile, replay) == ("fork", hot_gpu + ["--moe-cold-top", "4"], {})
