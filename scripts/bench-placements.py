@@ -72,8 +72,7 @@ CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybr
 NO_CUDA_GRAPHS = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
 CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA_MOE_COLD_OVERLAP": "0"},
               "hot-cpu-overlap": {"LLAMA_MOE_COLD_OVERLAP": "1"}, "hot-gpu-counted-wait": {"LLAMA_MOE_HOT_COUNT_WAIT": "1"},
-              "hot-gpu-nographs": NO_CUDA_GRAPHS,
-              "hot-gpu-counted-nographs": NO_CUDA_GRAPHS}
+              "hot-gpu-nographs": NO_CUDA_GRAPHS, "hot-gpu-counted-nographs": NO_CUDA_GRAPHS}
 """The environment of the configurations that need one (the others run in the script's)."""
 MIB = 1024 * 1024
 EVAL = re.compile(r"eval time =\s*([\d.]+) ms /\s*(\d+) (?:tokens|runs)")

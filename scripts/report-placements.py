@@ -84,7 +84,7 @@ def summarise(runs: list[dict]) -> dict:
             cell["graphs_reused"] = min(reused)
         # over every routed token; runs before 2026-12-03 lack the count and divide by the timed tokens (half of them in
         # llama-perplexity, whose first half of a chunk is not timed as decode), which doubled their swaps a token
-        swaps = [r["swaps"] / r.get("routed_tokens", r.get("tokens")) for r in rows if "swaps" in r and r.get("routed_tokens", r.get("tokens"))]
+        swaps = [r["swaps"] / n for r in rows if "swaps" in r and (n := r.get("routed_tokens", r.get("tokens")))]
         if swaps:
             cell["swaps_per_token"] = round(statistics.median(swaps), 2)
         cells.append(cell)
