@@ -89,6 +89,22 @@ def test_counting_a_ubatch_after_the_next_one_starts_changes_no_count(cpu_builds
     assert summary(deferred)["updates"] > 0
 
 
+COUNTED_IN_GRAPH = "in one-token ubatches the down experts' mul_mat_id counts the selections of 2 of the 2 counted layers"
+
+
+def test_one_token_ubatches_count_in_the_down_experts_node_as_copies_count(cpu_builds, tiny_moe, story):
+    # every expert hot (4 MiB holds the tiny model's 16 a layer): one-token ubatches count the selections in the node that reads
+    # the down experts' copies (patch 0022), LLAMA_MOE_HOT_COUNT_COPY=1 copies them for observe: the same PPL and summary
+    steps = ["-b", "64", "-ub", "1", "--cpu-moe", "--moe-hot-mib", "4", "--moe-hot-adapt", "8"]
+    counted = llama_tools.perplexity(cpu_builds, tiny_moe, story, *steps)
+    copied = llama_tools.perplexity(cpu_builds, tiny_moe, story, *steps, env={"LLAMA_MOE_HOT_COUNT_COPY": "1"})
+    assert COUNTED_IN_GRAPH in counted.stderr and COUNTED_IN_GRAPH not in copied.stderr
+    assert final_ppl(counted) == final_ppl(copied)
+    assert SUMMARY.search(counted.stderr).group(0) == SUMMARY.search(copied.stderr).group(0)
+    # selections were counted: an uncounted hot set has no hit rate to report
+    assert summary(counted)["hit"] == 100.0 and summary(counted)["updates"] > 0
+
+
 def test_adaptation_without_a_budget_is_refused(cpu_builds, tiny_moe, story):
     proc = perplexity(cpu_builds, tiny_moe, story, "--cpu-moe", "--moe-hot-adapt", "16")
     assert proc.returncode != 0

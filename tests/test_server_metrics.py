@@ -132,6 +132,28 @@ def test_a_static_hot_set_reports_its_selections_and_its_configuration(servers, 
 
 
 @pytest.mark.slow
+def test_decoded_tokens_counted_in_the_graph_count_as_copied_ones(servers, tiny_moe, tmp_path, monkeypatch):
+    # every expert hot: the decoded tokens (one-token ubatches) are counted by the node that reads the down experts' copies
+    # (patch 0022), the prompts and the start-up probe from copies of the selections; LLAMA_MOE_HOT_COUNT_COPY=1 copies all
+    slot_server, binary = servers
+    totals = {}
+    for copy in ("0", "1"):
+        monkeypatch.setenv("LLAMA_MOE_HOT_COUNT_COPY", copy)
+        log = tmp_path / f"copy-{copy}.log"
+        with slot_server(binary, tiny_moe, 1, ["--cpu-moe", "--no-repack", "-t", "2", "--moe-hot-mib", "4", "--metrics"], log) as server:
+            for prompt in PROMPTS:
+                complete(server.url, prompt)
+            m = scrape(server)
+            check_counts(m, 2, props(server)["expert_size"][0])
+        assert server.exit == "exit 0"
+        assert ("counts the selections of 2 of the 2 counted layers" in log.read_text()) == (copy == "0")
+        totals[copy] = {k: v for k, v in m.items() if "selections" in k or "tokens_total" in k or "hit_rate" in k}
+    assert totals["0"] == totals["1"]
+    # each decoded token selects 4 experts in each of the 2 layers, all hot
+    assert totals["0"]["llamacpp:moe_hot_selections_hot_total"] == totals["0"]["llamacpp:moe_hot_selections_total"] >= 2 * (N_PREDICT - 1) * 4 * 2
+
+
+@pytest.mark.slow
 def test_an_adaptive_hot_set_counts_its_swaps_as_its_log_does(servers, tiny_moe, tmp_path):
     slot_server, binary = servers
     log = tmp_path / "adapt.log"
