@@ -41,7 +41,8 @@ read-back that costs makes them a little slower, so compare their speeds only wi
                 arbitrary for the synthetic ones. Their cost in accuracy is the fidelity stage's, not measured here
     hot-gpu-counted  hot-gpu counting the selections (--moe-hot-stats): the read-back after every ubatch that
                 --moe-hot-adapt and llama-server --metrics take, without swaps (against hot-gpu: what counting costs;
-                with --stats both count)
+                with --stats both count); hot-gpu-counted-copy counts as before 0022, from copies of the selected experts
+                (LLAMA_MOE_HOT_COUNT_COPY=1; against hot-gpu-counted: what counting in the down experts' node saves)
 
 plus, once per routing, all on the GPU, all experts on the CPU, and every expert hot. The static
 profile P is a trace of other text than the replayed one. Rounds alternate over all runs. Results:
@@ -68,10 +69,11 @@ from builder.report.parse import ParseError, parse_moe_adapt, parse_moe_cold_top
 
 CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "hot-gpu-in", "adapt-gpu",
            "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2", "adapt-hybrid", "hot-gpu-top6", "hot-gpu-top4", "adapt-gpu-top6",
-           "hot-gpu-counted", "hot-gpu-counted-wait", "hot-gpu-nographs", "hot-gpu-counted-nographs")
+           "hot-gpu-counted", "hot-gpu-counted-wait", "hot-gpu-counted-copy", "hot-gpu-nographs", "hot-gpu-counted-nographs")
 NO_CUDA_GRAPHS = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
 CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA_MOE_COLD_OVERLAP": "0"},
               "hot-cpu-overlap": {"LLAMA_MOE_COLD_OVERLAP": "1"}, "hot-gpu-counted-wait": {"LLAMA_MOE_HOT_COUNT_WAIT": "1"},
+              "hot-gpu-counted-copy": {"LLAMA_MOE_HOT_COUNT_COPY": "1"},
               "hot-gpu-nographs": NO_CUDA_GRAPHS, "hot-gpu-counted-nographs": NO_CUDA_GRAPHS}
 """The environment of the configurations that need one (the others run in the script's)."""
 MIB = 1024 * 1024
@@ -116,6 +118,7 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "adapt-gpu-top6": ("fork", adapt_profile + ["--moe-cold-top", "6"]),
         "hot-gpu-counted": ("fork", hot_gpu + ["--moe-hot-stats"]),
         "hot-gpu-counted-wait": ("fork", hot_gpu + ["--moe-hot-stats"]),
+        "hot-gpu-counted-copy": ("fork", hot_gpu + ["--moe-hot-stats"]),
         "hot-gpu-nographs": ("fork", hot_gpu),
         "hot-gpu-counted-nographs": ("fork", hot_gpu + ["--moe-hot-stats"]),
         "all-gpu": ("base", []),

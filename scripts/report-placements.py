@@ -53,6 +53,7 @@ LABELS = {
     "hot-gpu-counted-wait": "hot-gpu-counted, each ubatch's selections waited for (LLAMA_MOE_HOT_COUNT_WAIT=1, 0021 as first built)",
     "hot-gpu-nographs": "fork static as hot-gpu, CUDA graphs off (GGML_CUDA_DISABLE_GRAPHS; a diagnosis, not a placement)",
     "hot-gpu-counted-nographs": "hot-gpu-counted with CUDA graphs off (a diagnosis, not a placement)",
+    "hot-gpu-counted-copy": "hot-gpu-counted from copies of the selected experts, as before 0022 (LLAMA_MOE_HOT_COUNT_COPY=1)",
 }
 
 
@@ -147,6 +148,8 @@ PAIRS = {
                                     "take), against not: what counting costs (the same PPL)",
     ("hot-gpu-counted", "hot-gpu-counted-wait"): "Counting without a wait (the read counted at the next ubatch or synchronisation) "
                                                  "against waiting for each ubatch's read (the same counts and PPL)",
+    ("hot-gpu-counted", "hot-gpu-counted-copy"): "Counting in the down experts' node (0022) against copying the selected experts "
+                                                 "into the selections (the same counts and PPL)",
     ("hot-gpu-nographs", "hot-gpu"): "CUDA graphs off against on (static set, uncounted): what the graphs save a decode step",
     ("hot-gpu-counted-nographs", "hot-gpu-counted"): "CUDA graphs off against on, the selections counted: near 1.0 where counting "
                                                      "already runs without the graphs",

@@ -53,6 +53,8 @@ def test_each_configuration_has_its_flags_and_environment():
     assert bench.placement_args("hot-gpu-counted", 1944, 18, profile, replay) == ("fork", hot_gpu + ["--moe-hot-stats"], {})
     assert bench.placement_args("hot-gpu-counted-wait", 1944, 18, profile, replay) == (
         "fork", hot_gpu + ["--moe-hot-stats"], {"LLAMA_MOE_HOT_COUNT_WAIT": "1"})
+    assert bench.placement_args("hot-gpu-counted-copy", 1944, 18, profile, replay) == (
+        "fork", hot_gpu + ["--moe-hot-stats"], {"LLAMA_MOE_HOT_COUNT_COPY": "1"})
     no_graphs = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
     assert bench.placement_args("hot-gpu-nographs", 1944, 18, profile, replay) == ("fork", hot_gpu, no_graphs)
     assert bench.placement_args("hot-gpu-counted-nographs", 1944, 18, profile, replay) == ("fork", hot_gpu + ["--moe-hot-stats"], no_graphs)
@@ -253,14 +255,16 @@ def test_the_wait_cuda_graphs_and_the_graphs_reused_diagnose_what_counting_costs
     runs, r = committed_runs()
     runs += [{**r, "config": "hot-gpu-counted", "tokens_per_s": 90.0, "graphs_reused": 0},
              {**r, "config": "hot-gpu-counted-wait", "tokens_per_s": 72.0},
+             {**r, "config": "hot-gpu-counted-copy", "tokens_per_s": 75.0},
              {**r, "config": "hot-gpu-nographs", "tokens_per_s": 80.0, "graphs_reused": 998},
              {**r, "config": "hot-gpu-counted-nographs", "tokens_per_s": 90.0, "graphs_reused": 0}]
     summary = report.summarise(runs)
     ratios = {(p["config"], p["against"]): p["ratio"] for p in summary["pairs"]}
     assert ratios[("hot-gpu-counted-nographs", "hot-gpu-counted")] == 1.0
     assert ratios[("hot-gpu-counted", "hot-gpu-counted-wait")] == 1.25
+    assert ratios[("hot-gpu-counted", "hot-gpu-counted-copy")] == 1.2
     assert ratios[("hot-gpu-nographs", "hot-gpu")] == round(80.0 / r["tokens_per_s"], 3)
-    diagnoses = ("hot-gpu-counted-wait", "hot-gpu-nographs", "hot-gpu-counted-nographs")
+    diagnoses = ("hot-gpu-counted-wait", "hot-gpu-counted-copy", "hot-gpu-nographs", "hot-gpu-counted-nographs")
     assert all(c.get("best_fork") not in diagnoses for c in summary["comparisons"])
     text = rendered(report, summary)
     assert "90.0 (90.0-90.0), 0 graphs reused" in text and "80.0 (80.0-80.0), 998 graphs reused" in text
