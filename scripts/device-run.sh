@@ -307,7 +307,8 @@ fidelity)
     # the default); split between the CPU and the GPU (0018, --moe-cold hybrid); lossy, cold experts only at a token's first
     # 6 or 4 ranks (0020, --moe-cold-top, with the share of the selections skipped), in one pass and in two parts, and on the
     # trained model from its profile too; and, as the reference for CPU numerics, every expert on the CPU (--cpu-moe,
-    # upstream's placement with options off)
+    # upstream's placement with options off); adapt-copy is adapt counting from copies of the selections
+    # (LLAMA_MOE_HOT_COUNT_COPY=1): at -ub 1 its swaps, MiB and hit rates must equal adapt's, which 0022 counts in the kernels
     # env RUNS=name,name... runs only those (the names below)
     bin=dist/cuda-sm$arch/bin
     make_model
@@ -317,7 +318,7 @@ fidelity)
             ppl=("$bin/llama-perplexity" -m "$m" -f /tmp/learned/heldout-prose.txt -c 512 --chunks 2 -ub "$ub" -ngl 99 -fit off -t 8 -lv 4)
             "${ppl[@]}" --kl-divergence-base /tmp/base.kld > /tmp/fid-base.log 2>&1
             gpu="--cpu-moe -lm none --moe-hot-mib $hot --moe-cold gpu"
-            runs=("static: $gpu" "adapt: $gpu --moe-hot-adapt 8" "cold-cpu: --cpu-moe --moe-hot-mib $hot"
+            runs=("static: $gpu" "adapt: $gpu --moe-hot-adapt 8" "adapt-copy: $gpu --moe-hot-adapt 8" "cold-cpu: --cpu-moe --moe-hot-mib $hot"
                   "cold-cpu-overlap: --cpu-moe --moe-hot-mib $hot" "hybrid: ${gpu/%gpu/hybrid}"
                   "hybrid-adapt: ${gpu/%gpu/hybrid} --moe-hot-adapt 8" "cpu-moe: --cpu-moe"
                   "top6: $gpu --moe-cold-top 6 --moe-hot-stats" "top4: $gpu --moe-cold-top 4 --moe-hot-stats"
@@ -332,6 +333,7 @@ fidelity)
                 [ -z "${RUNS:-}" ] || [[ ",$RUNS," == *",$name,"* ]] || continue
                 env=(); [[ $name == *two-parts ]] && env=(env LLAMA_MOE_HOT_TWO_PARTS=1)
                 [ "$name" = cold-cpu ] && env=(env LLAMA_MOE_COLD_OVERLAP=0)  # 0016-0017 off: the same KLD as cold-cpu-overlap
+                [ "$name" = adapt-copy ] && env=(env LLAMA_MOE_HOT_COUNT_COPY=1)
                 "${env[@]}" "${ppl[@]}" ${run#*:} --kl-divergence-base /tmp/base.kld --kl-divergence > /tmp/fid.log 2>&1 \
                     || echo "exit $?" >> /tmp/fid.log
                 { echo "## $(basename "$m") -ub $ub $name:${run#*:} (base: all on the GPU, -ub $ub)"
