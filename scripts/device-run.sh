@@ -21,6 +21,8 @@
 #   bash scripts/device-run.sh wheel ARCH      after build: the CUDA wheel, installed into a fresh venv and run on the GPU
 #   bash scripts/device-run.sh server-metrics ARCH  llama-server's decode with and without --metrics (ROUNDS=3)
 #   bash scripts/device-run.sh cold-cpu ARCH   scripts/bench-cold-cpu.py: cold experts' GB/s per thread count (THREADS=1,2,4,8,16)
+#   bash scripts/device-run.sh predict ARCH [ARGS]  after learned(-train): scripts/predict-experts.py ARGS on the trained
+#                                              model (how well a layer's cold experts are known before its router)
 #   bash scripts/device-run.sh server-identity ARCH [ARGS]  after learned(-train), with the fork and the baseline built:
 #                                              scripts/server-identity.py ARGS on the trained model (env: ROUNDS=3)
 # A cold machine compiles a CUDA variant in ~4.5 min at -j 16, so chain stages over calls made
@@ -394,6 +396,12 @@ learned)
         grep -h "Final estimate" "/tmp/ppl-$genre-q8_0.log" | sed "s/^/q8_0 $genre: /" | tee -a "$out/learned-check.jsonl"
         builder trace-stats "$out/learned-$genre.moetrace" || echo "trace-stats $genre: exit $?"
     done
+    ;;
+predict)
+    # after learned(-train): how well the cold experts can be known before their router (scripts/predict-experts.py), the
+    # accuracy a prefetch on a second stream would stand on; PyTorch on the GPU, under a minute
+    log "predict-experts"
+    python3 scripts/predict-experts.py --model /tmp/learned --out "$out/predict" "${@:3}" || echo "predict-experts exit $?"
     ;;
 server-identity)
     # llama-server -np 1 and -np 4 against serial answers on the trained model's real logits (issue 9 item 5): the fork
