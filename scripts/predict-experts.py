@@ -218,6 +218,12 @@ def from_traces(replay: Path, profile: Path) -> tuple[np.ndarray, np.ndarray, in
     return routed_layers(trace.ids), routed_layers(other.ids), trace.n_expert
 
 
+def heldout_text(model_dir: Path, genre: str) -> str:
+    """The held-out text as train-moe.py tokenized it and llama-perplexity reads it: its line ends kept (read_text
+    would turn the corpus's CRLF into LF, other tokens, other routing)."""
+    return (model_dir / f"heldout-{genre}.txt").read_bytes().decode("utf-8")
+
+
 def import_torch():
     try:
         import torch
@@ -266,8 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             torch = import_torch()
             device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-            ids, predictions = routes(args.model, (args.model / f"heldout-{args.text}.txt").read_text(encoding="utf-8"), args.chunks, device)
-            profile_ids, _ = routes(args.model, (args.model / f"heldout-{args.profile}.txt").read_text(encoding="utf-8"), args.chunks, device)
+            ids, predictions = routes(args.model, heldout_text(args.model, args.text), args.chunks, device)
+            profile_ids, _ = routes(args.model, heldout_text(args.model, args.profile), args.chunks, device)
             n_expert = predictions["before-attention"].shape[2]
             source = {"model": str(args.model), "text": args.text, "profile": args.profile, "chunks": args.chunks,
                       "router_check": router_check(ids, args.model / f"torch-{args.text}.moetrace")}

@@ -159,3 +159,8 @@ def test_traces_of_two_model_shapes_are_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "a trace of another model shape (layers, experts) (4, 32)" in err and "profile with a trace of the same model" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_held_out_text_keeps_its_crlf_line_ends_as_train_moe_and_llama_perplexity_read_it(tmp_path):
+    (tmp_path / "heldout-prose.txt").write_bytes("Of Books.\r\nAreopagitica\r\n".encode("utf-8"))
+    assert predict.heldout_text(tmp_path, "prose") == "Of Books.\r\nAreopagitica\r\n"
