@@ -25,12 +25,21 @@ by the profile and the CPU's share, --shares): a step's time is the later of its
 of its constants (--every, --ratio, --margin, --max-swaps, --noise): its swaps are simulated (builder.expert_cache.hysteresis_hit_rates, which reproduced
 the H200 runs' swap counts within 2 % and their hit rates to 0.2 points). The model leaves out the
 bookkeeping of each update, so it flatters frequent updates; compare constants with it, then measure.
+
+--prefetch F.json (scripts/predict-experts.py's output) adds a prefetch of each layer's m best-predicted cold experts
+(--predictor) into spare slots, copied at --copy-gbs while the GPU computes the --lead-us before the layer's router:
+a token pays the static row's time, less the share of its in-place reads the predictor covered, plus each layer's
+copies beyond the lead; beside it the same m slots spent on a larger static set (`more-hot`, no copies). The coverage
+is the predictor's on the model predict-experts.py ran (the trained model), carried over to this replay by budget;
+copies and the uncovered reads are assumed not to contend for the bus. So it says what coverage a prefetch needs,
+not what it will get.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import sys
 from pathlib import Path
 
@@ -58,6 +67,9 @@ def main() -> int:
     p.add_argument("--handoff-us", type=float, default=80.0, help="GPU to CPU and back, when the CPU takes any (default: %(default)s)")
     p.add_argument("--shares", default="0.3,0.5,0.7", help="with --cpu-gbs: the CPU's shares (--moe-cold-cpu-share) of 0018's split")
     p.add_argument("--measured", nargs="*", default=[], metavar="PCT=TS", help="measured tokens/s of the static placement")
+    p.add_argument("--prefetch", type=Path, help="scripts/predict-experts.py's JSON: add a prefetch of predicted cold experts")
+    p.add_argument("--predictor", default="before-attention", help="with --prefetch: whose coverage (default: %(default)s)")
+    p.add_argument("--lead-us", type=float, help="with --prefetch: GPU time between the prediction and the layer's router")
     p.add_argument("--adapt", action="store_true", help="also the adaptive hot set, for the grid below")
     p.add_argument("--every", default="8,32")
     p.add_argument("--ratio", default="1.25,2,4")
@@ -75,6 +87,9 @@ def main() -> int:
     t_copy = args.expert_mib * MB_PER_MIB / args.copy_gbs
 
     measured = {int(k): float(v) for k, v in (m.split("=") for m in args.measured)}
+    if args.prefetch and args.lead_us is None:
+        p.error("--prefetch needs --lead-us: the GPU time a layer has between the prediction and its router")
+    coverage = prefetch_coverage(args.prefetch, args.predictor) if args.prefetch else {}
 
     def tokens_per_s(rates: list[float | None], swaps: int) -> tuple[float, float]:
         hit = float(np.mean([r for r in rates if r is not None]))
@@ -93,6 +108,11 @@ def main() -> int:
         if pct in measured:
             line += f", measured {measured[pct]} ({measured[pct] / ts:.2f} of it)"
         print(line)
+        for m, cover in coverage.get(pct, {}).items():
+            ms = prefetch_ms(t_gpu, cold, t_read, t_copy, n_layer, m, cover[args.predictor], args.lead_us / 1000)
+            more = 1000 / prefetch_ms(t_gpu, cold, t_read, t_copy, n_layer, 0, cover["more-hot"], 0.0)
+            print(f"  prefetch of {m} a layer ({args.predictor}, {cover[args.predictor]:.0%} of the misses covered): "
+                  f"{1000 / ms:.0f} tokens/s ({1000 / ms / ts:.2f}x the static row); the same slots as hot experts instead: {more:.0f}")
         if args.cpu_gbs:
             hot = np.zeros((n_layer, n_expert), dtype=bool)
             for layer, experts in enumerate(start):
@@ -123,6 +143,22 @@ def main() -> int:
             print(f"  every {every:2} ratio {ratio:4} margin {margin:3} max swaps {max_swaps} noise {noise:3}: hit {hit:.3f}, "
                   f"{spt:.2f} swaps/token, {ts:.0f} tokens/s{mark}")
     return 0
+
+
+def prefetch_coverage(path: Path, predictor: str) -> dict[int, dict[int, dict[str, float]]]:
+    """By budget percent and slot count: the coverages in predict-experts.py's JSON at `path` (predictor's among them)."""
+    result = json.loads(path.read_text())
+    by_budget = {row["budget_pct"]: {int(m): cover for m, cover in row["slots"].items()} for row in result["budgets"]}
+    names = set(next(iter(next(iter(by_budget.values())).values())))
+    if predictor not in names:
+        sys.exit(f"error: {path} has no predictor {predictor!r} (it has {', '.join(sorted(names))}); give --predictor one of those")
+    return by_budget
+
+
+def prefetch_ms(t_gpu: float, cold: float, t_read: float, t_copy: float, n_layer: int, slots: int, covered: float, lead: float) -> float:
+    """Milliseconds a token when `covered` of its `cold` in-place reads (t_read each) are prefetched instead: each of
+    n_layer layers copies `slots` experts (t_copy each), of which the part beyond `lead` adds to the step."""
+    return t_gpu + (1 - covered) * cold * t_read + n_layer * max(0.0, slots * t_copy - lead)
 
 
 def hybrid_cold_ms(cold_counts: np.ndarray, t_read: float, t_cpu: float, handoff: float) -> tuple[float, float]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from llama_tools import load_script
@@ -60,3 +62,18 @@ def test_fixed_sides_end_a_step_with_the_later_side():
     ms, _ = model.sides_cold_ms(ids, cold, on_cpu, t_read=0.01, t_cpu=0.05, handoff=0.015)
     assert ms == pytest.approx(0.065)  # the CPU's side is the later one
     assert model.sides_cold_ms(ids, cold, np.zeros_like(on_cpu), 0.06, 0.05, 0.015) == (pytest.approx(0.18), 0.0)
+
+
+def test_a_prefetch_pays_only_the_copies_beyond_its_lead_and_the_reads_it_did_not_cover():
+    base = dict(t_gpu=2.0, cold=10.0, t_read=0.06, t_copy=0.05, n_layer=24)
+    assert model.prefetch_ms(**base, slots=0, covered=0.0, lead=0.0) == pytest.approx(2.6)
+    assert model.prefetch_ms(**base, slots=1, covered=0.5, lead=0.085) == pytest.approx(2.3)       # copies hidden
+    assert model.prefetch_ms(**base, slots=2, covered=0.5, lead=0.085) == pytest.approx(2.3 + 24 * 0.015)
+
+
+def test_prefetch_coverage_is_read_by_budget_and_slots_and_an_unknown_predictor_is_refused(tmp_path):
+    path = tmp_path / "predict-experts.json"
+    path.write_text(json.dumps({"budgets": [{"budget_pct": 50, "slots": {"1": {"co-occurrence": 0.14, "more-hot": 0.05}}}]}))
+    assert model.prefetch_coverage(path, "co-occurrence") == {50: {1: {"co-occurrence": 0.14, "more-hot": 0.05}}}
+    with pytest.raises(SystemExit, match="has no predictor 'before-attention' \\(it has co-occurrence, more-hot\\)"):
+        model.prefetch_coverage(path, "before-attention")
