@@ -8,7 +8,9 @@ Runs on the GPU machine with the fork and the baseline (upstream + the routing p
 
 Every run is `llama-perplexity -c 512 --chunks C -b 1 -ub 1` (one token per step; `--ubatch 512`: steps of
 512 tokens, prompt processing) with the routing replayed from the trace (`--moe-route trace:`), so all sides
-compute the same experts; tokens/s come from its eval-time line. With --stats the fork's runs also count the selections
+compute the same experts; tokens/s come from its eval-time line. A round runs every cell (routing and budget) in
+turn, the cell's configurations rotated by the round's number (`--first-round` continues the count), so that in three
+rounds each runs first, second and third. With --stats the fork's runs also count the selections
 (--moe-hot-stats) and record the CPU's time per token and the GB/s of cold experts it read (patch 0019's line); the
 read-back that costs makes them a little slower, so compare their speeds only with each other. Per routing and budget (a share of the model's expert bytes) it runs:
 
@@ -183,16 +185,18 @@ def main() -> int:
         replay, _, profile = files.partition(":")
         routes[name] = (Path(replay), Path(profile or replay))
 
-    plan = []
+    cells = []
     for name, (replay, profile) in routes.items():
         for pct in (int(b) for b in args.budgets.split(",")):
             budget = int(expert_bytes * pct / 100 / MIB)
             n_cpu = n_layer - int(budget * MIB // layer_bytes)
-            for config in args.configs.split(","):
-                plan.append((name, pct, budget, config, *placement_args(config, budget, n_cpu, profile, replay)))
+            cells.append([(name, pct, budget, config, *placement_args(config, budget, n_cpu, profile, replay))
+                          for config in args.configs.split(",")])
+        refs = []
         for ref in filter(None, args.refs.split(",")):
             budget = int(expert_bytes / MIB) + 64 if ref == "all-hot" else 0
-            plan.append((name, 100 if ref == "all-hot" else 0, budget, ref, *placement_args(ref, budget, 0, profile, replay)))
+            refs.append((name, 100 if ref == "all-hot" else 0, budget, ref, *placement_args(ref, budget, 0, profile, replay)))
+        cells.append(refs)
 
     args.out.mkdir(parents=True, exist_ok=True)
     distinct = {name: moe_trace.distinct_experts_per_window(moe_trace.read_trace(replay)) for name, (replay, _) in routes.items()}
@@ -202,7 +206,7 @@ def main() -> int:
     (args.out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     with open(args.out / "runs.jsonl", "a") as runs:
         for rnd in range(args.first_round, args.first_round + args.rounds):
-            for name, pct, budget, config, variant, extra, env in plan:
+            for name, pct, budget, config, variant, extra, env in round_order(cells, rnd):
                 binary = (args.fork if variant == "fork" else args.base) / "llama-perplexity"
                 cmd = [str(binary), "-m", str(args.model), "-f", str(args.text), "-c", "512", "--chunks", str(args.chunks),
                        "-b", str(args.ubatch), "-ub", str(args.ubatch), "--perf", "-lv", "4", "-t", str(args.threads), "-fit", "off", "-ngl", "99",
@@ -225,6 +229,13 @@ def main() -> int:
                 print(f"{rnd} {name:8} {pct:3}% {config:9} rc={rc} {row.get('tokens_per_s')} t/s ppl={row.get('ppl')} "
                       f"hit={row.get('hit_rate')} cpu={row.get('cpu_ms_per_token')} ms/token {row.get('cpu_gbs')} GB/s {row['seconds']}s", flush=True)
     return 0
+
+
+def round_order(cells: list[list[tuple]], rnd: int) -> list[tuple]:
+    """The runs of round `rnd`: cell by cell (a routing and budget, or a routing's references), each cell's
+    configurations rotated by the round, so that none always runs first (after another's load, on a machine whose
+    speed drifts between runs)."""
+    return [run for cell in cells if cell for run in cell[rnd % len(cell):] + cell[:rnd % len(cell)]]
 
 
 if __name__ == "__main__":

@@ -269,3 +269,12 @@ def test_the_wait_cuda_graphs_and_the_graphs_reused_diagnose_what_counting_costs
     text = rendered(report, summary)
     assert "90.0 (90.0-90.0), 0 graphs reused" in text and "80.0 (80.0-80.0), 998 graphs reused" in text
     assert "CUDA graphs off against on, the selections counted" in text
+
+
+def test_each_round_rotates_the_configurations_of_a_cell_so_none_always_runs_first():
+    bench = load_script("bench-placements")
+    cells = [["a", "b", "c"], [], ["ref"]]
+    assert bench.round_order(cells, 0) == ["a", "b", "c", "ref"]
+    assert bench.round_order(cells, 1) == ["b", "c", "a", "ref"]
+    assert bench.round_order(cells, 2) == ["c", "a", "b", "ref"]
+    assert bench.round_order(cells, 3) == bench.round_order(cells, 0)
