@@ -9,8 +9,8 @@ Runs on the GPU machine with the fork and the baseline (upstream + the routing p
 Every run is `llama-perplexity -c 512 --chunks C -b 1 -ub 1` (one token per step; `--ubatch 512`: steps of
 512 tokens, prompt processing) with the routing replayed from the trace (`--moe-route trace:`), so all sides
 compute the same experts; tokens/s come from its eval-time line. A round runs every cell (routing and budget) in
-turn, the cell's configurations rotated by the round's number (`--first-round` continues the count), so that in three
-rounds each runs first, second and third. With --stats the fork's runs also count the selections
+turn, the cell's configurations rotated by the round's number (`--first-round` continues the count), so that none
+always runs first: the machine's speed drifts between runs. With --stats the fork's runs also count the selections
 (--moe-hot-stats) and record the CPU's time per token and the GB/s of cold experts it read (patch 0019's line); the
 read-back that costs makes them a little slower, so compare their speeds only with each other. Per routing and budget (a share of the model's expert bytes) it runs:
 
