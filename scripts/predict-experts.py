@@ -171,6 +171,9 @@ def routes(model_dir: Path, text: str, chunks: int, device: str) -> tuple[np.nda
 
     model = AutoModelForCausalLM.from_pretrained(model_dir / "hf", dtype=torch.float32).to(device).eval()
     config = model.config
+    if config.model_type != "qwen3_moe":
+        raise UsageError(f"{model_dir / 'hf'} is a {config.model_type} checkpoint; --model reads train-moe.py's Qwen3-MoE only",
+                         "record the other model's routing with llama.cpp's --moe-trace-out on two texts and pass --traces")
     ctx, k = json.loads((model_dir / "train-moe.json").read_text())["config"]["ctx"], config.num_experts_per_tok
     tokens = np.array(Tokenizer.from_file(str(model_dir / "hf" / "tokenizer.json")).encode(text).ids, dtype=np.int64)
     windows = tokens[: len(tokens) // ctx * ctx].reshape(-1, ctx)[:chunks]
