@@ -4,7 +4,7 @@ second stream stands on (issue 10: the misses' bus time hidden behind compute), 
 scripts/train-moe.py in PyTorch.
 
     python3 scripts/predict-experts.py --model /tmp/learned --out DIR [--text prose] [--profile poems]
-        [--budgets 25,50,75] [--slots 1,2,4,8] [--chunks 2]
+        [--budgets 25,50,75] [--slots 1,2,4,8] [--chunks N]
     python3 scripts/predict-experts.py --traces REPLAY.moetrace PROFILE.moetrace --out DIR [--budgets ...] [--slots ...]
 
 The second form needs no PyTorch and takes any model's routing (llama.cpp's --moe-trace-out, e.g. of Qwen3-30B-A3B
@@ -248,7 +248,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", default="poems", help="the held-out genre the hot sets come from (default: %(default)s)")
     p.add_argument("--budgets", default="25,50,75", help="percent of each layer's experts hot")
     p.add_argument("--slots", default="1,2,4,8", help="prefetch slots per layer")
-    p.add_argument("--chunks", type=int, default=2)
+    p.add_argument("--chunks", type=int, help="windows of the model's context from each text (default: train-moe.py's, at most 8)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when there is one, else cpu)")
     args = p.parse_args(argv)
     try:
@@ -273,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
             ids, profile_ids, n_expert = from_traces(*args.traces)
             source, predictions = {"text": str(args.traces[0]), "profile": str(args.traces[1])}, {}
         else:
+            if args.chunks is None:
+                args.chunks = min(8, json.loads((args.model / "train-moe.json").read_text())["config"]["chunks"])
             torch = import_torch()
             device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
             ids, predictions = routes(args.model, heldout_text(args.model, args.text), args.chunks, device)
