@@ -44,29 +44,31 @@ sys.path.insert(0, str(ROOT))
 
 from builder import hot_experts  # noqa: E402
 from builder.errors import BuilderError, UsageError, report  # noqa: E402
-from builder.moe_trace import read_routed, read_trace  # noqa: E402
+from builder.moe_trace import Trace, read_routed, read_trace, selection_counts  # noqa: E402
 from builder.trace_stats import check_same_shape  # noqa: E402
 
 # ---------------------------------------------------------------------------- the measures (numpy only)
 
 
-def hot_mask(profile_ids: np.ndarray, n_expert: int, n_hot: int) -> np.ndarray:
-    """[layers, experts] bool: the n_hot experts per layer --moe-hot-profile picks from the selections profile_ids
-    [tokens, layers, used]."""
-    n_layer = profile_ids.shape[1]
-    counts = np.stack([np.bincount(profile_ids[:, layer].ravel(), minlength=n_expert) for layer in range(n_layer)])
-    hot = np.zeros((n_layer, n_expert), dtype=bool)
-    for layer, experts in hot_experts.hot_sets(counts, {layer: n_hot for layer in range(n_layer)}).items():
+def hot_mask(counts: np.ndarray, n_hot: int) -> np.ndarray:
+    """[layers, experts] bool: the n_hot experts per layer --moe-hot-profile picks from the selection counts
+    [layers, experts]."""
+    hot = np.zeros(counts.shape, dtype=bool)
+    for layer, experts in hot_experts.hot_sets(counts, {layer: n_hot for layer in range(len(counts))}).items():
         hot[layer, experts] = True
     return hot
+
+
+def is_hot(hot: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """hot [layers, experts] looked up for each selection of ids [tokens, layers, used], same shape as ids."""
+    return hot[np.arange(ids.shape[1])[None, :, None], ids]
 
 
 def cold_coverage(ids: np.ndarray, scores: np.ndarray, hot: np.ndarray, slots: int) -> tuple[int, int]:
     """(cold selections among the `slots` best-scored cold experts of their token and layer, cold selections) for
     ids [tokens, layers, used] and scores [tokens, layers, experts] (NaN rows: no prediction there, nothing
     covered); ties go to the lower id."""
-    n_tokens, n_layer, _ = ids.shape
-    cold = ~hot[np.arange(n_layer)[None, :, None], ids]
+    cold = ~is_hot(hot, ids)
     masked = np.where(hot[None], -np.inf, np.nan_to_num(scores, nan=-np.inf))
     order = np.argsort(-masked, axis=2, kind="stable")[:, :, :slots]
     fetched = np.zeros(scores.shape, dtype=bool)
@@ -106,16 +108,16 @@ def measure(ids: np.ndarray, predictions: dict[str, np.ndarray], profile_ids: np
     """Every number of the report: per budget, the static hot set's hit rate and, per slot count, each
     predictor's coverage of the cold selections and the larger hot set's; the predictors' top-k recall."""
     rows = []
+    counts = selection_counts(Trace(profile_ids.shape[1], n_expert, profile_ids.shape[2], profile_ids))
     for pct in budgets:
         n_hot = n_expert * pct // 100
-        hot = hot_mask(profile_ids, n_expert, n_hot)
-        cold_total = int((~hot[np.arange(ids.shape[1])[None, :, None], ids]).sum())
+        hot = hot_mask(counts, n_hot)
+        cold_total = int((~is_hot(hot, ids)).sum())
         row = {"budget_pct": pct, "hot_per_layer": n_hot, "hit_rate": 1 - cold_total / ids.size,
                "cold_per_token": cold_total / len(ids), "slots": {}}
         for m in slots:
             covered = {name: cold_coverage(ids, scores, hot, m)[0] for name, scores in predictions.items()}
-            larger = hot_mask(profile_ids, n_expert, min(n_expert, n_hot + m))
-            covered["more-hot"] = cold_total - int((~larger[np.arange(ids.shape[1])[None, :, None], ids]).sum())
+            covered["more-hot"] = cold_total - int((~is_hot(hot_mask(counts, min(n_expert, n_hot + m)), ids)).sum())
             row["slots"][str(m)] = {name: (c / cold_total if cold_total else None) for name, c in covered.items()}
         rows.append(row)
     return {"tokens": len(ids), "layers": int(ids.shape[1]), "experts": n_expert, "used": int(ids.shape[2]),
@@ -193,18 +195,17 @@ def routes(model_dir: Path, text: str, chunks: int, device: str) -> tuple[np.nda
         for hook in hooks:
             hook.remove()
 
-        def router(index: int, kind: str) -> np.ndarray:
-            x = torch.cat(captured[(kind, index)])
+        def router(index: int, kind: str, at: int) -> np.ndarray:
+            """Layer index's router logits on the residual captured before layer at's `kind` norm."""
             layer = layers[index]
-            return torch.nn.functional.linear(layer.post_attention_layernorm(x), layer.mlp.gate.weight).float().cpu().numpy()
+            x = layer.post_attention_layernorm(torch.cat(captured[(kind, at)]))
+            return torch.nn.functional.linear(x, layer.mlp.gate.weight).float().cpu().numpy()
 
-        actual = np.stack([router(i, "post_attention") for i in range(len(layers))], axis=1)
-        before = np.stack([router(i, "input") for i in range(len(layers))], axis=1)
+        actual = np.stack([router(i, "post_attention", i) for i in range(len(layers))], axis=1)
+        before = np.stack([router(i, "input", i) for i in range(len(layers))], axis=1)
         ahead = np.full_like(actual, np.nan)
         for i in range(1, len(layers)):
-            x = torch.cat(captured[("post_attention", i - 1)])
-            layer = layers[i]
-            ahead[:, i] = torch.nn.functional.linear(layer.post_attention_layernorm(x), layer.mlp.gate.weight).float().cpu().numpy()
+            ahead[:, i] = router(i, "post_attention", i - 1)
     ids = np.argsort(-actual, axis=2, kind="stable")[:, :, :k].astype(np.int16)
     return ids, {"before-attention": before, "layer-ahead": ahead}
 

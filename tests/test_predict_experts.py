@@ -55,13 +55,14 @@ def test_an_oracle_covers_every_miss_with_as_many_slots_as_experts_used_and_more
     oracle = np.zeros((32, 3, n_expert))
     np.put_along_axis(oracle, ids.astype(np.int64), 1.0, axis=2)
     result = predict.measure(ids, {"oracle": oracle}, profile, n_expert, [25, 50], [1, 2])
+    counts = np.stack([np.bincount(profile[:, layer].ravel(), minlength=n_expert) for layer in range(3)])
     for row in result["budgets"]:
-        hot = predict.hot_mask(profile, n_expert, row["hot_per_layer"])
+        hot = predict.hot_mask(counts, row["hot_per_layer"])
         assert row["hit_rate"] == pytest.approx(hot[np.arange(3)[None, :, None], ids].mean())
         assert row["slots"]["2"]["oracle"] == 1.0
         assert row["slots"]["1"]["oracle"] < 1.0
         for m in ("1", "2"):
-            larger = predict.hot_mask(profile, n_expert, row["hot_per_layer"] + int(m))
+            larger = predict.hot_mask(counts, row["hot_per_layer"] + int(m))
             cold_now = ~hot[np.arange(3)[None, :, None], ids]
             assert row["slots"][m]["more-hot"] == pytest.approx((cold_now & larger[np.arange(3)[None, :, None], ids]).sum() / cold_now.sum())
     assert result["topk_recall"]["oracle"] == 1.0
