@@ -148,11 +148,10 @@ def main() -> int:
 def prefetch_coverage(path: Path, predictor: str) -> dict[int, dict[int, dict[str, float]]]:
     """By budget percent and slot count: the coverages in predict-experts.py's JSON at `path` (predictor's among them)."""
     result = json.loads(path.read_text())
-    by_budget = {row["budget_pct"]: {int(m): cover for m, cover in row["slots"].items()} for row in result["budgets"]}
-    names = set(next(iter(next(iter(by_budget.values())).values())))
+    names = {*result["topk_recall"], "more-hot"}
     if predictor not in names:
         sys.exit(f"error: {path} has no predictor {predictor!r} (it has {', '.join(sorted(names))}); give --predictor one of those")
-    return by_budget
+    return {row["budget_pct"]: {int(m): cover for m, cover in row["slots"].items()} for row in result["budgets"]}
 
 
 def prefetch_ms(t_gpu: float, cold: float, t_read: float, t_copy: float, n_layer: int, slots: int, covered: float, lead: float) -> float:

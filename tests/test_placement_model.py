@@ -73,7 +73,8 @@ def test_a_prefetch_pays_only_the_copies_beyond_its_lead_and_the_reads_it_did_no
 
 def test_prefetch_coverage_is_read_by_budget_and_slots_and_an_unknown_predictor_is_refused(tmp_path):
     path = tmp_path / "predict-experts.json"
-    path.write_text(json.dumps({"budgets": [{"budget_pct": 50, "slots": {"1": {"co-occurrence": 0.14, "more-hot": 0.05}}}]}))
+    path.write_text(json.dumps({"topk_recall": {"co-occurrence": 0.44},
+                                "budgets": [{"budget_pct": 50, "slots": {"1": {"co-occurrence": 0.14, "more-hot": 0.05}}}]}))
     assert model.prefetch_coverage(path, "co-occurrence") == {50: {1: {"co-occurrence": 0.14, "more-hot": 0.05}}}
     with pytest.raises(SystemExit, match="has no predictor 'before-attention' \\(it has co-occurrence, more-hot\\)"):
         model.prefetch_coverage(path, "before-attention")
