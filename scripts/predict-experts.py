@@ -164,20 +164,26 @@ def render_markdown(result: dict) -> str:
 # ---------------------------------------------------------------------------- the model (PyTorch)
 
 
-def routes(model_dir: Path, text: str, chunks: int, device: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Run the checkpoint model_dir/hf over the first `chunks` windows of the model's context of `text`; return
-    the router's top-k ids [tokens, layers, k] and the scores of the activation predictors [tokens, layers, experts]."""
+def load_checkpoint(model_dir: Path, device: str):
+    """train-moe.py's checkpoint model_dir/hf on `device` (fp32, eval) and its tokenizer; a model other than
+    Qwen3-MoE is refused."""
     import torch
     from tokenizers import Tokenizer
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(model_dir / "hf", dtype=torch.float32).to(device).eval()
-    config = model.config
-    if config.model_type != "qwen3_moe":
-        raise UsageError(f"{model_dir / 'hf'} is a {config.model_type} checkpoint; --model reads train-moe.py's Qwen3-MoE only",
+    if model.config.model_type != "qwen3_moe":
+        raise UsageError(f"{model_dir / 'hf'} is a {model.config.model_type} checkpoint; --model reads train-moe.py's Qwen3-MoE only",
                          "record the other model's routing with llama.cpp's --moe-trace-out on two texts and pass --traces")
-    ctx, k = json.loads((model_dir / "train-moe.json").read_text())["config"]["ctx"], config.num_experts_per_tok
-    tokens = np.array(Tokenizer.from_file(str(model_dir / "hf" / "tokenizer.json")).encode(text).ids, dtype=np.int64)
+    return model, Tokenizer.from_file(str(model_dir / "hf" / "tokenizer.json"))
+
+
+def routes(model, tokenizer, text: str, ctx: int, chunks: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Run the model over the first `chunks` windows of `ctx` tokens of `text`; return the router's top-k ids
+    [tokens, layers, k] and the scores of the activation predictors [tokens, layers, experts]."""
+    import torch
+
+    tokens = np.array(tokenizer.encode(text).ids, dtype=np.int64)
     windows = tokens[: len(tokens) // ctx * ctx].reshape(-1, ctx)[:chunks]
     if not len(windows):
         raise UsageError(f"the text has {len(tokens)} tokens, fewer than one context of {ctx}", "give a longer --text")
@@ -191,7 +197,7 @@ def routes(model_dir: Path, text: str, chunks: int, device: str) -> tuple[np.nda
              for kind, m in (("input", layer.input_layernorm), ("post_attention", layer.post_attention_layernorm))]
     with torch.no_grad():
         for window in windows:
-            model(input_ids=torch.from_numpy(window[None]).to(device))
+            model(input_ids=torch.from_numpy(window[None]).to(model.device))
         for hook in hooks:
             hook.remove()
 
@@ -206,7 +212,7 @@ def routes(model_dir: Path, text: str, chunks: int, device: str) -> tuple[np.nda
         ahead = np.full_like(actual, np.nan)
         for i in range(1, len(layers)):
             ahead[:, i] = router(i, "post_attention", i - 1)
-    ids = np.argsort(-actual, axis=2, kind="stable")[:, :, :k].astype(np.int16)
+    ids = np.argsort(-actual, axis=2, kind="stable")[:, :, :model.config.num_experts_per_tok].astype(np.int16)
     return ids, {"before-attention": before, "layer-ahead": ahead}
 
 
@@ -274,12 +280,12 @@ def main(argv: list[str] | None = None) -> int:
             ids, profile_ids, n_expert = from_traces(*args.traces)
             source, predictions = {"text": str(args.traces[0]), "profile": str(args.traces[1])}, {}
         else:
-            if args.chunks is None:
-                args.chunks = min(8, json.loads((args.model / "train-moe.json").read_text())["config"]["chunks"])
+            trained = json.loads((args.model / "train-moe.json").read_text())["config"]
+            args.chunks = min(8, trained["chunks"]) if args.chunks is None else args.chunks
             torch = import_torch()
-            device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-            ids, predictions = routes(args.model, heldout_text(args.model, args.text), args.chunks, device)
-            profile_ids, _ = routes(args.model, heldout_text(args.model, args.profile), args.chunks, device)
+            model, tokenizer = load_checkpoint(args.model, args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+            ids, predictions = routes(model, tokenizer, heldout_text(args.model, args.text), trained["ctx"], args.chunks)
+            profile_ids, _ = routes(model, tokenizer, heldout_text(args.model, args.profile), trained["ctx"], args.chunks)
             n_expert = predictions["before-attention"].shape[2]
             source = {"model": str(args.model), "text": args.text, "profile": args.profile, "chunks": args.chunks,
                       "router_check": router_check(ids, args.model / f"torch-{args.text}.moetrace")}
@@ -289,8 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     result = {**source, **measure(ids, predictions, profile_ids, n_expert, args.budget_list, args.slot_list)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "predict-experts.json").write_text(json.dumps(result, indent=2))
-    (args.out / "predict-experts.md").write_text(render_markdown(result))
-    print(render_markdown(result))
+    markdown = render_markdown(result)
+    (args.out / "predict-experts.md").write_text(markdown)
+    print(markdown)
     return 0
 
 
