@@ -349,10 +349,12 @@ placements)
     # (with LAYERS set, the model of that depth, to $out/placements-LAYERS/; with UBATCH=512, prompt processing in steps of
     # 512 tokens instead of decode, to $out/placements[-LAYERS]-ub512/; with STATS=1, the fork's runs with --moe-hot-stats and the
     # CPU's time and rate, to $out/placements[...]-stats/; with PLACEMENT_THREADS=N, N threads instead of 8, to
-    # $out/placements[...]-tN/)
+    # $out/placements[...]-tN/; upstream's placements run with the fork's binary, options off, where no baseline was built)
     text=/tmp/learned/heldout-prose.txt
+    base=dist/baseline-cuda-sm$arch/bin
+    [ -d "$base" ] || { base=dist/cuda-sm$arch/bin; log "no baseline built: upstream's placements run with the fork, options off"; }
     python3 scripts/bench-placements.py --model "$model" --text "$text" --fork "dist/cuda-sm$arch/bin" \
-        --base "dist/baseline-cuda-sm$arch/bin" --rounds "${ROUNDS:-1}" --chunks "${CHUNKS:-1}" --ubatch "${UBATCH:-1}" ${STATS:+--stats} \
+        --base "$base" --rounds "${ROUNDS:-1}" --chunks "${CHUNKS:-1}" --ubatch "${UBATCH:-1}" ${STATS:+--stats} \
         --threads "${PLACEMENT_THREADS:-8}" --out "$out/placements${LAYERS:+-$LAYERS}${UBATCH:+-ub$UBATCH}${STATS:+-stats}${PLACEMENT_THREADS:+-t$PLACEMENT_THREADS}" \
         --route "learned=$bt/learned-replay.bin:$bt/learned-profile.bin" \
         --route "zipf=$bt/zipf-replay.bin:$bt/zipf-profile.bin" \

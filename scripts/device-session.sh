@@ -7,7 +7,8 @@
 # It builds the fork and then the baseline for the arch while the GPU trains the learned model (learned-train); the
 # EARLY stages run once the fork is built (they use only the fork: tests, fidelity), the LATE ones once the baseline is
 # (benchmarks against it). SERIES_UNTIL=NNNN also builds the series up to patch NNNN (fork-NNNN-cuda-smARCH), which
-# flag-off then runs beside the fork and the baseline.
+# flag-off then runs beside the fork and the baseline. BASELINE=0 builds only the fork (~5 of the ~9 minutes): the LATE
+# stages then start with the EARLY ones, and `placements` runs upstream's placements with the fork's binary, options off.
 # A stage is a word or a quoted stage with its arguments, as scripts/device-run.sh takes them without the arch (e.g.
 # "placements --first-round 1"), after any variables for it alone (e.g. "ROUNDS=2 REPS=2 flag-off"); each writes to
 # its own folder under /tmp/res (a stage given twice shares it and appends to its log). A failing stage is logged and
@@ -45,7 +46,8 @@ stage() {  # stage OUTNAME [VAR=VALUE...] STAGE [ARGS]
 }
 # the fork, then the baseline, in one build; the fork's folder is done once its manifest is in dist/
 rm -f "dist/cuda-sm$arch/manifest.json"
-stage build build --baseline ${SERIES_UNTIL:+--series-until "$SERIES_UNTIL"} &
+[ "${BASELINE:-1}" = 0 ] && with_baseline= || with_baseline=--baseline
+stage build build $with_baseline ${SERIES_UNTIL:+--series-until "$SERIES_UNTIL"} &
 build=$!
 # training converts with the fetched tree: wait for its marker, written once the tree is verified (the folder comes first)
 while [ ! -f .cache/src/llama.cpp-b11549/.experts-first-source.json ] && kill -0 "$build" 2>/dev/null; do sleep 2; done
