@@ -140,6 +140,26 @@ def test_the_comparison_is_the_best_of_each_side_per_routing_and_budget():
     assert (rows[("learned", 75)]["best_fork"], rows[("learned", 75)]["ratio"]) == ("adapt-gpu-profile", 1.36)
 
 
+def test_each_comparison_is_held_against_issue_10s_bar():
+    report = load_script("report-placements")
+    # 1.5x the better upstream placement, unless 0.9x all on the GPU is lower; under uniform routing 1.0x upstream
+    assert report.issue_bar("learned", 100.0, 270.0) == 150.0
+    assert report.issue_bar("learned", 200.0, 270.0) == 243.0
+    assert report.issue_bar("zipf", 100.0, None) == 150.0
+    assert report.issue_bar("uniform", 60.4, 272.8) == 60.4
+    runs, hot_gpu = committed_runs()
+    hot_gpu["tokens_per_s"] = 1000.0  # learned 25 % over its bar; the committed round meets none
+    summary = report.summarise(runs)
+    all_gpu = {c["route"]: c["median"] for c in summary["cells"] if c["config"] == "all-gpu"}
+    rows = {(c["route"], c["budget_pct"]): c for c in summary["comparisons"]}
+    for (route, _), row in rows.items():
+        assert row["of_bar"] == round(row["fork"] / report.issue_bar(route, row["upstream"], all_gpu[route]), 3)
+    met = [c for c in rows.values() if c["of_bar"] >= 1]
+    assert [(c["route"], c["budget_pct"]) for c in met] == [("learned", 25)]
+    text = rendered(report, summary)
+    assert text.count("(met) |") == len(met) and text.count("(not met) |") == len(rows) - len(met)
+
+
 def test_a_configuration_without_a_result_is_named_instead_of_compared():
     report = load_script("report-placements")
     runs = [json.loads(line) for line in RUNS.read_text().splitlines()]
