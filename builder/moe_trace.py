@@ -79,15 +79,18 @@ def write_trace(trace: Trace, path: Path) -> None:
         f.write(trace.ids.astype("<i2").tobytes())
 
 
-def routed_tokens(trace: Trace) -> Trace:
-    """Only the tokens every routed layer computed. Tools compute the last layer only for the
+def routed_mask(trace: Trace) -> np.ndarray:
+    """[n_tokens] bool: the tokens every routed layer computed. Tools compute the last layer only for the
     rows that produce an output (llama-perplexity: the scored half of each chunk), which the trace
     shows as -1; a replay would fill those with experts 0, 1, ... Layers without any routed token
     (dense layers) do not count."""
     has_ids = (trace.ids >= 0).any(axis=2)  # [n_tokens, n_layer]
-    routed_layers = has_ids.any(axis=0)
-    keep = has_ids[:, routed_layers].all(axis=1)
-    return Trace(trace.n_layer, trace.n_expert, trace.n_expert_used, trace.ids[keep])
+    return has_ids[:, has_ids.any(axis=0)].all(axis=1)
+
+
+def routed_tokens(trace: Trace) -> Trace:
+    """Only the tokens every routed layer computed (routed_mask)."""
+    return Trace(trace.n_layer, trace.n_expert, trace.n_expert_used, trace.ids[routed_mask(trace)])
 
 
 def read_routed(path: Path, hint: str = "record a trace of at least one full ubatch with --moe-trace-out") -> Trace:

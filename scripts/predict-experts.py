@@ -25,7 +25,10 @@ Predictors:
 - `more-hot`: no prediction; the static hot set m experts larger (the same VRAM as m slots). A prefetch is only
   worth its slots where it covers more than this.
 
-Writes DIR/predict-experts.json (every number) and DIR/predict-experts.md. Coverage is of the cold selections
+Writes DIR/predict-experts.json (every number) and DIR/predict-experts.md; with --model also the routing of both
+texts (DIR/routing-TEXT.moetrace, DIR/routing-PROFILE.moetrace) and each activation predictor's --rank best experts
+per token and layer, best first (DIR/before-attention-TEXT.moetrace, DIR/layer-ahead-TEXT.moetrace), for a prefetch
+to replay on the bench model beside the routing (scripts/make-bench-traces.py --predictions). Coverage is of the cold selections
 (the misses a bus read serves today); the top-k recall (the share of a token's k selected experts among the
 predictor's first k, hot or cold) is the figure the literature reports.
 """
@@ -44,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from builder import hot_experts  # noqa: E402
 from builder.errors import BuilderError, UsageError, report  # noqa: E402
-from builder.moe_trace import Trace, read_routed, read_trace, selection_counts  # noqa: E402
+from builder.moe_trace import Trace, read_routed, read_trace, selection_counts, write_trace  # noqa: E402
 from builder.trace_stats import check_same_shape  # noqa: E402
 
 # ---------------------------------------------------------------------------- the measures (numpy only)
@@ -122,6 +125,26 @@ def measure(ids: np.ndarray, predictions: dict[str, np.ndarray], profile_ids: np
         rows.append(row)
     return {"tokens": len(ids), "layers": int(ids.shape[1]), "experts": n_expert, "used": int(ids.shape[2]),
             "topk_recall": {name: topk_recall(ids, scores) for name, scores in predictions.items()}, "budgets": rows}
+
+
+def ranking_trace(scores: np.ndarray, k: int) -> Trace:
+    """A predictor's scores [tokens, layers, experts] as a trace of its k best experts per token and layer, best first
+    (ties to the lower id), for a prefetch to replay; -1 where it has no prediction (NaN rows)."""
+    best = np.argsort(-np.nan_to_num(scores, nan=-np.inf), axis=2, kind="stable")[:, :, :k].astype(np.int16)
+    best[np.isnan(scores).any(axis=2)] = -1
+    return Trace(scores.shape[1], scores.shape[2], k, best)
+
+
+def write_replay_traces(out: Path, text: str, profile: str, ids: np.ndarray, profile_ids: np.ndarray,
+                        predictions: dict[str, np.ndarray], k: int) -> None:
+    """The routing the numbers were measured on and each activation predictor's ranking of the same tokens, as traces
+    for the placement benchmark (scripts/make-bench-traces.py --predictions): OUT/routing-TEXT.moetrace,
+    OUT/routing-PROFILE.moetrace, OUT/PREDICTOR-TEXT.moetrace."""
+    n_expert = next(iter(predictions.values())).shape[2]
+    for genre, routing in ((text, ids), (profile, profile_ids)):
+        write_trace(Trace(routing.shape[1], n_expert, routing.shape[2], routing), out / f"routing-{genre}.moetrace")
+    for name, scores in predictions.items():
+        write_trace(ranking_trace(scores, k), out / f"{name}-{text}.moetrace")
 
 
 def router_check(ids: np.ndarray, trace_path: Path) -> float | None:
@@ -257,6 +280,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--slots", default="1,2,4,8", help="prefetch slots per layer")
     p.add_argument("--chunks", type=int, help="windows of the model's context from each text (default: train-moe.py's, at most 8)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when there is one, else cpu)")
+    p.add_argument("--rank", type=int, default=16, help="experts per token and layer in each predictor's trace (default: %(default)s)")
     args = p.parse_args(argv)
     try:
         args.budget_list = [int(b) for b in args.budgets.split(",")]
@@ -264,6 +288,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     except ValueError:
         raise UsageError(f"--budgets {args.budgets} / --slots {args.slots}: not comma-separated integers",
                          "e.g. --budgets 25,50,75 --slots 1,2,4") from None
+    if args.rank < 1:
+        raise UsageError(f"--rank {args.rank}: a predictor's trace needs at least one expert per token and layer", "e.g. --rank 16")
     if any(not 0 < b < 100 for b in args.budget_list) or any(s < 1 for s in args.slot_list):
         raise UsageError(f"--budgets {args.budgets} / --slots {args.slots}: budgets are percents in 1..99, slots at least 1",
                          "e.g. --budgets 25,50,75 --slots 1,2,4")
@@ -291,9 +317,11 @@ def main(argv: list[str] | None = None) -> int:
                       "router_check": router_check(ids, args.model / f"torch-{args.text}.moetrace")}
     except BuilderError as exc:
         return report(exc)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if predictions:
+        write_replay_traces(args.out, args.text, args.profile, ids, profile_ids, predictions, min(args.rank, n_expert))
     predictions["co-occurrence"] = cooccurrence_scores(profile_ids, ids, n_expert)
     result = {**source, **measure(ids, predictions, profile_ids, n_expert, args.budget_list, args.slot_list)}
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "predict-experts.json").write_text(json.dumps(result, indent=2))
     markdown = render_markdown(result)
     (args.out / "predict-experts.md").write_text(markdown)

@@ -152,3 +152,32 @@ def test_traces_of_two_model_shapes_are_refused(tmp_path, capsys):
 def test_the_held_out_text_keeps_its_crlf_line_ends_as_train_moe_and_llama_perplexity_read_it(tmp_path):
     (tmp_path / "heldout-prose.txt").write_bytes("Of Books.\r\nAreopagitica\r\n".encode("utf-8"))
     assert predict.heldout_text(tmp_path, "prose") == "Of Books.\r\nAreopagitica\r\n"
+
+
+def test_a_predictors_trace_ranks_its_best_experts_first_and_marks_layers_without_a_prediction():
+    scores = np.array([[[1.0, 3.0, 3.0, 2.0], [NAN] * 4]])   # one token, two layers
+    trace = predict.ranking_trace(scores, 3)
+    assert (trace.n_layer, trace.n_expert, trace.n_expert_used) == (2, 4, 3)
+    assert trace.ids.tolist() == [[[1, 2, 3], [-1, -1, -1]]]   # ties to the lower id
+
+
+def test_the_routing_and_the_predictions_are_written_as_traces_of_the_same_tokens(tmp_path):
+    from builder.moe_trace import read_trace
+
+    rng = np.random.default_rng(2)
+    ids, profile_ids = (random_trace(rng, n, 3, 16, 2).ids for n in (40, 24))
+    predictions = {"before-attention": rng.normal(size=(40, 3, 16)), "layer-ahead": rng.normal(size=(40, 3, 16))}
+    predictions["layer-ahead"][:, 0] = NAN
+    predict.write_replay_traces(tmp_path, "prose", "poems", ids, profile_ids, predictions, 5)
+    assert np.array_equal(read_trace(tmp_path / "routing-prose.moetrace").ids, ids)
+    assert np.array_equal(read_trace(tmp_path / "routing-poems.moetrace").ids, profile_ids)
+    for name, scores in predictions.items():
+        ranked = read_trace(tmp_path / f"{name}-prose.moetrace")
+        assert ranked.ids.shape == (40, 3, 5)
+        assert np.array_equal(ranked.ids, predict.ranking_trace(scores, 5).ids)
+    assert (read_trace(tmp_path / "layer-ahead-prose.moetrace").ids[:, 0] == -1).all()
+
+
+def test_a_rank_below_one_is_refused(tmp_path, capsys):
+    assert predict.main(["--traces", "r", "p", "--out", str(tmp_path), "--rank", "0"]) == 2
+    assert "--rank 0" in capsys.readouterr().err
