@@ -71,7 +71,10 @@ from builder.report.parse import ParseError, parse_moe_adapt, parse_moe_cold_top
 
 CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "hot-gpu-in", "adapt-gpu",
            "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2", "adapt-hybrid", "hot-gpu-top6", "hot-gpu-top4", "adapt-gpu-top6",
-           "hot-gpu-counted", "hot-gpu-counted-wait", "hot-gpu-counted-copy", "hot-gpu-nographs", "hot-gpu-counted-nographs")
+           "hot-gpu-counted", "hot-gpu-counted-wait", "hot-gpu-counted-copy", "hot-gpu-nographs", "hot-gpu-counted-nographs",
+           "hot-gpu-prefetch", "adapt-gpu-prefetch", "hot-gpu-prefetch-oracle", "adapt-gpu-prefetch-oracle")
+PREDICTED = ("hot-gpu-prefetch", "adapt-gpu-prefetch")
+"""Configurations that prefetch the experts a routing's ranking trace names (NAME=REPLAY:PROFILE:RANKING): skipped without one."""
 NO_CUDA_GRAPHS = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
 CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA_MOE_COLD_OVERLAP": "0"},
               "hot-cpu-overlap": {"LLAMA_MOE_COLD_OVERLAP": "1"}, "hot-gpu-counted-wait": {"LLAMA_MOE_HOT_COUNT_WAIT": "1"},
@@ -85,9 +88,11 @@ REUSED = re.compile(r"graphs reused =\s*(\d+)")
 """llama.cpp's count of the steps that reused the previous step's graph (not rebuilt, not allocated again)."""
 
 
-def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Path, replay: Path) -> tuple[str, list[str], dict]:
+def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Path, replay: Path,
+                   ranking: Path | None = None) -> tuple[str, list[str], dict]:
     """(variant, arguments, environment) of a configuration at a budget; `profile` is a trace of other text, `replay`
-    the replayed one."""
+    the replayed one, `ranking` a predictor's ranking of the replayed tokens (scripts/make-bench-traces.py --predictions)
+    for the PREDICTED configurations; the oracle prefetches with the replayed routing itself (a perfect predictor)."""
     hot = ["--cpu-moe", "--moe-hot-mib", str(budget_mib)]
 
     def static_gpu(trace: Path, cold: str = "gpu") -> list[str]:
@@ -97,6 +102,9 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
     hot_hybrid = static_gpu(profile, "hybrid")
     adapt_rule = ["--moe-hot-adapt", "32", "--moe-hot-adapt-ratio", "4"]
     adapt_profile = hot_gpu + adapt_rule
+
+    def prefetch(trace: Path | None) -> list[str]:
+        return ["--moe-prefetch", "1", "--moe-prefetch-route", f"trace:{trace}"]
     variant, args = {
         "ncmoe": ("base", ["-ncmoe", str(n_cpu_layers)]),
         "lru": ("base", ["--cpu-moe", "--moe-cache-mib", str(budget_mib)]),
@@ -123,6 +131,10 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "hot-gpu-counted-copy": ("fork", hot_gpu + ["--moe-hot-stats"]),
         "hot-gpu-nographs": ("fork", hot_gpu),
         "hot-gpu-counted-nographs": ("fork", hot_gpu + ["--moe-hot-stats"]),
+        "hot-gpu-prefetch": ("fork", hot_gpu + prefetch(ranking)),
+        "adapt-gpu-prefetch": ("fork", adapt_profile + prefetch(ranking)),
+        "hot-gpu-prefetch-oracle": ("fork", hot_gpu + prefetch(replay)),
+        "adapt-gpu-prefetch-oracle": ("fork", adapt_profile + prefetch(replay)),
         "all-gpu": ("base", []),
         "cpu-moe": ("base", ["--cpu-moe"]),
         "all-hot": ("fork", hot),
@@ -155,8 +167,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--text", type=Path, required=True)
-    p.add_argument("--route", action="append", required=True, metavar="NAME=REPLAY:PROFILE",
-                   help="a routing: the trace replayed and a trace of other text for the static profile")
+    p.add_argument("--route", action="append", required=True, metavar="NAME=REPLAY:PROFILE[:RANKING]",
+                   help="a routing: the trace replayed, a trace of other text for the static profile and, for the prefetch of "
+                        "predicted experts, a predictor's ranking of the replayed tokens")
     p.add_argument("--fork", type=Path, default=Path("dist/cuda-sm90/bin"))
     p.add_argument("--base", type=Path, default=Path("dist/baseline-cuda-sm90/bin"))
     p.add_argument("--budgets", default="25,50,75", help="percent of the model's expert bytes")
@@ -182,16 +195,20 @@ def main() -> int:
     routes = {}
     for spec in args.route:
         name, _, files = spec.partition("=")
-        replay, _, profile = files.partition(":")
-        routes[name] = (Path(replay), Path(profile or replay))
+        replay, _, rest = files.partition(":")
+        profile, _, ranking = rest.partition(":")
+        routes[name] = (Path(replay), Path(profile or replay), Path(ranking) if ranking else None)
 
     cells = []
-    for name, (replay, profile) in routes.items():
+    for name, (replay, profile, ranking) in routes.items():
+        configs = [c for c in args.configs.split(",") if ranking is not None or c not in PREDICTED]
+        if len(configs) < len(args.configs.split(",")):
+            print(f"{name}: no ranking trace (--route {name}=REPLAY:PROFILE:RANKING), so no {', '.join(PREDICTED)}", flush=True)
         for pct in (int(b) for b in args.budgets.split(",")):
             budget = int(expert_bytes * pct / 100 / MIB)
             n_cpu = n_layer - int(budget * MIB // layer_bytes)
-            cells.append([(name, pct, budget, config, *placement_args(config, budget, n_cpu, profile, replay))
-                          for config in args.configs.split(",")])
+            cells.append([(name, pct, budget, config, *placement_args(config, budget, n_cpu, profile, replay, ranking))
+                          for config in configs])
         refs = []
         for ref in filter(None, args.refs.split(",")):
             budget = int(expert_bytes / MIB) + 64 if ref == "all-hot" else 0
@@ -199,9 +216,9 @@ def main() -> int:
         cells.append(refs)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    distinct = {name: moe_trace.distinct_experts_per_window(moe_trace.read_trace(replay)) for name, (replay, _) in routes.items()}
+    distinct = {name: moe_trace.distinct_experts_per_window(moe_trace.read_trace(replay)) for name, (replay, *_) in routes.items()}
     meta = {"model": str(args.model), "expert_mib": round(expert_bytes / MIB, 1), "n_layer": n_layer, "stats": args.stats,
-            "threads": args.threads, "chunks": args.chunks, "ubatch": args.ubatch, "routes": {k: [str(v[0]), str(v[1])] for k, v in routes.items()},
+            "threads": args.threads, "chunks": args.chunks, "ubatch": args.ubatch, "routes": {k: [str(p) for p in v if p] for k, v in routes.items()},
             "distinct_per_32": {k: round(sum(d) / len(d), 2) for k, d in distinct.items()}}
     (args.out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     with open(args.out / "runs.jsonl", "a") as runs:

@@ -301,6 +301,13 @@ placements-prep)
     done
     python3 scripts/make-bench-traces.py /tmp/learned/learned-prose.moetrace --profile /tmp/learned/learned-poems.moetrace \
         --layers "$layers" -o "$bt/learned" | tee -a "$out/placements-traces.jsonl"
+    # after predict: PyTorch's routing of the same text with the layer-ahead predictor's ranking of its tokens (the timing
+    # --moe-prefetch has), for the prefetch configurations (route `torch`)
+    pred=/tmp/learned/predict
+    if [ -f "$pred/routing-prose.moetrace" ]; then
+        python3 scripts/make-bench-traces.py "$pred/routing-prose.moetrace" --profile "$pred/routing-poems.moetrace" --layers "$layers" \
+            -o "$bt/torch" --predictions "$pred/layer-ahead-prose.moetrace" | tee -a "$out/placements-traces.jsonl"
+    fi
     ;;
 fidelity)
     # KLD against all on the GPU at the same ubatch size, on the trained model's real logits and the bench model, of each
@@ -349,7 +356,8 @@ placements)
     # (with LAYERS set, the model of that depth, to $out/placements-LAYERS/; with UBATCH=512, prompt processing in steps of
     # 512 tokens instead of decode, to $out/placements[-LAYERS]-ub512/; with STATS=1, the fork's runs with --moe-hot-stats and the
     # CPU's time and rate, to $out/placements[...]-stats/; with PLACEMENT_THREADS=N, N threads instead of 8, to
-    # $out/placements[...]-tN/; upstream's placements run with the fork's binary, options off, where no baseline was built)
+    # $out/placements[...]-tN/; upstream's placements run with the fork's binary, options off, where no baseline was built;
+    # with TORCH_ROUTE=1, after predict and placements-prep, the routing `torch` too, whose ranking the prefetch configurations read)
     text=/tmp/learned/heldout-prose.txt
     base=dist/baseline-cuda-sm$arch/bin
     [ -d "$base" ] || { base=dist/cuda-sm$arch/bin; log "no baseline built: upstream's placements run with the fork, options off"; }
@@ -358,7 +366,8 @@ placements)
         --threads "${PLACEMENT_THREADS:-8}" --out "$out/placements${LAYERS:+-$LAYERS}${UBATCH:+-ub$UBATCH}${STATS:+-stats}${PLACEMENT_THREADS:+-t$PLACEMENT_THREADS}" \
         --route "learned=$bt/learned-replay.bin:$bt/learned-profile.bin" \
         --route "zipf=$bt/zipf-replay.bin:$bt/zipf-profile.bin" \
-        --route "uniform=$bt/uniform-replay.bin:$bt/uniform-profile.bin" "${@:3}"
+        --route "uniform=$bt/uniform-replay.bin:$bt/uniform-profile.bin" \
+        ${TORCH_ROUTE:+--route "torch=$bt/torch-replay.bin:$bt/torch-profile.bin:$bt/torch-layer-ahead-prose.bin"} "${@:3}"
     ;;
 regress)
     log "regress cuda-sm$arch ${*:3}"
@@ -402,8 +411,10 @@ learned)
 predict)
     # after learned(-train): how well the cold experts can be known before their router (scripts/predict-experts.py), the
     # accuracy a prefetch on a second stream would stand on; PyTorch on the GPU, under a minute
+    # (its traces of the routing and the rankings stay in /tmp/learned/predict for placements-prep)
     log "predict-experts"
-    python3 scripts/predict-experts.py --model /tmp/learned --out "$out/predict" "${@:3}" || echo "predict-experts exit $?"
+    python3 scripts/predict-experts.py --model /tmp/learned --out /tmp/learned/predict "${@:3}" || echo "predict-experts exit $?"
+    cp /tmp/learned/predict/predict-experts.* "$out/" || true
     ;;
 server-identity)
     # llama-server -np 1 and -np 4 against serial answers on the trained model's real logits (issue 9 item 5): the fork

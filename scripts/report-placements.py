@@ -26,6 +26,9 @@ FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid
         "adapt-hybrid")
 LOSSY = ("hot-gpu-top6", "hot-gpu-top4", "adapt-gpu-top6")
 """Configurations that skip cold experts (--moe-cold-top): compared with upstream apart from the lossless ones."""
+PREFETCH = ("hot-gpu-prefetch", "adapt-gpu-prefetch", "hot-gpu-prefetch-oracle", "adapt-gpu-prefetch-oracle")
+"""Configurations that prefetch replayed rankings (--moe-prefetch-route): a predictor's computed elsewhere, or the routing
+itself (the oracle, the mechanism's ceiling); compared with upstream apart, as no predictor runs in the fork yet."""
 ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2", "adapt-hybrid")
 STATIC_OTHER, STATIC_IN = "hot-gpu", "hot-gpu-in"  # the same placement from a profile of other text and of the replayed one
 REFS = {"all-gpu": "all on the GPU", "cpu-moe": "all experts on the CPU", "all-hot": "fork, every expert hot"}
@@ -55,6 +58,10 @@ LABELS = {
     "hot-gpu-nographs": "fork static as hot-gpu, CUDA graphs off (GGML_CUDA_DISABLE_GRAPHS; a diagnosis, not a placement)",
     "hot-gpu-counted-nographs": "hot-gpu-counted with CUDA graphs off (a diagnosis, not a placement)",
     "hot-gpu-counted-copy": "hot-gpu-counted from copies of the selected experts, as before 0022 (LLAMA_MOE_HOT_COUNT_COPY=1)",
+    "hot-gpu-prefetch": "fork static as hot-gpu, one slot a layer of it prefetching a replayed predictor's best cold expert (0024)",
+    "adapt-gpu-prefetch": "fork adaptive as adapt-gpu-noise, one slot a layer prefetching a replayed predictor's best cold expert (0024)",
+    "hot-gpu-prefetch-oracle": "hot-gpu-prefetch with the routing itself as the prediction (the mechanism's ceiling)",
+    "adapt-gpu-prefetch-oracle": "adapt-gpu-prefetch with the routing itself as the prediction (the mechanism's ceiling)",
 }
 
 
@@ -90,7 +97,7 @@ def summarise(runs: list[dict]) -> dict:
         if swaps:
             cell["swaps_per_token"] = round(statistics.median(swaps), 2)
         cells.append(cell)
-    return {"cells": cells, "comparisons": compare(cells, FORK), "lossy": compare(cells, LOSSY), "adaptive": adaptive_against_static(cells),
+    return {"cells": cells, "comparisons": compare(cells, FORK), "lossy": compare(cells, LOSSY), "prefetch": compare(cells, PREFETCH), "adaptive": adaptive_against_static(cells),
             "pairs": pairs(cells)}
 
 
@@ -164,6 +171,14 @@ PAIRS = {
     ("hot-gpu-nographs", "hot-gpu"): "CUDA graphs off against on (static set, uncounted): what the graphs save a decode step",
     ("hot-gpu-counted-nographs", "hot-gpu-counted"): "CUDA graphs off against on, the selections counted: near 1.0 where counting "
                                                      "already runs without the graphs",
+    ("hot-gpu-prefetch", "hot-gpu"): "One slot a layer prefetching a replayed predictor's best cold expert (0023-0024), against the "
+                                     "static set those slots belonged to (bit copies: the same PPL)",
+    ("hot-gpu-prefetch-oracle", "hot-gpu"): "One slot a layer prefetching the routing's own first cold expert (the ceiling), against "
+                                            "the static set (the same PPL)",
+    ("adapt-gpu-prefetch", "adapt-gpu-noise"): "Adaptive with one slot a layer prefetching a replayed predictor's best cold expert, "
+                                               "against adaptive (the same PPL)",
+    ("adapt-gpu-prefetch-oracle", "adapt-gpu-noise"): "Adaptive with the routing's own first cold expert prefetched (the ceiling), "
+                                                      "against adaptive (the same PPL)",
 }
 """A configuration and the one it changes, where both ran: the title of their table."""
 OVERLAPS = {("hot-cpu-overlap", "hot-cpu")}
@@ -239,6 +254,8 @@ def render_md(report: dict) -> str:
     lines += comparison_table(report["comparisons"], "Fork against upstream's best placement at the same VRAM")
     if report.get("lossy"):
         lines += comparison_table(report["lossy"], "Lossy: the fork skipping cold experts (--moe-cold-top) against upstream's best placement")
+    if report.get("prefetch"):
+        lines += comparison_table(report["prefetch"], "Prefetch of replayed rankings (--moe-prefetch) against upstream's best placement")
     lines += ["", "## Adaptive against static", "",
               "Bar (issue 10): within 5 % of the in-sample static set (≥ 0.95), never below the static set from other text (≥ 1.0).", "",
               "| routing | budget | best adaptive | t/s | ÷ static, other text | ÷ static, in-sample |", "|---|---|---|---|---|---|"]

@@ -55,6 +55,12 @@ def test_each_configuration_has_its_flags_and_environment():
         "fork", hot_gpu + ["--moe-hot-stats"], {"LLAMA_MOE_HOT_COUNT_WAIT": "1"})
     assert bench.placement_args("hot-gpu-counted-copy", 1944, 18, profile, replay) == (
         "fork", hot_gpu + ["--moe-hot-stats"], {"LLAMA_MOE_HOT_COUNT_COPY": "1"})
+    ranked = ["--moe-prefetch", "1", "--moe-prefetch-route", "trace:k.bin"]
+    assert bench.placement_args("hot-gpu-prefetch", 1944, 18, profile, replay, Path("k.bin")) == ("fork", hot_gpu + ranked, {})
+    assert bench.placement_args("adapt-gpu-prefetch", 1944, 18, profile, replay, Path("k.bin")) == ("fork", adapt + ranked, {})
+    oracle = ["--moe-prefetch", "1", "--moe-prefetch-route", "trace:r.bin"]
+    assert bench.placement_args("hot-gpu-prefetch-oracle", 1944, 18, profile, replay) == ("fork", hot_gpu + oracle, {})
+    assert bench.placement_args("adapt-gpu-prefetch-oracle", 1944, 18, profile, replay) == ("fork", adapt + oracle, {})
     no_graphs = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
     assert bench.placement_args("hot-gpu-nographs", 1944, 18, profile, replay) == ("fork", hot_gpu, no_graphs)
     assert bench.placement_args("hot-gpu-counted-nographs", 1944, 18, profile, replay) == ("fork", hot_gpu + ["--moe-hot-stats"], no_graphs)
@@ -243,6 +249,17 @@ def test_skipping_cold_experts_is_compared_apart_from_the_lossless_placements():
     text = rendered(report, summary)
     assert "## Lossy: the fork skipping cold experts (--moe-cold-top) against upstream's best placement" in text
     assert ", 25.0% of selections skipped |" in text
+
+
+def test_a_prefetch_of_replayed_rankings_is_compared_apart_from_the_fork_s_placements():
+    report = load_script("report-placements")
+    runs, r = committed_runs()
+    runs.append({**r, "config": "hot-gpu-prefetch-oracle", "tokens_per_s": 10 * r["tokens_per_s"]})
+    summary = report.summarise(runs)
+    lossless = next(c for c in summary["comparisons"] if (c["route"], c["budget_pct"]) == ("learned", 25))
+    assert lossless["best_fork"] != "hot-gpu-prefetch-oracle"
+    assert [(c["route"], c["budget_pct"], c["best_fork"]) for c in summary["prefetch"]] == [("learned", 25, "hot-gpu-prefetch-oracle")]
+    assert "## Prefetch of replayed rankings (--moe-prefetch) against upstream's best placement" in rendered(report, summary)
 
 
 def test_runs_of_the_fork_alone_are_summarised_without_a_comparison():
