@@ -20,6 +20,9 @@ Predictors:
   stream before attention. Known one attention block before the router.
 - `layer-ahead`: the layer's router on the previous layer's post-attention residual (no prediction for layer 0).
   Known one MoE block and one attention block before the router.
+- `layer-ahead-moe-input`: the same, but the residual normed by the previous layer's own norm, i.e. the previous
+  layer's MoE input: what the graph has at hand where it builds that layer's experts (build_moe_ffn), so the cheapest
+  predictor to compute in llama.cpp.
 - `co-occurrence`: the previous layer's selected experts, scored by how often each expert followed them in the
   profile text (no prediction for layer 0). Needs no activations: the ids alone.
 - `more-hot`: no prediction; the static hot set m experts larger (the same VRAM as m slots). A prefetch is only
@@ -224,19 +227,21 @@ def routes(model, tokenizer, text: str, ctx: int, chunks: int) -> tuple[np.ndarr
         for hook in hooks:
             hook.remove()
 
-        def router(index: int, kind: str, at: int) -> np.ndarray:
-            """Layer index's router logits on the residual captured before layer at's `kind` norm."""
-            layer = layers[index]
-            x = layer.post_attention_layernorm(torch.cat(captured[(kind, at)]))
-            return torch.nn.functional.linear(x, layer.mlp.gate.weight).float().cpu().numpy()
+        def router(index: int, kind: str, at: int, norm: int | None = None) -> np.ndarray:
+            """Layer index's router logits on the residual captured before layer at's `kind` norm, normed by layer norm's
+            post-attention norm (default: layer index's own)."""
+            x = layers[index if norm is None else norm].post_attention_layernorm(torch.cat(captured[(kind, at)]))
+            return torch.nn.functional.linear(x, layers[index].mlp.gate.weight).float().cpu().numpy()
 
         actual = np.stack([router(i, "post_attention", i) for i in range(len(layers))], axis=1)
         before = np.stack([router(i, "input", i) for i in range(len(layers))], axis=1)
         ahead = np.full_like(actual, np.nan)
+        ahead_moe_input = np.full_like(actual, np.nan)
         for i in range(1, len(layers)):
             ahead[:, i] = router(i, "post_attention", i - 1)
+            ahead_moe_input[:, i] = router(i, "post_attention", i - 1, norm=i - 1)
     ids = np.argsort(-actual, axis=2, kind="stable")[:, :, :model.config.num_experts_per_tok].astype(np.int16)
-    return ids, {"before-attention": before, "layer-ahead": ahead}
+    return ids, {"before-attention": before, "layer-ahead": ahead, "layer-ahead-moe-input": ahead_moe_input}
 
 
 def routed_layers(trace_ids: np.ndarray) -> np.ndarray:
