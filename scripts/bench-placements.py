@@ -72,7 +72,8 @@ from builder.report.parse import ParseError, parse_moe_adapt, parse_moe_cold_top
 CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "hot-gpu-in", "adapt-gpu",
            "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2", "adapt-hybrid", "hot-gpu-top6", "hot-gpu-top4", "adapt-gpu-top6",
            "hot-gpu-counted", "hot-gpu-counted-wait", "hot-gpu-counted-copy", "hot-gpu-nographs", "hot-gpu-counted-nographs",
-           "hot-gpu-prefetch", "adapt-gpu-prefetch", "hot-gpu-prefetch-oracle", "adapt-gpu-prefetch-oracle")
+           "hot-gpu-prefetch", "adapt-gpu-prefetch", "hot-gpu-prefetch-oracle", "adapt-gpu-prefetch-oracle", "hot-gpu-prefetch2-oracle",
+           "hot-gpu-prefetch-router", "hot-gpu-prefetch2-router", "adapt-gpu-prefetch-router")
 PREDICTED = ("hot-gpu-prefetch", "adapt-gpu-prefetch")
 """Configurations that prefetch the experts a routing's ranking trace names (NAME=REPLAY:PROFILE:RANKING): skipped without one."""
 NO_CUDA_GRAPHS = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
@@ -103,8 +104,9 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
     adapt_rule = ["--moe-hot-adapt", "32", "--moe-hot-adapt-ratio", "4"]
     adapt_profile = hot_gpu + adapt_rule
 
-    def prefetch(trace: Path | None) -> list[str]:
-        return ["--moe-prefetch", "1", "--moe-prefetch-route", f"trace:{trace}"]
+    def prefetch(trace: Path | None, slots: int = 1) -> list[str]:
+        """--moe-prefetch: the ranking replayed from `trace`, or without one the next layer's router's (0025)."""
+        return ["--moe-prefetch", str(slots)] + (["--moe-prefetch-route", f"trace:{trace}"] if trace else [])
     variant, args = {
         "ncmoe": ("base", ["-ncmoe", str(n_cpu_layers)]),
         "lru": ("base", ["--cpu-moe", "--moe-cache-mib", str(budget_mib)]),
@@ -135,6 +137,10 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "adapt-gpu-prefetch": ("fork", adapt_profile + prefetch(ranking)),
         "hot-gpu-prefetch-oracle": ("fork", hot_gpu + prefetch(replay)),
         "adapt-gpu-prefetch-oracle": ("fork", adapt_profile + prefetch(replay)),
+        "hot-gpu-prefetch2-oracle": ("fork", hot_gpu + prefetch(replay, 2)),
+        "hot-gpu-prefetch-router": ("fork", hot_gpu + prefetch(None)),
+        "hot-gpu-prefetch2-router": ("fork", hot_gpu + prefetch(None, 2)),
+        "adapt-gpu-prefetch-router": ("fork", adapt_profile + prefetch(None)),
         "all-gpu": ("base", []),
         "cpu-moe": ("base", ["--cpu-moe"]),
         "all-hot": ("fork", hot),

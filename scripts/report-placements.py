@@ -23,12 +23,13 @@ from pathlib import Path
 
 UPSTREAM = ("ncmoe", "lru", "lru-pinned")
 FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2",
-        "adapt-hybrid")
+        "adapt-hybrid", "hot-gpu-prefetch-router", "hot-gpu-prefetch2-router", "adapt-gpu-prefetch-router")
 LOSSY = ("hot-gpu-top6", "hot-gpu-top4", "adapt-gpu-top6")
 """Configurations that skip cold experts (--moe-cold-top): compared with upstream apart from the lossless ones."""
-PREFETCH = ("hot-gpu-prefetch", "adapt-gpu-prefetch", "hot-gpu-prefetch-oracle", "adapt-gpu-prefetch-oracle")
+PREFETCH = ("hot-gpu-prefetch", "adapt-gpu-prefetch", "hot-gpu-prefetch-oracle", "adapt-gpu-prefetch-oracle", "hot-gpu-prefetch2-oracle")
 """Configurations that prefetch replayed rankings (--moe-prefetch-route): a predictor's computed elsewhere, or the routing
-itself (the oracle, the mechanism's ceiling); compared with upstream apart, as no predictor runs in the fork yet."""
+itself (the oracle, the mechanism's ceiling); compared with upstream apart, as a user's run has neither. The prefetch
+ranked by the next layer's router in the graph (0025, `-router`) is among the fork's placements."""
 ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2", "adapt-hybrid")
 STATIC_OTHER, STATIC_IN = "hot-gpu", "hot-gpu-in"  # the same placement from a profile of other text and of the replayed one
 REFS = {"all-gpu": "all on the GPU", "cpu-moe": "all experts on the CPU", "all-hot": "fork, every expert hot"}
@@ -62,6 +63,10 @@ LABELS = {
     "adapt-gpu-prefetch": "fork adaptive as adapt-gpu-noise, one slot a layer prefetching a replayed predictor's best cold expert (0024)",
     "hot-gpu-prefetch-oracle": "hot-gpu-prefetch with the routing itself as the prediction (the mechanism's ceiling)",
     "adapt-gpu-prefetch-oracle": "adapt-gpu-prefetch with the routing itself as the prediction (the mechanism's ceiling)",
+    "hot-gpu-prefetch2-oracle": "hot-gpu-prefetch-oracle with two slots a layer",
+    "hot-gpu-prefetch-router": "fork static as hot-gpu, one slot a layer prefetching the next layer's router's best cold expert (0025)",
+    "hot-gpu-prefetch2-router": "hot-gpu-prefetch-router with two slots a layer",
+    "adapt-gpu-prefetch-router": "fork adaptive as adapt-gpu-noise, one slot a layer prefetching the next layer's router's best cold expert (0025)",
 }
 
 
@@ -179,6 +184,14 @@ PAIRS = {
                                                "against adaptive (the same PPL)",
     ("adapt-gpu-prefetch-oracle", "adapt-gpu-noise"): "Adaptive with the routing's own first cold expert prefetched (the ceiling), "
                                                       "against adaptive (the same PPL)",
+    ("hot-gpu-prefetch2-oracle", "hot-gpu"): "Two slots a layer prefetching the routing's own first cold experts (the ceiling), "
+                                             "against the static set (the same PPL)",
+    ("hot-gpu-prefetch-router", "hot-gpu"): "One slot a layer prefetching the next layer's router's best cold expert (0025), "
+                                            "against the static set (the same PPL)",
+    ("hot-gpu-prefetch2-router", "hot-gpu"): "Two slots a layer prefetching the next layer's router's best cold experts (0025), "
+                                             "against the static set (the same PPL)",
+    ("adapt-gpu-prefetch-router", "adapt-gpu-noise"): "Adaptive with one slot a layer prefetching the next layer's router's best "
+                                                      "cold expert (0025), against adaptive (the same PPL)",
 }
 """A configuration and the one it changes, where both ran: the title of their table."""
 OVERLAPS = {("hot-cpu-overlap", "hot-cpu")}

@@ -1,15 +1,19 @@
-"""Patch 0024 in the CPU build: --moe-prefetch's bad input is refused before anything loads. The prefetch itself needs
---moe-cold gpu, so a CUDA GPU: its kernels are checked by test-ops (MUL_MAT_ID_HOT, the CPU's cases included), its
-decode on the GPU machine (scripts/bench-placements.py hot-gpu-prefetch, hot-gpu-prefetch-oracle)."""
+"""Patches 0024-0026 in the CPU build: --moe-prefetch's bad input is refused before anything loads, and with the cold experts
+read in place by the CPU (LLAMA_MOE_COLD_IN_PLACE_CPU=1, 0026; otherwise --moe-cold gpu needs a CUDA GPU) the prefetch,
+ranked by the next layer's router or replayed, changes no answer. Its speed is measured on the GPU machine
+(scripts/bench-placements.py hot-gpu-prefetch-router, hot-gpu-prefetch-oracle)."""
 
 from __future__ import annotations
 
 import pytest
-from llama_tools import perplexity
+from llama_tools import final_ppl, perplexity
 
 pytestmark = pytest.mark.slow
 
 GPU = ("--cpu-moe", "--moe-hot-mib", "1", "--moe-cold", "gpu")
+IN_PLACE = {"LLAMA_MOE_COLD_IN_PLACE_CPU": "1"}
+ONE_PASS = ("-b", "4", "-ub", "4")
+"""Steps of 4 tokens: the layers are read in one pass (0012) and prefetched (up to 4 tokens a step)."""
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +30,8 @@ def trace(cpu_builds, tiny_moe, story, tmp_path_factory):
     (("--moe-prefetch", "1", "--moe-cold", "gpu"),
      "prefetching cold experts (--moe-prefetch) requires hot experts (--moe-hot-mib) and the cold experts on the GPU (--moe-cold gpu)"),
     (GPU + ("--moe-prefetch", "17"), "--moe-prefetch 17: at most 16 prefetch slots a layer"),
-    (GPU + ("--moe-prefetch", "1"), "takes the experts to prefetch from a trace (--moe-prefetch-route trace:FILE); give both or neither"),
+    (GPU + ("--moe-prefetch-route", "trace:x.moetrace"),
+     "the experts to prefetch (--moe-prefetch-route) are copied into --moe-prefetch N slots a layer; give --moe-prefetch N too"),
     (("--moe-prefetch", "-1"), 'error while handling argument "--moe-prefetch": must be 0 or more'),
 ])
 def test_a_prefetch_without_what_it_needs_is_refused(cpu_builds, tiny_moe, story, args, message):
@@ -46,10 +51,34 @@ def test_a_ranking_is_replayed_only_beside_the_replayed_routing(cpu_builds, tiny
     assert proc.returncode != 0 and expected in proc.stderr
 
 
-def test_with_what_it_needs_the_prefetch_reaches_the_gpu_check(cpu_builds, tiny_moe, story, trace):
-    # every option accepted: what stops the CPU build is that its layers have no CUDA GPU to read the cold experts in place
-    proc = perplexity(cpu_builds, tiny_moe, story, *GPU, "--moe-prefetch", "1", "--moe-prefetch-route", f"trace:{trace}",
-                      "--moe-route", f"trace:{trace}")
+@pytest.mark.parametrize("ranking", ["router", "replayed"])
+def test_with_what_it_needs_the_prefetch_reaches_the_gpu_check(cpu_builds, tiny_moe, story, trace, ranking):
+    # every option accepted, the next layer's router ranking the experts (0025) or a replayed ranking (0024): what stops the
+    # CPU build is that its layers have no CUDA GPU to read the cold experts in place
+    replayed = ("--moe-prefetch-route", f"trace:{trace}", "--moe-route", f"trace:{trace}") if ranking == "replayed" else ()
+    proc = perplexity(cpu_builds, tiny_moe, story, *GPU, "--moe-prefetch", "1", *replayed)
     assert proc.returncode != 0
     assert "MoE cold experts on the GPU (--moe-cold gpu): layer 0 runs on CPU, which is not a CUDA GPU" in proc.stderr
 
+
+
+def test_asked_to_the_cpu_reads_the_cold_experts_in_place_with_the_answers_of_every_expert_on_it(cpu_builds, tiny_moe, story):
+    # 0026: the layers read in one pass (0012), by the CPU's kernels; without the variable, test_hot_split_cpu's refusal
+    proc = perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, *GPU, env=IN_PLACE)
+    assert final_ppl(proc) == final_ppl(perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, "--cpu-moe"))
+    assert ("the cold experts of 2 layers are computed on the CPU in place (LLAMA_MOE_COLD_IN_PLACE_CPU) in batches below 32 "
+            "tokens, of 2 layers together with the hot experts") in proc.stderr
+    assert "experts hot per layer" in proc.stderr
+
+
+@pytest.mark.parametrize("ranking", ["router", "replayed"])
+@pytest.mark.parametrize("slots", ["1", "2"])
+def test_a_prefetch_changes_no_answer(cpu_builds, tiny_moe, story, trace, ranking, slots):
+    # its copies are bit copies: the experts read from a prefetch slot give the products read from the host; a copy left out
+    # or put in the wrong slot changes the PPL (leaving out the CPU's memcpy gave NaN: the slots were never written)
+    routing = ("--moe-route", f"trace:{trace}")
+    replayed = ("--moe-prefetch-route", f"trace:{trace}") if ranking == "replayed" else ()
+    static = perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, *GPU, *routing, env=IN_PLACE)
+    proc = perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, *GPU, *routing, "--moe-prefetch", slots, *replayed, env=IN_PLACE)
+    assert final_ppl(proc) == final_ppl(static)
+    assert f"and {slots} prefetch slots" in proc.stderr

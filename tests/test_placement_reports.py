@@ -61,6 +61,16 @@ def test_each_configuration_has_its_flags_and_environment():
     oracle = ["--moe-prefetch", "1", "--moe-prefetch-route", "trace:r.bin"]
     assert bench.placement_args("hot-gpu-prefetch-oracle", 1944, 18, profile, replay) == ("fork", hot_gpu + oracle, {})
     assert bench.placement_args("adapt-gpu-prefetch-oracle", 1944, 18, profile, replay) == ("fork", adapt + oracle, {})
+    two = ["--moe-prefetch", "2", "--moe-prefetch-route", "trace:r.bin"]
+    assert bench.placement_args("hot-gpu-prefetch2-oracle", 1944, 18, profile, replay) == ("fork", hot_gpu + two, {})
+    # the next layer's router ranks them in the graph (0025): no ranking trace, whatever the route has
+    for ranking in (None, Path("k.bin")):
+        assert bench.placement_args("hot-gpu-prefetch-router", 1944, 18, profile, replay, ranking) == (
+            "fork", hot_gpu + ["--moe-prefetch", "1"], {})
+        assert bench.placement_args("hot-gpu-prefetch2-router", 1944, 18, profile, replay, ranking) == (
+            "fork", hot_gpu + ["--moe-prefetch", "2"], {})
+        assert bench.placement_args("adapt-gpu-prefetch-router", 1944, 18, profile, replay, ranking) == (
+            "fork", adapt + ["--moe-prefetch", "1"], {})
     no_graphs = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
     assert bench.placement_args("hot-gpu-nographs", 1944, 18, profile, replay) == ("fork", hot_gpu, no_graphs)
     assert bench.placement_args("hot-gpu-counted-nographs", 1944, 18, profile, replay) == ("fork", hot_gpu + ["--moe-hot-stats"], no_graphs)
@@ -260,6 +270,18 @@ def test_a_prefetch_of_replayed_rankings_is_compared_apart_from_the_fork_s_place
     assert lossless["best_fork"] != "hot-gpu-prefetch-oracle"
     assert [(c["route"], c["budget_pct"], c["best_fork"]) for c in summary["prefetch"]] == [("learned", 25, "hot-gpu-prefetch-oracle")]
     assert "## Prefetch of replayed rankings (--moe-prefetch) against upstream's best placement" in rendered(report, summary)
+
+
+def test_a_prefetch_ranked_by_the_router_is_among_the_fork_s_placements():
+    # a user's run has the router's ranking (0025), not a replayed one: it competes for the fork's best
+    report = load_script("report-placements")
+    runs, r = committed_runs()
+    runs.append({**r, "config": "hot-gpu-prefetch-router", "tokens_per_s": 10 * r["tokens_per_s"]})
+    summary = report.summarise(runs)
+    lossless = next(c for c in summary["comparisons"] if (c["route"], c["budget_pct"]) == ("learned", 25))
+    assert lossless["best_fork"] == "hot-gpu-prefetch-router" and summary["prefetch"] == []
+    pair = next(p for p in summary["pairs"] if p["config"] == "hot-gpu-prefetch-router")
+    assert pair["against"] == "hot-gpu" and pair["same_ppl"]
 
 
 def test_runs_of_the_fork_alone_are_summarised_without_a_comparison():
