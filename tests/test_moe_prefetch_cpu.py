@@ -5,6 +5,8 @@ ranked by the next layer's router or replayed, changes no answer. Its speed is m
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from llama_tools import final_ppl, perplexity
 
@@ -73,12 +75,17 @@ def test_asked_to_the_cpu_reads_the_cold_experts_in_place_with_the_answers_of_ev
 
 @pytest.mark.parametrize("ranking", ["router", "replayed"])
 @pytest.mark.parametrize("slots", ["1", "2"])
-def test_a_prefetch_changes_no_answer(cpu_builds, tiny_moe, story, trace, ranking, slots):
+@pytest.mark.parametrize("hot_set", ["static", "adaptive"])
+def test_a_prefetch_changes_no_answer(cpu_builds, tiny_moe, story, trace, ranking, slots, hot_set):
     # its copies are bit copies: the experts read from a prefetch slot give the products read from the host; a copy left out
-    # or put in the wrong slot changes the PPL (leaving out the CPU's memcpy gave NaN: the slots were never written)
+    # or put in the wrong slot changes the PPL (leaving out the CPU's memcpy gave NaN: the slots were never written). An
+    # adaptive set swaps experts in and out beside the prefetch slots, which it must leave alone
     routing = ("--moe-route", f"trace:{trace}")
+    adapt = ("--moe-hot-adapt", "4", "--moe-hot-adapt-noise", "0") if hot_set == "adaptive" else ()
     replayed = ("--moe-prefetch-route", f"trace:{trace}") if ranking == "replayed" else ()
     static = perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, *GPU, *routing, env=IN_PLACE)
-    proc = perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, *GPU, *routing, "--moe-prefetch", slots, *replayed, env=IN_PLACE)
+    proc = perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, *GPU, *routing, *adapt, "--moe-prefetch", slots, *replayed, env=IN_PLACE)
     assert final_ppl(proc) == final_ppl(static)
     assert f"and {slots} prefetch slots" in proc.stderr
+    if adapt:
+        assert int(re.search(r"llama_moe_hot: adapt: \d+ updates, (\d+) swaps", proc.stderr).group(1)) > 0
