@@ -317,8 +317,11 @@ fidelity)
     # 6 or 4 ranks (0020, --moe-cold-top, with the share of the selections skipped), in one pass and in two parts, and on the
     # trained model from its profile too; and, as the reference for CPU numerics, every expert on the CPU (--cpu-moe,
     # upstream's placement with options off); adapt-copy is adapt counting from copies of the selections
-    # (LLAMA_MOE_HOT_COUNT_COPY=1): at -ub 1 its swaps, MiB and hit rates must equal adapt's, which 0022 counts in the kernels
-    # env RUNS=name,name... runs only those (the names below)
+    # (LLAMA_MOE_HOT_COUNT_COPY=1): at -ub 1 its swaps, MiB and hit rates must equal adapt's, which 0022 counts in the kernels;
+    # prefetch, prefetch2 and prefetch-adapt copy the experts the next layer's router ranks first into one or two slots (0025,
+    # up to 4 tokens a step): their KLD must be static's (adapt's), and on the trained model, whose router routes, their eval
+    # time against static's is the predictor's real gain (the bench model's routing is replayed, so its router predicts
+    # nothing there) (env RUNS=name,name... runs only those, the names below)
     bin=dist/cuda-sm$arch/bin
     make_model
     for m in /tmp/learned/model-q8_0.gguf "$model"; do
@@ -332,7 +335,9 @@ fidelity)
                   "hybrid-adapt: ${gpu/%gpu/hybrid} --moe-hot-adapt 8" "cpu-moe: --cpu-moe"
                   "top6: $gpu --moe-cold-top 6 --moe-hot-stats" "top4: $gpu --moe-cold-top 4 --moe-hot-stats"
                   "top6-adapt: $gpu --moe-hot-adapt 8 --moe-cold-top 6")
-            [ "$ub" -gt 4 ] || runs+=("two-parts: $gpu" "top6-two-parts: $gpu --moe-cold-top 6 --moe-hot-stats")  # above 4 tokens a ubatch takes two parts anyway
+            [ "$ub" -gt 4 ] || runs+=("two-parts: $gpu" "top6-two-parts: $gpu --moe-cold-top 6 --moe-hot-stats"  # above 4 tokens a ubatch takes two parts anyway
+                                      "prefetch: $gpu --moe-prefetch 1" "prefetch2: $gpu --moe-prefetch 2"
+                                      "prefetch-adapt: $gpu --moe-hot-adapt 8 --moe-prefetch 1")
             # the trained model with its profile of other text, the hot set the placement benchmark's learned rows use
             profile=/tmp/learned/learned-poems.moetrace
             [ "$m" != /tmp/learned/model-q8_0.gguf ] || runs+=("top6-profile: $gpu --moe-hot-profile $profile --moe-cold-top 6 --moe-hot-stats"
@@ -346,7 +351,8 @@ fidelity)
                 "${env[@]}" "${ppl[@]}" ${run#*:} --kl-divergence-base /tmp/base.kld --kl-divergence > /tmp/fid.log 2>&1 \
                     || echo "exit $?" >> /tmp/fid.log
                 { echo "## $(basename "$m") -ub $ub $name:${run#*:} (base: all on the GPU, -ub $ub)"
-                  grep -E "llama_moe_hot|Mean +KLD|Maximum KLD|Same top|error|GGML_ASSERT|^exit" /tmp/fid.log; } | tee -a "$out/fidelity.txt"
+                  grep -E "llama_moe_hot|ggml_cuda_moe_prefetch|Mean +KLD|Maximum KLD|Same top|eval time|error|GGML_ASSERT|^exit" /tmp/fid.log; } \
+                    | tee -a "$out/fidelity.txt"
             done
         done
     done

@@ -23,13 +23,16 @@ from pathlib import Path
 
 UPSTREAM = ("ncmoe", "lru", "lru-pinned")
 FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2",
-        "adapt-hybrid", "hot-gpu-prefetch-router", "hot-gpu-prefetch2-router", "adapt-gpu-prefetch-router")
+        "adapt-hybrid")
 LOSSY = ("hot-gpu-top6", "hot-gpu-top4", "adapt-gpu-top6")
 """Configurations that skip cold experts (--moe-cold-top): compared with upstream apart from the lossless ones."""
-PREFETCH = ("hot-gpu-prefetch", "adapt-gpu-prefetch", "hot-gpu-prefetch-oracle", "adapt-gpu-prefetch-oracle", "hot-gpu-prefetch2-oracle")
-"""Configurations that prefetch replayed rankings (--moe-prefetch-route): a predictor's computed elsewhere, or the routing
-itself (the oracle, the mechanism's ceiling); compared with upstream apart, as a user's run has neither. The prefetch
-ranked by the next layer's router in the graph (0025, `-router`) is among the fork's placements."""
+PREFETCH = ("hot-gpu-prefetch", "adapt-gpu-prefetch", "hot-gpu-prefetch-oracle", "adapt-gpu-prefetch-oracle", "hot-gpu-prefetch2-oracle",
+            "hot-gpu-prefetch-router", "hot-gpu-prefetch2-router", "adapt-gpu-prefetch-router")
+"""Configurations that prefetch, compared with upstream apart: replayed rankings (--moe-prefetch-route), a predictor's
+computed elsewhere or the routing itself (the oracle, the mechanism's ceiling), and the next layer's router's ranking
+(0025, `-router`). The bench replays its routing, so the bench model's own router predicts none of it: the `-router`
+rows there give what the mechanism costs when its predictions miss, not what the router's ranking gains (that is measured
+on the trained model, whose router routes: device-run.sh fidelity's prefetch runs)."""
 ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2", "adapt-hybrid")
 STATIC_OTHER, STATIC_IN = "hot-gpu", "hot-gpu-in"  # the same placement from a profile of other text and of the replayed one
 REFS = {"all-gpu": "all on the GPU", "cpu-moe": "all experts on the CPU", "all-hot": "fork, every expert hot"}
@@ -64,7 +67,8 @@ LABELS = {
     "hot-gpu-prefetch-oracle": "hot-gpu-prefetch with the routing itself as the prediction (the mechanism's ceiling)",
     "adapt-gpu-prefetch-oracle": "adapt-gpu-prefetch with the routing itself as the prediction (the mechanism's ceiling)",
     "hot-gpu-prefetch2-oracle": "hot-gpu-prefetch-oracle with two slots a layer",
-    "hot-gpu-prefetch-router": "fork static as hot-gpu, one slot a layer prefetching the next layer's router's best cold expert (0025)",
+    "hot-gpu-prefetch-router": "fork static as hot-gpu, one slot a layer prefetching the next layer's router's best cold expert (0025; "
+                               "on replayed routing the router's predictions miss: the mechanism's cost)",
     "hot-gpu-prefetch2-router": "hot-gpu-prefetch-router with two slots a layer",
     "adapt-gpu-prefetch-router": "fork adaptive as adapt-gpu-noise, one slot a layer prefetching the next layer's router's best cold expert (0025)",
 }
