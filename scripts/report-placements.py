@@ -272,7 +272,7 @@ def render_md(report: dict) -> str:
     if report.get("lossy"):
         lines += comparison_table(report["lossy"], "Lossy: the fork skipping cold experts (--moe-cold-top) against upstream's best placement")
     if report.get("prefetch"):
-        lines += comparison_table(report["prefetch"], "Prefetch of replayed rankings (--moe-prefetch) against upstream's best placement")
+        lines += comparison_table(report["prefetch"], "Prefetch (--moe-prefetch) against upstream's best placement, apart from the fork's placements")
     lines += ["", "## Adaptive against static", "",
               "Bar (issue 10): within 5 % of the in-sample static set (≥ 0.95), never below the static set from other text (≥ 1.0).", "",
               "| routing | budget | best adaptive | t/s | ÷ static, other text | ÷ static, in-sample |", "|---|---|---|---|---|---|"]

@@ -6,6 +6,8 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
+
 from llama_tools import load_script
 
 RUNS = Path(__file__).resolve().parent.parent / "reports" / "2026-12-02-executor-round" / "placements" / "runs.jsonl"
@@ -261,29 +263,20 @@ def test_skipping_cold_experts_is_compared_apart_from_the_lossless_placements():
     assert ", 25.0% of selections skipped |" in text
 
 
-def test_a_prefetch_of_replayed_rankings_is_compared_apart_from_the_fork_s_placements():
+@pytest.mark.parametrize("config", ["hot-gpu-prefetch-oracle", "hot-gpu-prefetch-router"])
+def test_a_prefetch_is_compared_apart_from_the_fork_s_placements(config):
+    # a replayed ranking is not a user's run, and the bench model's router predicts none of the replayed routing: neither
+    # may stand as the fork's best placement; each is paired with the static set it takes its slots from
     report = load_script("report-placements")
     runs, r = committed_runs()
-    runs.append({**r, "config": "hot-gpu-prefetch-oracle", "tokens_per_s": 10 * r["tokens_per_s"]})
+    runs.append({**r, "config": config, "tokens_per_s": 10 * r["tokens_per_s"]})
     summary = report.summarise(runs)
     lossless = next(c for c in summary["comparisons"] if (c["route"], c["budget_pct"]) == ("learned", 25))
-    assert lossless["best_fork"] != "hot-gpu-prefetch-oracle"
-    assert [(c["route"], c["budget_pct"], c["best_fork"]) for c in summary["prefetch"]] == [("learned", 25, "hot-gpu-prefetch-oracle")]
-    assert "## Prefetch of replayed rankings (--moe-prefetch) against upstream's best placement" in rendered(report, summary)
-
-
-def test_a_prefetch_ranked_by_the_router_is_compared_apart_on_replayed_routing():
-    # the bench replays its routing, so the bench model's router predicts none of it: its rows price the mechanism, and must
-    # not stand as the fork's best placement
-    report = load_script("report-placements")
-    runs, r = committed_runs()
-    runs.append({**r, "config": "hot-gpu-prefetch-router", "tokens_per_s": 10 * r["tokens_per_s"]})
-    summary = report.summarise(runs)
-    lossless = next(c for c in summary["comparisons"] if (c["route"], c["budget_pct"]) == ("learned", 25))
-    assert lossless["best_fork"] != "hot-gpu-prefetch-router"
-    assert [c["best_fork"] for c in summary["prefetch"]] == ["hot-gpu-prefetch-router"]
-    pair = next(p for p in summary["pairs"] if p["config"] == "hot-gpu-prefetch-router")
+    assert lossless["best_fork"] != config
+    assert [(c["route"], c["budget_pct"], c["best_fork"]) for c in summary["prefetch"]] == [("learned", 25, config)]
+    pair = next(p for p in summary["pairs"] if p["config"] == config)
     assert pair["against"] == "hot-gpu" and pair["same_ppl"]
+    assert "## Prefetch (--moe-prefetch) against upstream's best placement, apart from the fork's placements" in rendered(report, summary)
 
 
 def test_runs_of_the_fork_alone_are_summarised_without_a_comparison():
