@@ -27,7 +27,8 @@ FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid
 LOSSY = ("hot-gpu-top6", "hot-gpu-top4", "adapt-gpu-top6")
 """Configurations that skip cold experts (--moe-cold-top): compared with upstream apart from the lossless ones."""
 PREFETCH = ("hot-gpu-prefetch", "adapt-gpu-prefetch", "hot-gpu-prefetch-oracle", "adapt-gpu-prefetch-oracle", "hot-gpu-prefetch2-oracle",
-            "hot-gpu-prefetch-router", "hot-gpu-prefetch2-router", "adapt-gpu-prefetch-router")
+            "hot-gpu-prefetch-router", "hot-gpu-prefetch2-router", "adapt-gpu-prefetch-router", "hot-gpu-prefetch-oracle-early",
+            "hot-gpu-prefetch2-oracle-early")
 """Configurations that prefetch, compared with upstream apart: replayed rankings (--moe-prefetch-route), a predictor's
 computed elsewhere or the routing itself (the oracle, the mechanism's ceiling), and the next layer's router's ranking
 (0025, `-router`). The bench replays its routing, so the bench model's own router predicts none of it: the `-router`
@@ -67,6 +68,9 @@ LABELS = {
     "hot-gpu-prefetch-oracle": "hot-gpu-prefetch with the routing itself as the prediction (the mechanism's ceiling)",
     "adapt-gpu-prefetch-oracle": "adapt-gpu-prefetch with the routing itself as the prediction (the mechanism's ceiling)",
     "hot-gpu-prefetch2-oracle": "hot-gpu-prefetch-oracle with two slots a layer",
+    "hot-gpu-prefetch-oracle-early": "hot-gpu-prefetch-oracle, the copies started beside the layer before's experts "
+                                     "(LLAMA_MOE_PREFETCH_EARLY=1, as before 0027)",
+    "hot-gpu-prefetch2-oracle-early": "hot-gpu-prefetch2-oracle, the copies started beside the layer before's experts (as before 0027)",
     "hot-gpu-prefetch-router": "fork static as hot-gpu, one slot a layer prefetching the next layer's router's best cold expert (0025; "
                                "on replayed routing the router's predictions miss: the mechanism's cost)",
     "hot-gpu-prefetch2-router": "hot-gpu-prefetch-router with two slots a layer",
@@ -196,6 +200,10 @@ PAIRS = {
                                              "against the static set (the same PPL)",
     ("adapt-gpu-prefetch-router", "adapt-gpu-noise"): "Adaptive with one slot a layer prefetching the next layer's router's best "
                                                       "cold expert (0025), against adaptive (the same PPL)",
+    ("hot-gpu-prefetch-oracle", "hot-gpu-prefetch-oracle-early"): "The oracle's copies started once the layer before's experts are "
+                                                                  "read (0027), against beside them (the same PPL)",
+    ("hot-gpu-prefetch2-oracle", "hot-gpu-prefetch2-oracle-early"): "Two slots' copies started once the layer before's experts are "
+                                                                    "read (0027), against beside them (the same PPL)",
 }
 """A configuration and the one it changes, where both ran: the title of their table."""
 OVERLAPS = {("hot-cpu-overlap", "hot-cpu")}

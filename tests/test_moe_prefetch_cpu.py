@@ -1,4 +1,4 @@
-"""Patches 0024-0026 in the CPU build: --moe-prefetch's bad input is refused before anything loads, and with the cold experts
+"""Patches 0024-0027 in the CPU build: --moe-prefetch's bad input is refused before anything loads, and with the cold experts
 read in place by the CPU (LLAMA_MOE_COLD_IN_PLACE_CPU=1, 0026; otherwise --moe-cold gpu needs a CUDA GPU) the prefetch,
 ranked by the next layer's router or replayed, changes no answer. Its speed is measured on the GPU machine
 (scripts/bench-placements.py hot-gpu-prefetch, hot-gpu-prefetch-oracle; the router's ranking on the trained model in
@@ -87,5 +87,29 @@ def test_a_prefetch_changes_no_answer(cpu_builds, tiny_moe, story, trace, rankin
     proc = perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, *GPU, *routing, *adapt, "--moe-prefetch", slots, *replayed, env=IN_PLACE)
     assert final_ppl(proc) == final_ppl(static)
     assert f"and {slots} prefetch slots" in proc.stderr
+    assert graph_nodes(proc) > graph_nodes(static)  # the prefetch is in the graph, not only its slots
     if adapt:
         assert int(re.search(r"llama_moe_hot: adapt: \d+ updates, (\d+) swaps", proc.stderr).group(1)) > 0
+
+
+@pytest.mark.parametrize("ranking", ["router", "replayed"])
+def test_the_copies_started_beside_the_layer_before_s_experts_change_no_answer(cpu_builds, tiny_moe, story, trace, ranking):
+    # 0027 starts them once the layer before's experts are read; LLAMA_MOE_PREFETCH_EARLY=1 keeps 0024's start, at its MoE
+    # input, to compare the two on the GPU: both read the same slots
+    routing = ("--moe-route", f"trace:{trace}")
+    replayed = ("--moe-prefetch-route", f"trace:{trace}") if ranking == "replayed" else ()
+    args = (*ONE_PASS, *GPU, *routing, "--moe-prefetch", "1", *replayed)
+    after = perplexity(cpu_builds, tiny_moe, story, *args, env=IN_PLACE)
+    early = perplexity(cpu_builds, tiny_moe, story, *args, env={**IN_PLACE, "LLAMA_MOE_PREFETCH_EARLY": "1"})
+    static = perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, *GPU, *routing, env=IN_PLACE)
+    assert final_ppl(early) == final_ppl(after) == final_ppl(static)
+    message = "the prefetch copies start at the MoE input of the layer before, beside its experts (LLAMA_MOE_PREFETCH_EARLY)"
+    assert message in early.stderr and message not in after.stderr
+    # a prefetch left out of the graph would change no answer either: both starts build it, the same nodes elsewhere
+    assert graph_nodes(after) == graph_nodes(early) > graph_nodes(static)
+
+
+def graph_nodes(proc) -> int:
+    """The nodes of the ubatch's graph that the context reserved (sched_reserve's line; the first of "PP / TG" where the
+    one-token graph differs)."""
+    return int(re.search(r"sched_reserve: graph[^:]*: nodes = (\d+)", proc.stderr).group(1))

@@ -65,6 +65,10 @@ def test_each_configuration_has_its_flags_and_environment():
     assert bench.placement_args("adapt-gpu-prefetch-oracle", 1944, 18, profile, replay) == ("fork", adapt + oracle, {})
     two = ["--moe-prefetch", "2", "--moe-prefetch-route", "trace:r.bin"]
     assert bench.placement_args("hot-gpu-prefetch2-oracle", 1944, 18, profile, replay) == ("fork", hot_gpu + two, {})
+    # the same, the copies started beside the layer before's experts (as before 0027)
+    early = {"LLAMA_MOE_PREFETCH_EARLY": "1"}
+    assert bench.placement_args("hot-gpu-prefetch-oracle-early", 1944, 18, profile, replay) == ("fork", hot_gpu + oracle, early)
+    assert bench.placement_args("hot-gpu-prefetch2-oracle-early", 1944, 18, profile, replay) == ("fork", hot_gpu + two, early)
     # the next layer's router ranks them in the graph (0025): no ranking trace, whatever the route has
     for ranking in (None, Path("k.bin")):
         assert bench.placement_args("hot-gpu-prefetch-router", 1944, 18, profile, replay, ranking) == (
@@ -277,6 +281,19 @@ def test_a_prefetch_is_compared_apart_from_the_fork_s_placements(config):
     pair = next(p for p in summary["pairs"] if p["config"] == config)
     assert pair["against"] == "hot-gpu" and pair["same_ppl"]
     assert "## Prefetch (--moe-prefetch) against upstream's best placement, apart from the fork's placements" in rendered(report, summary)
+
+
+def test_the_prefetch_s_two_starts_are_paired():
+    # 0027 starts the copies after the layer before's experts; the bench runs the earlier start beside it to compare
+    report = load_script("report-placements")
+    runs, r = committed_runs()
+    runs += [{**r, "config": "hot-gpu-prefetch2-oracle", "tokens_per_s": 3 * r["tokens_per_s"]},
+             {**r, "config": "hot-gpu-prefetch2-oracle-early", "tokens_per_s": 2 * r["tokens_per_s"]}]
+    summary = report.summarise(runs)
+    pair = next(p for p in summary["pairs"] if p["against"] == "hot-gpu-prefetch2-oracle-early")
+    assert pair["config"] == "hot-gpu-prefetch2-oracle" and pair["ratio"] == 1.5 and pair["same_ppl"]
+    assert [c["best_fork"] for c in summary["prefetch"]] == ["hot-gpu-prefetch2-oracle"]
+    assert "read (0027), against beside them (the same PPL)" in rendered(report, summary)
 
 
 def test_runs_of_the_fork_alone_are_summarised_without_a_comparison():
