@@ -9,6 +9,7 @@ layer needs within a short run of tokens, which bounds what a hot-expert cache c
 
 from __future__ import annotations
 
+import lzma
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,11 +43,17 @@ class Trace:
 
 
 def read_trace(path: Path) -> Trace:
+    """The trace in `path`, compressed with xz where its name ends in .xz."""
     hint = "write it again with --moe-trace-out (docs/moe-trace-format.md)"
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise TraceError(f"{path}: cannot read it ({exc.strerror or exc})", hint) from exc
+    if Path(path).suffix == ".xz":
+        try:
+            data = lzma.decompress(data)
+        except lzma.LZMAError as exc:
+            raise TraceError(f"{path}: not a readable xz file ({exc})", "check it with xz -t, or " + hint) from exc
     if len(data) < HEADER.size:
         raise TraceError(f"{path}: {len(data)} bytes is too short for a MoE trace header", hint)
     magic, version, n_layer, n_expert, n_used = HEADER.unpack_from(data)
@@ -91,6 +98,11 @@ def routed_mask(trace: Trace) -> np.ndarray:
 def routed_tokens(trace: Trace) -> Trace:
     """Only the tokens every routed layer computed (routed_mask)."""
     return Trace(trace.n_layer, trace.n_expert, trace.n_expert_used, trace.ids[routed_mask(trace)])
+
+
+def trace_stem(path: Path) -> str:
+    """The name of a trace file without its suffixes: learned-prose for learned-prose.moetrace(.xz)."""
+    return Path(Path(path).name.removesuffix(".xz")).stem
 
 
 def read_routed(path: Path, hint: str = "record a trace of at least one full ubatch with --moe-trace-out") -> Trace:

@@ -73,7 +73,7 @@ HOT_OPTION = "--moe-hot-mib"
 """The option of the hot-expert patch (0003): the series has hot experts when a patch adds it."""
 
 ROUTE_RE = re.compile(r"^(trace|trace:.+|learned|router|uniform(:\d+)?|zipf:\d+(\.\d+)?(,\d+)?)$")
-LEARNED_TRACE = Path(__file__).resolve().parent.parent / "regress" / "traces" / "learned-prose.moetrace"
+LEARNED_TRACE = Path(__file__).resolve().parent.parent / "regress" / "traces" / "learned-prose.moetrace.xz"
 """`--route learned`: a trained MoE's routing on held-out prose (reports/2026-12-01-learned-moe)."""
 BENCH_REPS = 3
 """llama-bench repetitions per round (-r): one short test is too noisy to compare (pp32 -r 1 ranged 0.34-0.97)."""
@@ -392,7 +392,7 @@ def given_routing(plan: Plan, model: Path, info: ModelInfo, source: Path) -> tup
     also the hot configurations' profile (in-sample, like the trace mode's)."""
     recorded = moe_trace.read_routed(source)
     routed = moe_trace.fitted_to_model(recorded, source, info.n_layer, info.n_expert, info.n_expert_used)
-    trace = written_trace(plan, f"{model.stem}.{source.stem}", routed)
+    trace = written_trace(plan, f"{model.stem}.{moe_trace.trace_stem(source)}", routed)
     note = f"replays {source}" + ("" if routed.n_layer == recorded.n_layer else f", tiled to {routed.n_layer} layers")
     return Routing(plan.settings.route, True, logged_distinct(routed), str(trace), note), ToolArgs.both("--moe-route", f"trace:{trace}")
 
@@ -544,7 +544,7 @@ def populate_parser(parser: argparse.ArgumentParser) -> None:
                         "(default: '-ngl 999 -ncmoe 999' for CUDA, i.e. experts on the CPU; none for cpu)")
     parser.add_argument("--route", default=None, metavar="MODE",
                         help="speed runs' expert routing: trace (replay the model's routing on the corpus), learned (a trained "
-                        "MoE's routing, regress/traces/learned-prose.moetrace: 128 experts, 8 used, tiled to the model's depth), "
+                        "MoE's routing, regress/traces/learned-prose.moetrace.xz: 128 experts, 8 used, tiled to the model's depth), "
                         "trace:FILE (any trace of the model's expert layout), uniform[:SEED], zipf:S[,SEED], or router (the model's "
                         "own; uncontrolled). Default: trace when the series has the routing patch, else router")
     parser.add_argument("--no-speed", action="store_true", help="accuracy only")

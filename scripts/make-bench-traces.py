@@ -11,7 +11,7 @@ renaming for both). Prints the distinct experts per layer per 32 tokens of the r
 
 --predictions P... takes traces of the same tokens as TRACE that rank experts ahead of the router
 (scripts/predict-experts.py's PREDICTOR-TEXT.moetrace) and writes the replayed tokens' part of each,
-tiled like the replay, to DIR/NAME-STEM.bin (STEM: P's file name without its suffix).
+tiled like the replay, to DIR/NAME-STEM.bin (STEM: P's file name without its suffixes, .xz included).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def main() -> int:
     keep = mt.routed_mask(trace)
     for path, ranking in predictions.items():
         ranked = mt.take_tokens(mt.Trace(ranking.n_layer, ranking.n_expert, ranking.n_expert_used, ranking.ids[keep]), 0, replay.n_tokens)
-        mt.write_trace(mt.tile_layers(ranked, args.layers) if args.layers else ranked, Path(f"{args.out}-{path.stem}.bin"))
+        mt.write_trace(mt.tile_layers(ranked, args.layers) if args.layers else ranked, Path(f"{args.out}-{mt.trace_stem(path)}.bin"))
     distinct = mt.distinct_experts_per_window(replay)
     print(json.dumps({"trace": str(args.trace), "replay_tokens": replay.n_tokens, "profile_tokens": profile.n_tokens,
                       "layers": replay.n_layer, "distinct_per_32": round(sum(distinct) / len(distinct), 2)}))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import lzma
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from builder.moe_trace import (Trace, TraceError, distinct_experts_per_window, read_trace, routed_tokens,
+from builder.moe_trace import (Trace, TraceError, distinct_experts_per_window, read_trace, routed_tokens, trace_stem,
                                fitted_to_model, selection_counts, take_tokens, tile_layers, write_trace)
 
 DATA = Path(__file__).parent / "data" / "regress"
@@ -83,6 +84,21 @@ def test_write_then_read_is_the_same_trace(tmp_path):
     back = read_trace(tmp_path / "t.moetrace")
     assert (back.n_layer, back.n_expert, back.n_expert_used) == (4, 16, 4) and np.array_equal(back.ids, t.ids)
     assert (tmp_path / "t.moetrace").stat().st_size == 20 + 4 + 2 * t.n_tokens * 4 * 4
+
+
+def test_a_trace_compressed_with_xz_reads_as_the_trace(tmp_path):
+    # regress/traces and the reports keep their traces as .xz; a name without .xz is read as it is
+    raw = (DATA / "trace-zipf.moetrace").read_bytes()
+    (tmp_path / "t.moetrace.xz").write_bytes(lzma.compress(raw))
+    (tmp_path / "t.moetrace").write_bytes(lzma.compress(raw))
+    assert np.array_equal(read_trace(tmp_path / "t.moetrace.xz").ids, read_trace(DATA / "trace-zipf.moetrace").ids)
+    assert trace_stem(tmp_path / "t.moetrace.xz") == trace_stem(tmp_path / "t.moetrace") == "t"
+    with pytest.raises(TraceError, match="not a version 1"):
+        read_trace(tmp_path / "t.moetrace")
+    (tmp_path / "cut.moetrace.xz").write_bytes(lzma.compress(raw)[:-8])
+    with pytest.raises(TraceError, match="not a readable xz file") as exc:
+        read_trace(tmp_path / "cut.moetrace.xz")
+    assert str(tmp_path / "cut.moetrace.xz") in exc.value.message and "xz -t" in exc.value.hint
 
 
 @pytest.mark.parametrize("mutate, message", [

@@ -17,7 +17,7 @@ from builder.expert_cache import hysteresis_hit_rates
 from builder.moe_trace import Trace, read_trace, write_trace
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMITTED = sorted((ROOT / "regress" / "traces").glob("learned-*.moetrace"))
+COMMITTED = sorted((ROOT / "regress" / "traces").glob("learned-*.moetrace.xz"))
 
 
 def skewed_trace(path: Path, seed: int = 0, n_tokens: int = 300, n_layer: int = 3, n_expert: int = 16, k: int = 4) -> Path:
@@ -202,7 +202,7 @@ def test_an_adaptive_set_that_never_swaps_is_the_static_set(tmp_path, capsys):
 
 def test_on_learned_routing_the_adaptive_set_beats_a_profile_of_other_text(capsys):
     traces = ROOT / "regress" / "traces"
-    stats = stats_json(capsys, traces / "learned-prose.moetrace", "--profile", traces / "learned-poems.moetrace")
+    stats = stats_json(capsys, traces / "learned-prose.moetrace.xz", "--profile", traces / "learned-poems.moetrace.xz")
     by_policy = {(c["policy"], c["share"]): c["mean"] for c in stats["caches"]}
     for share in (0.125, 0.25, 0.5):
         assert by_policy["adaptive", share] > by_policy["static", share] + 0.02
