@@ -201,9 +201,9 @@ PAIRS = {
     ("adapt-gpu-prefetch-router", "adapt-gpu-noise"): "Adaptive with one slot a layer prefetching the next layer's router's best "
                                                       "cold expert (0025), against adaptive (the same PPL)",
     ("hot-gpu-prefetch-oracle", "hot-gpu-prefetch-oracle-early"): "The oracle's copies started once the layer before's experts are "
-                                                                  "read (0027), against beside them (the same PPL)",
+                                                                  "summed (0027), against beside them (the same PPL)",
     ("hot-gpu-prefetch2-oracle", "hot-gpu-prefetch2-oracle-early"): "Two slots' copies started once the layer before's experts are "
-                                                                    "read (0027), against beside them (the same PPL)",
+                                                                    "summed (0027), against beside them (the same PPL)",
 }
 """A configuration and the one it changes, where both ran: the title of their table."""
 OVERLAPS = {("hot-cpu-overlap", "hot-cpu")}

@@ -94,19 +94,33 @@ def test_a_prefetch_changes_no_answer(cpu_builds, tiny_moe, story, trace, rankin
 
 @pytest.mark.parametrize("ranking", ["router", "replayed"])
 def test_the_copies_started_beside_the_layer_before_s_experts_change_no_answer(cpu_builds, tiny_moe, story, trace, ranking):
-    # 0027 starts them once the layer before's experts are read; LLAMA_MOE_PREFETCH_EARLY=1 keeps 0024's start, at its MoE
+    # 0027 starts them once the layer before's experts are summed; LLAMA_MOE_PREFETCH_EARLY=1 keeps 0024's start, at its MoE
     # input, to compare the two on the GPU: both read the same slots
     routing = ("--moe-route", f"trace:{trace}")
     replayed = ("--moe-prefetch-route", f"trace:{trace}") if ranking == "replayed" else ()
     args = (*ONE_PASS, *GPU, *routing, "--moe-prefetch", "1", *replayed)
-    after = perplexity(cpu_builds, tiny_moe, story, *args, env=IN_PLACE)
-    early = perplexity(cpu_builds, tiny_moe, story, *args, env={**IN_PLACE, "LLAMA_MOE_PREFETCH_EARLY": "1"})
+    scheduled = {**IN_PLACE, "GGML_SCHED_DEBUG": "2"}  # with -v the scheduler logs every graph's nodes in order
+    after = perplexity(cpu_builds, tiny_moe, story, *args, "-v", env=scheduled)
+    early = perplexity(cpu_builds, tiny_moe, story, *args, "-v", env={**scheduled, "LLAMA_MOE_PREFETCH_EARLY": "1"})
     static = perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, *GPU, *routing, env=IN_PLACE)
     assert final_ppl(early) == final_ppl(after) == final_ppl(static)
     message = "the prefetch copies start at the MoE input of the layer before, beside its experts (LLAMA_MOE_PREFETCH_EARLY)"
     assert message in early.stderr and message not in after.stderr
     # a prefetch left out of the graph would change no answer either: both starts build it, the same nodes elsewhere
     assert graph_nodes(after) == graph_nodes(early) > graph_nodes(static)
+    # layer 1's prefetch after layer 0's sum of experts and before its residual add, not between the weighted experts and
+    # their sum (CUDA fuses those); the early one before layer 0's router
+    late, first = layer_0_ffn(after), layer_0_ffn(early)
+    assert late.index("ffn_moe_weighted-0") < late.index("ffn_moe_out-0") < late.index("ffn_moe_prefetch-1") < late.index("l_out-0")
+    assert first.index("ffn_moe_prefetch-1") < first.index("ffn_moe_logits-0")
+
+
+def layer_0_ffn(proc) -> list[str]:
+    """The names of the nodes of the last graph from layer 0's FFN norm to layer 1's attention norm, in the order the
+    scheduler runs them (GGML_SCHED_DEBUG=2, -v; views are not logged)."""
+    names = re.findall(r"node #\s*\d+ \([^)]*\):\s*(\S+)", proc.stderr)
+    start = len(names) - 1 - names[::-1].index("ffn_norm-0")
+    return names[start:names.index("attn_norm-1", start) + 1]
 
 
 def graph_nodes(proc) -> int:

@@ -293,7 +293,7 @@ def test_the_prefetch_s_two_starts_are_paired():
     pair = next(p for p in summary["pairs"] if p["against"] == "hot-gpu-prefetch2-oracle-early")
     assert pair["config"] == "hot-gpu-prefetch2-oracle" and pair["ratio"] == 1.5 and pair["same_ppl"]
     assert [c["best_fork"] for c in summary["prefetch"]] == ["hot-gpu-prefetch2-oracle"]
-    assert "read (0027), against beside them (the same PPL)" in rendered(report, summary)
+    assert "summed (0027), against beside them (the same PPL)" in rendered(report, summary)
 
 
 def test_runs_of_the_fork_alone_are_summarised_without_a_comparison():
