@@ -1,13 +1,20 @@
-"""Unpacking source archives without trusting them."""
+"""Unpacking source archives without trusting them, and packing a verified tree for a machine without network."""
 
 from __future__ import annotations
 
+import lzma
+import os
 import posixpath
 import tarfile
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import FetchError
+
+
+READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
+"""What reading a damaged .tar.gz or .tar.xz raises."""
 
 
 def _inside(root: str, rel: str) -> str | None:
@@ -64,10 +71,20 @@ def extract_tree(archive: Path, root: str, dest: Path) -> None:
                 raise FetchError(f"{archive.name} has no folder {root!r}", "check the source's root in the pin")
             dest.mkdir(parents=True)
             tar.extractall(dest, members=members, filter="data")
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+    except READ_ERRORS as exc:
         if isinstance(exc, tarfile.FilterError):
             raise FetchError(f"{archive.name}: unsafe member: {exc}", "the archive is unsafe; do not use it") from exc
         raise FetchError(
             f"{archive.name} is truncated or corrupt ({exc.__class__.__name__}: {exc})",
             f"delete {archive} and fetch again",
         ) from exc
+
+
+def write_tree_archive(tree: Path, files: Iterable[str], dest: Path) -> None:
+    """`files` (paths relative to `tree`) as an xz-compressed tar at `dest`, under the folder `tree.name`; written to a
+    temporary name first, so an interrupted write leaves no archive."""
+    part = dest.with_name(dest.name + ".part")
+    with tarfile.open(part, "w:xz", preset=6) as tar:
+        for rel in sorted(files):
+            tar.add(tree / rel, arcname=f"{tree.name}/{rel}", recursive=False)
+    os.replace(part, dest)

@@ -9,15 +9,14 @@ import posixpath
 import shutil
 import tarfile
 import tempfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import log
-from .archive import extract_tree
+from .archive import READ_ERRORS, extract_tree, write_tree_archive
 from .digest import digest_of, file_hashes, file_sha256, missing_paths, tree_digest, tree_files
 from .download import download
-from .errors import FetchError, VerifyError
+from .errors import FetchError, UsageError, VerifyError
 from .index import find_file_url
 from .pin import Pin, Source, load_pin
 from .settings import Settings, add_source_arguments, resolve_index_url, settings_from_args
@@ -93,7 +92,7 @@ def _archive_root(archive: Path) -> str:
     try:
         with tarfile.open(archive) as tar:
             names = [posixpath.normpath(m.name) for m in tar if m.name.endswith("ggml/CMakeLists.txt")]
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+    except READ_ERRORS as exc:
         raise FetchError(
             f"--source {archive} is not a readable tar archive ({exc})", "pass a llama.cpp folder or a .tar.gz of one"
         ) from exc
@@ -216,6 +215,11 @@ def populate_parser(parser: argparse.ArgumentParser) -> None:
     add_source_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the fetched tree's path, source and digest as JSON")
     parser.add_argument(
+        "--export-tree", type=Path, metavar="FILE.tar.xz",
+        help="also write the verified tree (the pin's paths only) to FILE.tar.xz, for a machine without network: "
+             "`fetch --source FILE.tar.xz` there checks it against the pin's digest again",
+    )
+    parser.add_argument(
         "--print-digest", action="store_true",
         help="only print the tree digest of --source (or the cached tree) over the pin's paths, e.g. to update the pin",
     )
@@ -231,6 +235,12 @@ def main_fetch(args: argparse.Namespace) -> int:
         print(tree_digest(tree, pin.tree_paths))
         return 0
     tree = ensure_source(settings)
+    if args.export_tree:
+        if not tree.verified:
+            raise UsageError(f"--export-tree: the cached tree {tree.path} was fetched with --no-verify",
+                             "fetch it again without --no-verify before exporting it")
+        write_tree_archive(tree.path, tree.files, args.export_tree)
+        log.info(f"  wrote {args.export_tree} ({args.export_tree.stat().st_size / 1024 / 1024:.1f} MiB, {len(tree.files)} files)")
     if args.json:
         print(json.dumps({"path": str(tree.path), "source": tree.source, "digest": tree.digest, "verified": tree.verified, "tag": tree.pin.tag}))
     else:

@@ -27,8 +27,8 @@
 #                                              scripts/server-identity.py ARGS on the trained model (env: ROUNDS=3)
 # A cold machine compiles a CUDA variant in ~4.5 min at -j 16, so chain stages over calls made
 # within 30 s of each other (the build folders survive while the machine stays warm).
-# The machine has no network: carry .cache/downloads/ (the pinned source archive, from
-# `python -m builder fetch --cache-dir .cache`) and .whl/ (the wheels the scripts import): scripts/device-carry.sh makes both.
+# The machine has no network: carry .whl/ (the pinned tree, the wheels the scripts import and the corpus's texts), which
+# scripts/device-carry.sh makes.
 # A text for the perplexity runs: carry .tools/corpus.txt (e.g. the head of the shakespeare corpus).
 # It has no ccache either: carry .tools/ (bin/ccache and the libraries it needs that the machine
 # lacks, in lib/) and the upstream and baseline variants share their ggml objects.
@@ -48,6 +48,8 @@ trap pack EXIT
 export EXPERTS_FIRST_CACHE=$PWD/.cache PYTHONUNBUFFERED=1
 [ -d /tmp/site/gguf ] || python3 -m pip install -q --no-index --no-deps --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:$PWD
+# the pinned tree from its carried archive, checked against the pin's digest (builds and the converter then use the cache)
+compgen -G ".cache/src/llama.cpp-*/.experts-first-source.json" > /dev/null || python3 -m builder fetch --source .whl/llama.cpp-tree.tar.xz >&2
 if [ -x .tools/bin/ccache ]; then
     export PATH=$PWD/.tools/bin:$PATH LD_LIBRARY_PATH=$PWD/.tools/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
     export CCACHE_DIR=$PWD/.cache/ccache CCACHE_MAXSIZE=20G

