@@ -86,6 +86,14 @@ def cpu_side(counts: np.ndarray | None, hot: list[int], n_expert: int, share: fl
     return on_cpu
 
 
+def static_hit_rate(profile: np.ndarray, decoded: np.ndarray, n_hot: dict[int, int]) -> float:
+    """The share of all selections in `decoded` ([n_layer, n_expert] counts) that the static hot sets hold, each layer's
+    `n_hot` most selected experts in `profile` (what --moe-hot-profile keeps); 0 without selections."""
+    total = int(decoded.sum())
+    hot = hot_sets(profile, n_hot)
+    return sum(int(decoded[layer, experts].sum()) for layer, experts in hot.items()) / total if total else 0.0
+
+
 def hit_rates(counts: np.ndarray, hot: dict[int, list[int]]) -> list[float | None]:
     """By layer of the model: the share of its selections in `counts` that are hot experts;
     None for a layer without hot experts or without selections."""

@@ -12,7 +12,9 @@ compute the same experts; tokens/s come from its eval-time line. A round runs ev
 turn, the cell's configurations rotated by the round's number (`--first-round` continues the count), so that none
 always runs first: the machine's speed drifts between runs. With --stats the fork's runs also count the selections
 (--moe-hot-stats) and record the CPU's time per token and the GB/s of cold experts it read (patch 0019's line); the
-read-back that costs makes them a little slower, so compare their speeds only with each other. Per routing and budget (a share of the model's expert bytes) it runs:
+read-back that costs makes them a little slower, so compare their speeds only with each other. meta.json records the
+static sets' hit rates (hot-gpu's and hot-gpu-in's, computed from the traces over the decoded tokens) for
+report-placements.py's line of decode time against misses. Per routing and budget (a share of the model's expert bytes) it runs:
 
     ncmoe       baseline, -ncmoe N: the experts of N layers on the CPU, the others' in the same VRAM
     lru         baseline, --cpu-moe --moe-cache-mib B (upstream's LRU of expert copies)
@@ -154,6 +156,22 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
     return variant, args, CONFIG_ENV.get(config, {})
 
 
+def static_hits(layout: hot_experts.ExpertLayout, routes: dict, budgets: list[int], budget_of, n_decoded: int) -> dict:
+    """For meta.json: per routing, the hit rate of the static sets (hot-gpu: the profile's, hot-gpu-in: the replayed
+    trace's own) at each budget over the first `n_decoded` routed tokens of the replay (what the runs decode), and the
+    selections a token; report-placements.py draws decode time against the misses with them."""
+    hits, per_token = {}, {}
+    for name, (replay, profile, _) in routes.items():
+        trace = moe_trace.read_trace(replay)
+        routed = moe_trace.take_tokens(moe_trace.routed_tokens(trace), 0, n_decoded)
+        decoded = moe_trace.selection_counts(routed)
+        sets = {"hot-gpu": moe_trace.selection_counts(moe_trace.read_trace(profile)), "hot-gpu-in": moe_trace.selection_counts(trace)}
+        hits[name] = {config: {str(pct): round(hot_experts.static_hit_rate(counts, decoded, hot_experts.hot_counts(layout, budget_of(pct))), 4)
+                               for pct in budgets} for config, counts in sets.items()}
+        per_token[name] = round(int(decoded.sum()) / max(routed.n_tokens, 1), 2)
+    return {"static_hit": hits, "selections_per_token": per_token}
+
+
 def parse_run(text: str) -> dict:
     evals = [(float(ms), int(n)) for ms, n in EVAL.findall(text)]
     res: dict = {}
@@ -211,13 +229,16 @@ def main() -> int:
         profile, _, ranking = rest.partition(":")
         routes[name] = (Path(replay), Path(profile or replay), Path(ranking) if ranking else None)
 
+    def budget_of(pct: int) -> int:
+        return int(expert_bytes * pct / 100 / MIB)
+
     cells = []
     for name, (replay, profile, ranking) in routes.items():
         configs = [c for c in args.configs.split(",") if ranking is not None or c not in PREDICTED]
         if len(configs) < len(args.configs.split(",")):
             print(f"{name}: no ranking trace (--route {name}=REPLAY:PROFILE:RANKING), so no {', '.join(PREDICTED)}", flush=True)
         for pct in (int(b) for b in args.budgets.split(",")):
-            budget = int(expert_bytes * pct / 100 / MIB)
+            budget = budget_of(pct)
             n_cpu = n_layer - int(budget * MIB // layer_bytes)
             cells.append([(name, pct, budget, config, *placement_args(config, budget, n_cpu, profile, replay, ranking))
                           for config in configs])
@@ -231,7 +252,8 @@ def main() -> int:
     distinct = {name: moe_trace.distinct_experts_per_window(moe_trace.read_trace(replay)) for name, (replay, *_) in routes.items()}
     meta = {"model": str(args.model), "expert_mib": round(expert_bytes / MIB, 1), "n_layer": n_layer, "stats": args.stats,
             "threads": args.threads, "chunks": args.chunks, "ubatch": args.ubatch, "routes": {k: [str(p) for p in v if p] for k, v in routes.items()},
-            "distinct_per_32": {k: round(sum(d) / len(d), 2) for k, d in distinct.items()}}
+            "distinct_per_32": {k: round(sum(d) / len(d), 2) for k, d in distinct.items()},
+            **static_hits(layout, routes, [int(b) for b in args.budgets.split(",")], budget_of, 512 * args.chunks)}
     (args.out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     with open(args.out / "runs.jsonl", "a") as runs:
         for rnd in range(args.first_round, args.first_round + args.rounds):

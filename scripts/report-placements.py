@@ -9,7 +9,10 @@ Per routing and budget it gives each configuration's median tokens/s over the ro
 spread (min-max), the hit rate and the swaps per token of the adaptive hot set, the fork's best configuration against
 the better of upstream's placements at the same VRAM and against issue 10's bar (under uniform routing 1.0x that
 upstream placement, else 1.5x it or 0.9x all on the GPU where that is lower), and the best adaptive configuration against
-the static sets (issue 10: within 5 % of the in-sample one, never below the one from other text).
+the static sets (issue 10: within 5 % of the in-sample one, never below the one from other text). Where meta.json has
+the static sets' hit rates (bench-placements.py records them), a least-squares line through the static cells gives the
+decode time a token with no miss and the time a missed selection costs, and each adaptive cell's time beyond that line
+at its own hit rate.
 """
 
 from __future__ import annotations
@@ -211,6 +214,31 @@ OVERLAPS = {("hot-cpu-overlap", "hot-cpu")}
 the share of it hidden."""
 
 
+def miss_lines(cells: list[dict], meta: dict) -> list[dict]:
+    """Per routing whose static sets' hit rates bench-placements.py recorded (meta's static_hit): the least-squares line
+    through the static cells' decode time a token against their missed selections a token (ms = base + per_miss x
+    missed), over every budget, and each adaptive cell's time beyond the line at its own hit rate (what it pays besides
+    its misses). A routing needs three static cells of two miss counts at least."""
+    res = []
+    for route, by_config in sorted(meta.get("static_hit", {}).items()):
+        per_token = meta["selections_per_token"][route]
+        points = [(per_token * (1 - by_config[c["config"]][str(c["budget_pct"])]), 1000 / c["median"]) for c in cells
+                  if c["route"] == route and c["median"] and str(c["budget_pct"]) in by_config.get(c["config"], {})]
+        if len(points) < 3 or len({x for x, _ in points}) < 2:
+            continue
+        per_miss, base = statistics.linear_regression([x for x, _ in points], [y for _, y in points])
+        adaptive = []
+        for c in cells:
+            if c["route"] == route and c["config"] in ADAPTIVE and c["median"] and "hit_rate" in c:
+                on_line = base + per_miss * per_token * (1 - c["hit_rate"] / 100)
+                adaptive.append({"config": c["config"], "budget_pct": c["budget_pct"], "hit_rate": c["hit_rate"],
+                                 "ms": round(1000 / c["median"], 3), "on_line_ms": round(on_line, 3),
+                                 "beyond_ms": round(1000 / c["median"] - on_line, 3)})
+        res.append({"route": route, "points": len(points), "base_ms": round(base, 3), "per_miss_us": round(1000 * per_miss, 1),
+                    "adaptive": adaptive})
+    return res
+
+
 def pairs(cells: list[dict]) -> list[dict]:
     """Per pair of PAIRS, routing and budget with both: the configuration's tokens/s ÷ the one it changes, and whether their
     PPLs are the same."""
@@ -287,6 +315,7 @@ def render_md(report: dict) -> str:
     for a in report.get("adaptive", []):
         lines.append(f"| {a['route']} | {a['budget_pct']}% | {a['adaptive']} | {a['tokens_per_s']} | {a.get('of_static_other', 'not run')} | "
                      f"{a.get('of_static_in', 'not run')} |")
+    lines += miss_tables(report.get("misses", []))
     for (new, old), title in PAIRS.items():
         rows = [p for p in report.get("pairs", []) if (p["config"], p["against"]) == (new, old)]
         if rows:
@@ -298,6 +327,24 @@ def render_md(report: dict) -> str:
     lines += ["", "## Commands (first round)", ""]
     lines += [f"- {c['route']} {c['budget_pct']}% {c['config']}: `{c['cmd']}`" for c in cells]
     return "\n".join(lines) + "\n"
+
+
+def miss_tables(lines_by_route: list[dict]) -> list[str]:
+    if not lines_by_route:
+        return []
+    out = ["", "## Decode time against the static sets' misses", "",
+           "A least-squares line through the static cells (`hot-gpu`, `hot-gpu-in`) at every budget: ms a token against the "
+           "missed selections a token, (1 - the static set's hit rate over the decoded tokens, from the traces) x the "
+           "selections a token. A fit over few cells, not a measurement of one part.", "",
+           "| routing | static cells | ms a token with no miss | µs a missed selection |", "|---|---|---|---|"]
+    out += [f"| {m['route']} | {m['points']} | {m['base_ms']} | {m['per_miss_us']} |" for m in lines_by_route]
+    adaptive = [(m["route"], a) for m in lines_by_route for a in m["adaptive"]]
+    if adaptive:
+        out += ["", "Adaptive cells against the line at their own hit rate: what they pay besides their misses (counting, swaps).", "",
+                "| routing | budget | configuration | hit | ms a token | on the line | beyond it (ms) |", "|---|---|---|---|---|---|---|"]
+        out += [f"| {route} | {a['budget_pct']}% | {a['config']} | {a['hit_rate']:.1f}% | {a['ms']} | {a['on_line_ms']} | {a['beyond_ms']} |"
+                for route, a in adaptive]
+    return out
 
 
 def comparison_table(rows: list[dict], title: str) -> list[str]:
@@ -351,8 +398,9 @@ def main() -> int:
     args = p.parse_args()
     runs = [json.loads(line) for line in (args.dir / "runs.jsonl").read_text().splitlines() if line.strip()]
     meta = json.loads((args.dir / "meta.json").read_text())
-    report = {"schema": 1, "title": args.title, "notes": args.note, "meta": meta,
-              "rounds": len({r["round"] for r in runs}), **summarise(runs), "runs": runs}
+    summary = summarise(runs)
+    report = {"schema": 1, "title": args.title, "notes": args.note, "meta": meta, "rounds": len({r["round"] for r in runs}),
+              **summary, "misses": miss_lines(summary["cells"], meta), "runs": runs}
     (args.dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     md = render_md(report)
     (args.dir / "report.md").write_text(md)

@@ -76,6 +76,15 @@ def test_hit_rates_count_selections_in_the_hot_set():
     assert hot_experts.hit_rates(counts, hot_experts.hot_sets(counts, {0: 3})) == [7 / 8, None]
 
 
+def test_a_static_set_s_hit_rate_over_other_tokens_counts_them_directly():
+    # the set from one trace's counts, the hits over another's: bench-placements' static_hit
+    profile = np.array([[5, 1, 0, 3], [0, 0, 0, 0]])  # layer 1 dense
+    decoded = np.array([[1, 4, 2, 3], [0, 0, 0, 0]])
+    assert hot_experts.static_hit_rate(profile, decoded, {0: 2}) == (1 + 3) / 10  # experts 0 and 3
+    assert hot_experts.static_hit_rate(decoded, decoded, {0: 2}) == (4 + 3) / 10  # in-sample: 1 and 3
+    assert hot_experts.static_hit_rate(profile, np.zeros((2, 4), dtype=int), {0: 2}) == 0.0
+
+
 def test_hit_rates_on_the_recorded_trace_grow_with_the_budget(qwen3moe):
     counts = moe_trace.selection_counts(moe_trace.read_trace(DATA / "trace-perplexity.moetrace"))
     rates = [hot_experts.hit_rates(counts, hot_experts.hot_sets(counts, dict.fromkeys(range(4), n))) for n in (4, 9, 16)]

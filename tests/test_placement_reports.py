@@ -6,6 +6,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from llama_tools import load_script
@@ -349,3 +350,46 @@ def test_each_round_rotates_the_configurations_of_a_cell_so_none_always_runs_fir
     assert bench.round_order(cells, 1) == ["b", "c", "a", "ref"]
     assert bench.round_order(cells, 2) == ["c", "a", "b", "ref"]
     assert bench.round_order(cells, 3) == bench.round_order(cells, 0)
+
+
+def miss_cells(per_miss_ms: float, base_ms: float) -> tuple[list[dict], dict]:
+    """Made-up cells on an exact line (ms = base + per_miss x missed selections, 192 a token) and the meta with the
+    static sets' hit rates that puts them there; an adaptive cell 0.3 ms above the line at its hit rate."""
+    hits = {"hot-gpu": {"25": 0.7, "50": 0.92}, "hot-gpu-in": {"25": 0.82, "50": 0.97}}
+    cells = [{"route": "learned", "budget_pct": int(pct), "config": config, "median": 1000 / (base_ms + per_miss_ms * 192 * (1 - hit))}
+             for config, by_pct in hits.items() for pct, hit in by_pct.items()]
+    cells.append({"route": "learned", "budget_pct": 25, "config": "adapt-gpu-noise", "hit_rate": 78.0,
+                  "median": 1000 / (base_ms + per_miss_ms * 192 * 0.22 + 0.3)})
+    return cells, {"static_hit": {"learned": hits}, "selections_per_token": {"learned": 192}}
+
+
+def test_the_static_cells_give_the_cost_of_a_miss_and_adaptive_s_beyond_it():
+    report = load_script("report-placements")
+    cells, meta = miss_cells(0.061, 2.0)
+    [line] = report.miss_lines(cells, meta)
+    assert (line["route"], line["points"], line["base_ms"], line["per_miss_us"]) == ("learned", 4, 2.0, 61.0)
+    [a] = line["adaptive"]
+    assert (a["config"], a["budget_pct"], a["beyond_ms"]) == ("adapt-gpu-noise", 25, 0.3)
+    text = "\n".join(report.miss_tables([line]))
+    assert "| learned | 4 | 2.0 | 61.0 |" in text and "| learned | 25% | adapt-gpu-noise | 78.0% |" in text
+    # two cells, or cells of one hit rate, draw no line; without the hit rates in meta, no section
+    assert report.miss_lines(cells[:2] + cells[4:], meta) == []
+    assert report.miss_lines(cells, {}) == [] and report.miss_tables([]) == []
+
+
+def test_the_bench_records_the_static_sets_hit_rates_over_the_decoded_tokens(tmp_path):
+    bench, moe_trace, hot_experts = load_script("bench-placements"), load_script("bench-placements").moe_trace, load_script("bench-placements").hot_experts
+    rng = np.random.default_rng(0)
+    replay = moe_trace.Trace(2, 8, 2, rng.integers(0, 8, size=(40, 2, 2)).astype(np.int16))
+    profile = moe_trace.Trace(2, 8, 2, rng.integers(0, 4, size=(30, 2, 2)).astype(np.int16))
+    moe_trace.write_trace(replay, tmp_path / "r.bin")
+    moe_trace.write_trace(profile, tmp_path / "p.bin")
+    layout = hot_experts.ExpertLayout(8, {0: 1024 * 1024, 1: 1024 * 1024})  # 1 MiB an expert: a budget of N MiB keeps N // 2 a layer
+    meta = bench.static_hits(layout, {"learned": (tmp_path / "r.bin", tmp_path / "p.bin", None)}, [25, 50], lambda pct: 16 * pct // 100, 32)
+    decoded = replay.ids[:32]
+    for config, source in (("hot-gpu", profile.ids), ("hot-gpu-in", replay.ids)):
+        for pct, n_hot in (("25", 2), ("50", 4)):
+            hot = [set(np.argsort(-np.bincount(source[:, layer].ravel(), minlength=8), kind="stable")[:n_hot]) for layer in range(2)]
+            direct = sum(int(e) in hot[layer] for layer in range(2) for e in decoded[:, layer].ravel()) / decoded.size
+            assert meta["static_hit"]["learned"][config][pct] == round(direct, 4)
+    assert meta["selections_per_token"] == {"learned": 4.0}
