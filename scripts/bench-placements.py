@@ -13,7 +13,7 @@ turn, the cell's configurations rotated by the round's number (`--first-round` c
 always runs first: the machine's speed drifts between runs. With --stats the fork's runs also count the selections
 (--moe-hot-stats) and record the CPU's time per token and the GB/s of cold experts it read (patch 0019's line); the
 read-back that costs makes them a little slower, so compare their speeds only with each other. meta.json records the
-static sets' hit rates (hot-gpu's and hot-gpu-in's, computed from the traces over the decoded tokens) for
+static sets' hit rates (hot-gpu's and hot-gpu-in's, computed from the traces over the timed tokens) for
 report-placements.py's line of decode time against misses. Per routing and budget (a share of the model's expert bytes) it runs:
 
     ncmoe       baseline, -ncmoe N: the experts of N layers on the CPU, the others' in the same VRAM
@@ -156,19 +156,21 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
     return variant, args, CONFIG_ENV.get(config, {})
 
 
-def static_hits(layout: hot_experts.ExpertLayout, routes: dict, budgets: list[int], budget_of, n_decoded: int) -> dict:
+def static_hits(layout: hot_experts.ExpertLayout, routes: dict, budgets: list[int], budget_of, chunks: int, n_ctx: int = 512) -> dict:
     """For meta.json: per routing, the hit rate of the static sets (hot-gpu: the profile's, hot-gpu-in: the replayed
-    trace's own) at each budget over the first `n_decoded` routed tokens of the replay (what the runs decode), and the
-    selections a token; report-placements.py draws decode time against the misses with them."""
+    trace's own) at each budget over the timed tokens of the replay, and the selections a token; report-placements.py
+    draws decode time against the misses with them. llama-perplexity times as decode the second half of each chunk of
+    `n_ctx` (the first half runs without a read-back between tokens and counts as prompt processing)."""
     hits, per_token = {}, {}
     for name, (replay, profile, _) in routes.items():
         trace = moe_trace.read_trace(replay)
-        routed = moe_trace.take_tokens(moe_trace.routed_tokens(trace), 0, n_decoded)
-        decoded = moe_trace.selection_counts(routed)
+        routed = moe_trace.routed_tokens(trace)
+        timed = [moe_trace.take_tokens(routed, c * n_ctx + n_ctx // 2, n_ctx - n_ctx // 2) for c in range(chunks)]
+        decoded = sum(moe_trace.selection_counts(t) for t in timed)
         sets = {"hot-gpu": moe_trace.selection_counts(moe_trace.read_trace(profile)), "hot-gpu-in": moe_trace.selection_counts(trace)}
         hits[name] = {config: {str(pct): round(hot_experts.static_hit_rate(counts, decoded, hot_experts.hot_counts(layout, budget_of(pct))), 4)
                                for pct in budgets} for config, counts in sets.items()}
-        per_token[name] = round(int(decoded.sum()) / max(routed.n_tokens, 1), 2)
+        per_token[name] = round(int(decoded.sum()) / max(sum(t.n_tokens for t in timed), 1), 2)
     return {"static_hit": hits, "selections_per_token": per_token}
 
 
@@ -253,7 +255,7 @@ def main() -> int:
     meta = {"model": str(args.model), "expert_mib": round(expert_bytes / MIB, 1), "n_layer": n_layer, "stats": args.stats,
             "threads": args.threads, "chunks": args.chunks, "ubatch": args.ubatch, "routes": {k: [str(p) for p in v if p] for k, v in routes.items()},
             "distinct_per_32": {k: round(sum(d) / len(d), 2) for k, d in distinct.items()},
-            **static_hits(layout, routes, [int(b) for b in args.budgets.split(",")], budget_of, 512 * args.chunks)}
+            **static_hits(layout, routes, [int(b) for b in args.budgets.split(",")], budget_of, args.chunks)}
     (args.out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     with open(args.out / "runs.jsonl", "a") as runs:
         for rnd in range(args.first_round, args.first_round + args.rounds):

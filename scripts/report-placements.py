@@ -334,13 +334,15 @@ def miss_tables(lines_by_route: list[dict]) -> list[str]:
         return []
     out = ["", "## Decode time against the static sets' misses", "",
            "A least-squares line through the static cells (`hot-gpu`, `hot-gpu-in`) at every budget: ms a token against the "
-           "missed selections a token, (1 - the static set's hit rate over the decoded tokens, from the traces) x the "
+           "missed selections a token, (1 - the static set's hit rate over the timed tokens, from the traces) x the "
            "selections a token. A fit over few cells, not a measurement of one part.", "",
            "| routing | static cells | ms a token with no miss | µs a missed selection |", "|---|---|---|---|"]
     out += [f"| {m['route']} | {m['points']} | {m['base_ms']} | {m['per_miss_us']} |" for m in lines_by_route]
     adaptive = [(m["route"], a) for m in lines_by_route for a in m["adaptive"]]
     if adaptive:
-        out += ["", "Adaptive cells against the line at their own hit rate: what they pay besides their misses (counting, swaps).", "",
+        out += ["", "Adaptive cells against the line at their own hit rate: what they pay besides their misses (counting, swaps). "
+                "Their hit rate is over every routed token, the time over the timed half: where the set hits more in that "
+                "half, as one that adapts from its start does, the time beyond the line is larger.", "",
                 "| routing | budget | configuration | hit | ms a token | on the line | beyond it (ms) |", "|---|---|---|---|---|---|---|"]
         out += [f"| {route} | {a['budget_pct']}% | {a['config']} | {a['hit_rate']:.1f}% | {a['ms']} | {a['on_line_ms']} | {a['beyond_ms']} |"
                 for route, a in adaptive]

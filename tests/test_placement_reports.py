@@ -377,7 +377,7 @@ def test_the_static_cells_give_the_cost_of_a_miss_and_adaptive_s_beyond_it():
     assert report.miss_lines(cells, {}) == [] and report.miss_tables([]) == []
 
 
-def test_the_bench_records_the_static_sets_hit_rates_over_the_decoded_tokens(tmp_path):
+def test_the_bench_records_the_static_sets_hit_rates_over_the_timed_tokens(tmp_path):
     bench, moe_trace, hot_experts = load_script("bench-placements"), load_script("bench-placements").moe_trace, load_script("bench-placements").hot_experts
     rng = np.random.default_rng(0)
     replay = moe_trace.Trace(2, 8, 2, rng.integers(0, 8, size=(40, 2, 2)).astype(np.int16))
@@ -385,8 +385,9 @@ def test_the_bench_records_the_static_sets_hit_rates_over_the_decoded_tokens(tmp
     moe_trace.write_trace(replay, tmp_path / "r.bin")
     moe_trace.write_trace(profile, tmp_path / "p.bin")
     layout = hot_experts.ExpertLayout(8, {0: 1024 * 1024, 1: 1024 * 1024})  # 1 MiB an expert: a budget of N MiB keeps N // 2 a layer
-    meta = bench.static_hits(layout, {"learned": (tmp_path / "r.bin", tmp_path / "p.bin", None)}, [25, 50], lambda pct: 16 * pct // 100, 32)
-    decoded = replay.ids[:32]
+    # two chunks of 16 tokens: llama-perplexity times the second half of each, tokens 8-15 and 24-31
+    meta = bench.static_hits(layout, {"learned": (tmp_path / "r.bin", tmp_path / "p.bin", None)}, [25, 50], lambda pct: 16 * pct // 100, 2, 16)
+    decoded = np.concatenate([replay.ids[8:16], replay.ids[24:32]])
     for config, source in (("hot-gpu", profile.ids), ("hot-gpu-in", replay.ids)):
         for pct, n_hot in (("25", 2), ("50", 4)):
             hot = [set(np.argsort(-np.bincount(source[:, layer].ravel(), minlength=8), kind="stable")[:n_hot]) for layer in range(2)]
