@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from builder import hot_experts, moe_trace
 from llama_tools import load_script
 
 RUNS = Path(__file__).resolve().parent.parent / "reports" / "2026-12-02-executor-round" / "placements" / "runs.jsonl"
@@ -378,7 +379,7 @@ def test_the_static_cells_give_the_cost_of_a_miss_and_adaptive_s_beyond_it():
 
 
 def test_the_bench_records_the_static_sets_hit_rates_over_the_timed_tokens(tmp_path):
-    bench, moe_trace, hot_experts = load_script("bench-placements"), load_script("bench-placements").moe_trace, load_script("bench-placements").hot_experts
+    bench = load_script("bench-placements")
     rng = np.random.default_rng(0)
     replay = moe_trace.Trace(2, 8, 2, rng.integers(0, 8, size=(40, 2, 2)).astype(np.int16))
     profile = moe_trace.Trace(2, 8, 2, rng.integers(0, 4, size=(30, 2, 2)).astype(np.int16))
