@@ -47,6 +47,11 @@ report-placements.py's line of decode time against misses. Per routing and budge
                 --moe-hot-adapt and llama-server --metrics take, without swaps (against hot-gpu: what counting costs;
                 with --stats both count); hot-gpu-counted-copy counts as before 0022, from copies of the selected experts
                 (LLAMA_MOE_HOT_COUNT_COPY=1; against hot-gpu-counted: what counting in the down experts' node saves)
+    hot-gpu-worker  hot-gpu with --moe-cold-worker 8: 8 CPU threads compute half of each token's cold experts while the
+                GPU reads the rest in place (0028-0029); -30, -70, -100 hand the CPU 0.3, 0.7 or all of them (-100: the
+                CPU's rate alone), -t4 runs 4 threads (beside -t 8 of the CPU backend and the host thread);
+                adapt-gpu-worker is adapt-gpu-noise with the worker. Each run records the worker's experts, its GB/s and
+                its time per job from hand-over to answer
 
 plus, once per routing, all on the GPU, all experts on the CPU, and every expert hot. The static
 profile P is a trace of other text than the replayed one. Rounds alternate over all runs. Results:
@@ -69,14 +74,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from builder import hot_experts, moe_trace  # noqa: E402
-from builder.report.parse import ParseError, parse_moe_adapt, parse_moe_cold_top, parse_moe_cpu  # noqa: E402
+from builder.report.parse import ParseError, parse_moe_adapt, parse_moe_cold_top, parse_moe_cpu, parse_moe_worker  # noqa: E402
 
 CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "hot-gpu-in", "adapt-gpu",
            "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2", "adapt-hybrid", "hot-gpu-top6", "hot-gpu-top4", "adapt-gpu-top6",
            "hot-gpu-counted", "hot-gpu-counted-wait", "hot-gpu-counted-copy", "hot-gpu-nographs", "hot-gpu-counted-nographs",
            "hot-gpu-prefetch", "adapt-gpu-prefetch", "hot-gpu-prefetch-oracle", "adapt-gpu-prefetch-oracle", "hot-gpu-prefetch2-oracle",
            "hot-gpu-prefetch-router", "hot-gpu-prefetch2-router", "adapt-gpu-prefetch-router", "hot-gpu-prefetch-oracle-early",
-           "hot-gpu-prefetch2-oracle-early")
+           "hot-gpu-prefetch2-oracle-early", "hot-gpu-worker", "hot-gpu-worker-30", "hot-gpu-worker-70", "hot-gpu-worker-100",
+           "hot-gpu-worker-t4", "adapt-gpu-worker")
 PREDICTED = ("hot-gpu-prefetch", "adapt-gpu-prefetch")
 """Configurations that prefetch the experts a routing's ranking trace names (NAME=REPLAY:PROFILE:RANKING): skipped without one."""
 NO_CUDA_GRAPHS = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
@@ -113,6 +119,10 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
     def prefetch(trace: Path | None, slots: int = 1) -> list[str]:
         """--moe-prefetch: the ranking replayed from `trace`, or without one the next layer's router's (0025)."""
         return ["--moe-prefetch", str(slots)] + (["--moe-prefetch-route", f"trace:{trace}"] if trace else [])
+
+    def worker(threads: int, share: str = "0.5") -> list[str]:
+        """--moe-cold-worker: `threads` CPU threads compute `share` of each token's cold experts while the GPU reads the rest."""
+        return ["--moe-cold-worker", str(threads), "--moe-cold-cpu-share", share]
     variant, args = {
         "ncmoe": ("base", ["-ncmoe", str(n_cpu_layers)]),
         "lru": ("base", ["--cpu-moe", "--moe-cache-mib", str(budget_mib)]),
@@ -146,6 +156,12 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "hot-gpu-prefetch2-oracle": ("fork", hot_gpu + prefetch(replay, 2)),
         "hot-gpu-prefetch-oracle-early": ("fork", hot_gpu + prefetch(replay)),
         "hot-gpu-prefetch2-oracle-early": ("fork", hot_gpu + prefetch(replay, 2)),
+        "hot-gpu-worker": ("fork", hot_gpu + worker(8)),
+        "hot-gpu-worker-30": ("fork", hot_gpu + worker(8, "0.3")),
+        "hot-gpu-worker-70": ("fork", hot_gpu + worker(8, "0.7")),
+        "hot-gpu-worker-100": ("fork", hot_gpu + worker(8, "1")),
+        "hot-gpu-worker-t4": ("fork", hot_gpu + worker(4)),
+        "adapt-gpu-worker": ("fork", adapt_profile + worker(8)),
         "hot-gpu-prefetch-router": ("fork", hot_gpu + prefetch(None)),
         "hot-gpu-prefetch2-router": ("fork", hot_gpu + prefetch(None, 2)),
         "adapt-gpu-prefetch-router": ("fork", adapt_profile + prefetch(None)),
@@ -189,6 +205,10 @@ def parse_run(text: str) -> dict:
     with suppress(ParseError):  # the fork's runs that count the selections (--stats, adaptive)
         cpu = parse_moe_cpu(text)
         res.update(cpu_ms_per_token=round(cpu.ms / cpu.tokens, 4) if cpu.tokens else None, cpu_mib=cpu.cold_mib, cpu_gbs=cpu.gbs)
+    with suppress(ParseError):  # the runs whose CPU worker computed experts
+        work = parse_moe_worker(text)
+        res.update(worker_experts=work.experts, worker_jobs=work.jobs, worker_gbs=work.gbs,
+                   worker_us_per_job=round(1e6 * work.seconds / work.jobs, 1) if work.jobs else None)
     with suppress(ParseError):  # the counted runs with --moe-cold-top
         top = parse_moe_cold_top(text)
         res["skipped_pct"] = round(100 * top.skipped / top.selections, 2) if top.selections else None
@@ -280,7 +300,8 @@ def main() -> int:
                 runs.write(json.dumps(row) + "\n")
                 runs.flush()
                 print(f"{rnd} {name:8} {pct:3}% {config:9} rc={rc} {row.get('tokens_per_s')} t/s ppl={row.get('ppl')} "
-                      f"hit={row.get('hit_rate')} cpu={row.get('cpu_ms_per_token')} ms/token {row.get('cpu_gbs')} GB/s {row['seconds']}s", flush=True)
+                      f"hit={row.get('hit_rate')} cpu={row.get('cpu_ms_per_token')} ms/token {row.get('cpu_gbs')} GB/s "
+                      f"worker={row.get('worker_us_per_job')} us/job {row.get('worker_gbs')} GB/s {row['seconds']}s", flush=True)
     return 0
 
 

@@ -323,7 +323,9 @@ fidelity)
     # prefetch, prefetch2 and prefetch-adapt copy the experts the next layer's router ranks first into one or two slots (0025,
     # up to 4 tokens a step): their KLD must be static's (adapt's), and on the trained model, whose router routes, their eval
     # time against static's is the predictor's real gain (the bench model's routing is replayed, so its router predicts
-    # nothing there) (env RUNS=name,name... runs only those, the names below)
+    # nothing there); worker, worker-100 and worker-adapt hand half or all of each token's cold experts to a CPU worker of 8
+    # threads (0028-0029, up to 4 tokens a step): it computes them as --cpu-moe does (the CPU's dot products), so their KLD
+    # against cpu-moe's is the worker's error (env RUNS=name,name... runs only those, the names below)
     bin=dist/cuda-sm$arch/bin
     make_model
     for m in /tmp/learned/model-q8_0.gguf "$model"; do
@@ -339,7 +341,9 @@ fidelity)
                   "top6-adapt: $gpu --moe-hot-adapt 8 --moe-cold-top 6")
             [ "$ub" -gt 4 ] || runs+=("two-parts: $gpu" "top6-two-parts: $gpu --moe-cold-top 6 --moe-hot-stats"  # above 4 tokens a ubatch takes two parts anyway
                                       "prefetch: $gpu --moe-prefetch 1" "prefetch2: $gpu --moe-prefetch 2"
-                                      "prefetch-adapt: $gpu --moe-hot-adapt 8 --moe-prefetch 1")
+                                      "prefetch-adapt: $gpu --moe-hot-adapt 8 --moe-prefetch 1"
+                                      "worker: $gpu --moe-cold-worker 8" "worker-100: $gpu --moe-cold-worker 8 --moe-cold-cpu-share 1"
+                                      "worker-adapt: $gpu --moe-cold-worker 8 --moe-hot-adapt 8")
             # the trained model with its profile of other text, the hot set the placement benchmark's learned rows use
             profile=/tmp/learned/learned-poems.moetrace
             [ "$m" != /tmp/learned/model-q8_0.gguf ] || runs+=("top6-profile: $gpu --moe-hot-profile $profile --moe-cold-top 6 --moe-hot-stats"
@@ -353,7 +357,7 @@ fidelity)
                 "${env[@]}" "${ppl[@]}" ${run#*:} --kl-divergence-base /tmp/base.kld --kl-divergence > /tmp/fid.log 2>&1 \
                     || echo "exit $?" >> /tmp/fid.log
                 { echo "## $(basename "$m") -ub $ub $name:${run#*:} (base: all on the GPU, -ub $ub)"
-                  grep -E "llama_moe_hot|ggml_cuda_moe_prefetch|Mean +KLD|Maximum KLD|Same top|eval time|error|GGML_ASSERT|^exit" /tmp/fid.log; } \
+                  grep -E "llama_moe_hot|llama_moe_worker|ggml_cuda_moe_prefetch|ggml_moe_host|Mean +KLD|Maximum KLD|Same top|eval time|error|GGML_ASSERT|^exit" /tmp/fid.log; } \
                     | tee -a "$out/fidelity.txt"
             done
         done

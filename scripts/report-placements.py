@@ -25,8 +25,10 @@ from collections import defaultdict
 from pathlib import Path
 
 UPSTREAM = ("ncmoe", "lru", "lru-pinned")
+WORKER = ("hot-gpu-worker", "hot-gpu-worker-30", "hot-gpu-worker-70", "hot-gpu-worker-100", "hot-gpu-worker-t4", "adapt-gpu-worker")
+"""Configurations whose CPU worker computes a share of each token's cold experts (--moe-cold-worker, 0028-0029)."""
 FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2",
-        "adapt-hybrid")
+        "adapt-hybrid", *WORKER)
 LOSSY = ("hot-gpu-top6", "hot-gpu-top4", "adapt-gpu-top6")
 """Configurations that skip cold experts (--moe-cold-top): compared with upstream apart from the lossless ones."""
 PREFETCH = ("hot-gpu-prefetch", "adapt-gpu-prefetch", "hot-gpu-prefetch-oracle", "adapt-gpu-prefetch-oracle", "hot-gpu-prefetch2-oracle",
@@ -37,7 +39,7 @@ computed elsewhere or the routing itself (the oracle, the mechanism's ceiling), 
 (0025, `-router`). The bench replays its routing, so the bench model's own router predicts none of it: the `-router`
 rows there give what the mechanism costs when its predictions miss, not what the router's ranking gains (that is measured
 on the trained model, whose router routes: device-run.sh fidelity's prefetch runs)."""
-ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2", "adapt-hybrid")
+ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2", "adapt-hybrid", "adapt-gpu-worker")
 STATIC_OTHER, STATIC_IN = "hot-gpu", "hot-gpu-in"  # the same placement from a profile of other text and of the replayed one
 REFS = {"all-gpu": "all on the GPU", "cpu-moe": "all experts on the CPU", "all-hot": "fork, every expert hot"}
 LABELS = {
@@ -78,6 +80,12 @@ LABELS = {
                                "on replayed routing the router's predictions miss: the mechanism's cost)",
     "hot-gpu-prefetch2-router": "hot-gpu-prefetch-router with two slots a layer",
     "adapt-gpu-prefetch-router": "fork adaptive as adapt-gpu-noise, one slot a layer prefetching the next layer's router's best cold expert (0025)",
+    "hot-gpu-worker": "fork static as hot-gpu, a CPU worker of 8 threads computing half of each token's cold experts (0028-0029)",
+    "hot-gpu-worker-30": "hot-gpu-worker, the worker's share 0.3",
+    "hot-gpu-worker-70": "hot-gpu-worker, the worker's share 0.7",
+    "hot-gpu-worker-100": "hot-gpu-worker, every cold expert on the worker (the CPU's rate alone)",
+    "hot-gpu-worker-t4": "hot-gpu-worker with 4 threads",
+    "adapt-gpu-worker": "fork adaptive as adapt-gpu-noise, with the CPU worker of hot-gpu-worker",
 }
 
 
@@ -101,6 +109,10 @@ def summarise(runs: list[dict]) -> dict:
         if cpu:  # bench-placements.py --stats, or an adaptive run
             cell.update(cpu_ms_per_token=statistics.median(r["cpu_ms_per_token"] for r in cpu),
                         cpu_gbs=statistics.median(r["cpu_gbs"] for r in cpu))
+        worker = [r for r in rows if r.get("worker_gbs") is not None and r["rc"] == 0]
+        if worker:  # --moe-cold-worker: its rate and its time from a job's hand-over to its answer
+            cell.update(worker_gbs=statistics.median(r["worker_gbs"] for r in worker),
+                        worker_us_per_job=statistics.median(r["worker_us_per_job"] for r in worker))
         skipped = [r["skipped_pct"] for r in rows if r.get("skipped_pct") is not None and r["rc"] == 0]
         if skipped:  # --moe-cold-top, counted
             cell["skipped_pct"] = statistics.median(skipped)
@@ -207,6 +219,9 @@ PAIRS = {
                                                                   "summed (0027), against beside them (the same PPL)",
     ("hot-gpu-prefetch2-oracle", "hot-gpu-prefetch2-oracle-early"): "Two slots' copies started once the layer before's experts are "
                                                                     "summed (0027), against beside them (the same PPL)",
+    **{(w, "hot-gpu"): f"{LABELS[w]}, against all read in place by the GPU (the worker computes in the CPU's numerics: the PPL "
+                       "may differ in its last digits)" for w in WORKER if w.startswith("hot-")},
+    ("adapt-gpu-worker", "adapt-gpu-noise"): "Adaptive with the CPU worker, against adaptive with every cold expert read by the GPU",
 }
 """A configuration and the one it changes, where both ran: the title of their table."""
 OVERLAPS = {("hot-cpu-overlap", "hot-cpu")}
@@ -251,6 +266,8 @@ def pairs(cells: list[dict]) -> list[dict]:
                 row = {"config": new, "against": old, "route": route, "budget_pct": pct, "tokens_per_s": cell["median"],
                        "against_tokens_per_s": base["median"], "ratio": round(cell["median"] / base["median"], 3),
                        "same_ppl": cell["ppl"] == base["ppl"]}
+                if "worker_gbs" in cell:
+                    row["worker"] = f"{cell['worker_gbs']} GB/s, {cell['worker_us_per_job']} µs a job"
                 if (new, old) in OVERLAPS and cell.get("cpu_ms_per_token"):
                     # the time a token saves against the CPU's time a token: the share of the CPU's part that the GPU hides
                     row["cpu_hidden"] = round((1000 / base["median"] - 1000 / cell["median"]) / cell["cpu_ms_per_token"], 3)
@@ -319,11 +336,12 @@ def render_md(report: dict) -> str:
     for (new, old), title in PAIRS.items():
         rows = [p for p in report.get("pairs", []) if (p["config"], p["against"]) == (new, old)]
         if rows:
-            hidden = any("cpu_hidden" in p for p in rows)
+            extra = [(key, name) for key, name in (("cpu_hidden", "share of the CPU's time hidden"), ("worker", "the worker's rate"))
+                     if any(key in p for p in rows)]
             lines += ["", f"## {title}", "", f"| routing | budget | {new} t/s | {old} t/s | ratio | same PPL |"
-                      + (" share of the CPU's time hidden |" if hidden else ""), "|---|---|---|---|---|---|" + ("---|" if hidden else "")]
+                      + "".join(f" {name} |" for _, name in extra), "|---|---|---|---|---|---|" + "---|" * len(extra)]
             lines += [f"| {p['route']} | {p['budget_pct']}% | {p['tokens_per_s']} | {p['against_tokens_per_s']} | {p['ratio']} | "
-                      f"{'yes' if p['same_ppl'] else 'NO'} |" + (f" {p.get('cpu_hidden', '')} |" if hidden else "") for p in rows]
+                      f"{'yes' if p['same_ppl'] else 'NO'} |" + "".join(f" {p.get(key, '')} |" for key, _ in extra) for p in rows]
     lines += ["", "## Commands (first round)", ""]
     lines += [f"- {c['route']} {c['budget_pct']}% {c['config']}: `{c['cmd']}`" for c in cells]
     return "\n".join(lines) + "\n"

@@ -298,6 +298,26 @@ def test_the_prefetch_s_two_starts_are_paired():
     assert "summed (0027), against beside them (the same PPL)" in rendered(report, summary)
 
 
+def test_the_worker_s_rate_is_read_from_its_line_and_shown_beside_its_pair():
+    bench = load_script("bench-placements")
+    assert bench.placement_args("hot-gpu-worker-70", 1944, 18, Path("p.bin"), Path("r.bin"))[1][-4:] == [
+        "--moe-cold-worker", "8", "--moe-cold-cpu-share", "0.7"]
+    line = "llama_moe_worker: 8 threads computed 24576 jobs, 30000 experts (79.500 GB) in 1.500 s: 53.0 GB/s"
+    parsed = bench.parse_run(line)
+    assert (parsed["worker_experts"], parsed["worker_jobs"], parsed["worker_gbs"], parsed["worker_us_per_job"]) == (30000, 24576, 53.0, 61.0)
+    assert "worker_gbs" not in bench.parse_run(line.replace("llama_moe_worker", "llama_moe_hot"))
+    report = load_script("report-placements")
+    runs, r = committed_runs()
+    runs = [x for x in runs if x["config"] != "hot-gpu"] + [{**r, "tokens_per_s": 100.0},
+        {**r, "config": "hot-gpu-worker", "tokens_per_s": 200.0, "ppl": r["ppl"] + 0.01, **parsed}]
+    summary = report.summarise(runs)
+    pair = next(p for p in summary["pairs"] if p["config"] == "hot-gpu-worker")
+    assert (pair["against"], pair["ratio"], pair["same_ppl"], pair["worker"]) == ("hot-gpu", 2.0, False, "53.0 GB/s, 61.0 µs a job")
+    lossless = next(c for c in summary["comparisons"] if (c["route"], c["budget_pct"]) == ("learned", 25))
+    assert lossless["best_fork"] == "hot-gpu-worker"  # a placement a user runs, unlike the prefetch's replayed rankings
+    assert "| learned | 25% | 200.0 | 100.0 | 2.0 | NO | 53.0 GB/s, 61.0 µs a job |" in rendered(report, summary)
+
+
 def test_runs_of_the_fork_alone_are_summarised_without_a_comparison():
     report = load_script("report-placements")
     runs = [json.loads(line) for line in RUNS.read_text().splitlines()]

@@ -21,6 +21,8 @@ MOE_ADAPT_RE = re.compile(r"llama_moe_hot: adapt: (\d+) updates, (\d+) swaps, " 
 MOE_COLD_TOP_RE = re.compile(r"llama_moe_hot: --moe-cold-top (\d+): (\d+) of (\d+) selections \(" + NUM + r"%\) were of cold experts "
                              r"that were not computed; (\d+) cold experts computed \(" + NUM + r" MiB\)")
 MOE_CPU_RE = re.compile(r"moe CPU compute =\s*" + NUM + r" ms /\s*(\d+) tokens .*?, " + NUM + r" MiB of cold experts \(" + NUM + r" GB/s\)")
+MOE_WORKER_RE = re.compile(r"llama_moe_worker: (\d+) threads computed (\d+) jobs, (\d+) experts \(" + NUM + r" GB\) in " + NUM +
+                           r" s: " + NUM + r" GB/s")
 PRINT_INFO_RE = re.compile(r"print_info: (arch|n_layer|n_expert|n_expert_used)\s+= (\S+)")
 # "Mean PPL(Q)    : 205084.967136 ± 11161.979175" and the like, from the KL divergence summary
 STAT_RE = re.compile(r"^\s*(.+?)\s*:\s*" + NUM + r"\s*(?:±\s*" + NUM + r")?\s*%?\s*$")
@@ -238,6 +240,25 @@ def parse_moe_cpu(text: str) -> MoeCpuInfo:
     m = _search_line(MOE_CPU_RE, text, "moe CPU compute = ...",
                      "it needs hot experts with --moe-hot-stats or --moe-hot-adapt, and a tool that prints its performance summary")
     return MoeCpuInfo(_float(m.group(1)), int(m.group(2)), _float(m.group(3)), _float(m.group(4)))
+
+
+@dataclass(frozen=True)
+class MoeWorkerInfo:
+    """The CPU worker's jobs (patch 0029's "llama_moe_worker: T threads computed J jobs, E experts (G GB) in S s: R GB/s" line,
+    printed when the context is freed if the worker computed anything; S runs from each job's hand-over to its answer)."""
+
+    threads: int
+    jobs: int
+    experts: int
+    gb: float
+    seconds: float
+    gbs: float
+
+
+def parse_moe_worker(text: str) -> MoeWorkerInfo:
+    m = _search_line(MOE_WORKER_RE, text, "llama_moe_worker: ...",
+                     "it needs --moe-cold-worker with experts handed to it, -lv 4, and a tool that ends normally")
+    return MoeWorkerInfo(int(m.group(1)), int(m.group(2)), int(m.group(3)), _float(m.group(4)), _float(m.group(5)), _float(m.group(6)))
 
 
 @dataclass(frozen=True)

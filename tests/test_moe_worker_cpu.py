@@ -1,0 +1,97 @@
+"""Patches 0028-0029 in the CPU build: --moe-cold-worker's bad input is refused before anything loads, and with the cold
+experts read in place by the CPU (LLAMA_MOE_COLD_IN_PLACE_CPU=1, 0026; otherwise --moe-cold gpu needs a CUDA GPU) the worker
+computes its share of each token's cold experts and changes no answer. Its speed is measured on the GPU machine
+(scripts/bench-placements.py hot-gpu-worker*)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from llama_tools import final_ppl, perplexity
+
+pytestmark = pytest.mark.slow
+
+GPU = ("--cpu-moe", "--moe-hot-mib", "1", "--moe-cold", "gpu")
+IN_PLACE = {"LLAMA_MOE_COLD_IN_PLACE_CPU": "1"}
+ONE_PASS = ("-b", "4", "-ub", "4")
+"""Steps of 4 tokens: the layers are read in one pass (0012), and the worker takes part (up to 4 tokens a step)."""
+
+REQUIRES = ("the MoE cold expert worker (--moe-cold-worker) takes some of the cold experts that --moe-cold gpu reads in place; "
+            "it requires hot experts (--moe-hot-mib) and --moe-cold gpu")
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--cpu-moe", "--moe-hot-mib", "1", "--moe-cold-worker", "1"), REQUIRES),
+    (("--cpu-moe", "--moe-cold", "gpu", "--moe-cold-worker", "1"), REQUIRES),
+    (("--cpu-moe", "--moe-hot-mib", "1", "--moe-cold", "hybrid", "--moe-cold-worker", "1"), REQUIRES),
+    (("--moe-cold-worker", "-1"), 'error while handling argument "--moe-cold-worker": must be 0 or more'),
+])
+def test_a_worker_without_what_it_needs_is_refused(cpu_builds, tiny_moe, story, args, message):
+    proc = perplexity(cpu_builds, tiny_moe, story, *args, env=IN_PLACE)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+
+
+def worker_line(proc) -> tuple[int, int, int]:
+    """The worker's threads, jobs and experts from its line at exit; (0, 0, 0) where it computed nothing."""
+    found = re.search(r"llama_moe_worker: (\d+) threads computed (\d+) jobs, (\d+) experts", proc.stderr)
+    return tuple(int(g) for g in found.groups()) if found else (0, 0, 0)
+
+
+@pytest.fixture(scope="module")
+def one_pass(cpu_builds, tiny_moe, story):
+    """The layers read in one pass without the worker: every answer below must be this one."""
+    return final_ppl(perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, *GPU, env=IN_PLACE))
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+@pytest.mark.parametrize("share", ["0.5", "1"])
+def test_the_worker_computes_its_share_and_changes_no_answer(cpu_builds, tiny_moe, story, one_pass, threads, share):
+    # a worker whose sum is left out (tried: out = 0) changes the PPL in its fourth digit; a share of the cold experts that
+    # neither side computes would as well
+    proc = perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, *GPU, "--moe-cold-worker", threads, "--moe-cold-cpu-share", share,
+                      env=IN_PLACE)
+    assert final_ppl(proc) == one_pass
+    assert (f"a CPU worker of {threads} threads computes {round(100 * float(share))}% of each token's cold experts in 2 of the "
+            "2 split layers") in proc.stderr
+    n_threads, n_jobs, n_experts = worker_line(proc)
+    assert n_threads == int(threads) and n_jobs > 0 and n_experts >= n_jobs
+
+
+def test_the_whole_share_takes_more_experts_than_half(cpu_builds, tiny_moe, story):
+    # the plan's rounding: of m cold selections the worker takes round(m*share), so 1 takes every one, 0.5 about half
+    def experts(share):
+        proc = perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, *GPU, "--moe-cold-worker", "1", "--moe-cold-cpu-share", share,
+                          env=IN_PLACE)
+        return worker_line(proc)[2]
+    half, whole = experts("0.5"), experts("1")
+    assert 0 < half < whole
+
+
+def test_a_share_of_zero_hands_the_worker_nothing(cpu_builds, tiny_moe, story, one_pass):
+    proc = perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, *GPU, "--moe-cold-worker", "1", "--moe-cold-cpu-share", "0",
+                      env=IN_PLACE)
+    assert final_ppl(proc) == one_pass
+    assert worker_line(proc) == (0, 0, 0)
+
+
+def test_batches_above_four_tokens_do_without_the_worker(cpu_builds, tiny_moe, story):
+    # without the warm-up run, whose one token would hand the worker its experts
+    args = ("-b", "8", "-ub", "8", "--no-warmup", *GPU)
+    proc = perplexity(cpu_builds, tiny_moe, story, *args, "--moe-cold-worker", "1", env=IN_PLACE)
+    assert final_ppl(proc) == final_ppl(perplexity(cpu_builds, tiny_moe, story, *args, env=IN_PLACE))
+    assert worker_line(proc) == (0, 0, 0)
+
+
+def test_the_adaptive_set_counts_the_worker_s_experts_too(cpu_builds, tiny_moe, story):
+    # one-token steps, where a layer read in one pass counts its selections in its down experts' node (0022); the worker's
+    # selections are -1 there, so its layers copy their selections instead: the same counts, swaps and answers (counting in
+    # the node with the worker gave other swaps and another PPL)
+    adapt = ("-b", "1", "-ub", "1", "--moe-hot-adapt", "4", "--moe-hot-adapt-noise", "0")
+    without = perplexity(cpu_builds, tiny_moe, story, *GPU, *adapt, env=IN_PLACE)
+    proc = perplexity(cpu_builds, tiny_moe, story, *GPU, *adapt, "--moe-cold-worker", "1", env=IN_PLACE)
+    assert final_ppl(proc) == final_ppl(without)
+    swaps = [re.search(r"llama_moe_hot: adapt: \d+ updates, (\d+) swaps", p.stderr).group(1) for p in (proc, without)]
+    assert swaps[0] == swaps[1] != "0"
+    assert worker_line(proc)[1] > 0
