@@ -12,7 +12,7 @@ COMMANDS = {
     "fetch": (fetch, "download, verify and cache the pinned llama.cpp source"),
     "patches": (patches, "check the patch series, or edit it as a git work tree"),
     "build": (build, "build llama-cli, llama-server, llama-perplexity and llama-bench per variant into dist/"),
-    "test-ops": (test_ops, "run upstream's test-backend-ops (default: our MUL_MAT_ID_SKIP and MUL_MAT_ID_HOT cases) from a built variant"),
+    "test-ops": (test_ops, "run upstream's test-backend-ops (default: our MUL_MAT_ID_SKIP, MUL_MAT_ID_HOT and MOE_HOST_SEND cases) from a built variant"),
     "regress": (regress, "perplexity, KL divergence and tokens/s of the fork against upstream, with reports"),
     "trace-stats": (trace_stats, "distinct experts, coverage, reuse distance and cache hit rates of a MoE routing trace"),
     "trace-flatten": (trace_flatten, "mix uniform selections into a MoE routing trace until it has a given skew"),

@@ -66,15 +66,16 @@ def populate_parser(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Build test-backend-ops for a variant (if needed) and run it: each backend's results are "
         "compared with the CPU backend. The default ops are our cases: MUL_MAT_ID_SKIP for skipped "
-        "expert ids (each also checks itself against a masked reference) and MUL_MAT_ID_HOT for hot "
-        "copies of experts (each checks itself against the experts it should read); -o MUL_MAT_ID runs "
+        "expert ids (each also checks itself against a masked reference), MUL_MAT_ID_HOT for hot "
+        "copies of experts (each checks itself against the experts it should read) and MOE_HOST_SEND for the "
+        "cold experts handed to a CPU worker; -o MUL_MAT_ID runs "
         "upstream's own cases. A CPU variant runs -b CPU, which compares the CPU backend with its "
         "reference mode (upstream skips the CPU backend otherwise). Exits non-zero when a case "
         "fails or no case ran."
     )
     parser.add_argument("--variant", default="cpu",
                         help="cpu, cuda-smXX, or their upstream-/baseline- flavors (default: %(default)s)")
-    parser.add_argument("-o", "--op", default="MUL_MAT_ID_SKIP,MUL_MAT_ID_HOT", help="ops or case regexes, as test-backend-ops -o (default: %(default)s)")
+    parser.add_argument("-o", "--op", default="MUL_MAT_ID_SKIP,MUL_MAT_ID_HOT,MOE_HOST_SEND", help="ops or case regexes, as test-backend-ops -o (default: %(default)s)")
     parser.add_argument("-b", "--backend", help="only this backend, e.g. CUDA0 (default: all; CPU for a CPU variant)")
     parser.add_argument("-p", "--params", help="filter cases by a regex over their parameters")
     parser.add_argument("--mode", default="test", choices=["test", "perf", "support"], help="(default: %(default)s)")

@@ -208,7 +208,8 @@ def parse_run(text: str) -> dict:
     with suppress(ParseError):  # the runs whose CPU worker computed experts
         work = parse_moe_worker(text)
         res.update(worker_experts=work.experts, worker_jobs=work.jobs, worker_gbs=work.gbs,
-                   worker_us_per_job=round(1e6 * work.seconds / work.jobs, 1) if work.jobs else None)
+                   worker_us_per_job=round(1e6 * work.seconds / work.jobs, 1) if work.jobs else None,
+                   worker_phase_us=work.phase_us, worker_wait_us=work.wait_us)
     with suppress(ParseError):  # the counted runs with --moe-cold-top
         top = parse_moe_cold_top(text)
         res["skipped_pct"] = round(100 * top.skipped / top.selections, 2) if top.selections else None

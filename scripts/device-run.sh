@@ -7,7 +7,7 @@
 #                                              (env: ROUTES="zipf:1.0,1 uniform:1", BUDGETS=0,1024,2048,4096,8192) and
 #                                              check its accuracy (KLD against --cpu-moe) with llama-perplexity
 #   bash scripts/device-run.sh regress ARCH [ARGS]  python -m builder regress --variant cuda-smARCH ARGS
-#   bash scripts/device-run.sh checks ARCH     with the fork built: test-backend-ops (MUL_MAT_ID_SKIP, MUL_MAT_ID_HOT) on CUDA0,
+#   bash scripts/device-run.sh checks ARCH     with the fork built: test-backend-ops (MUL_MAT_ID_SKIP, MUL_MAT_ID_HOT, MOE_HOST_SEND) on CUDA0,
 #                                              compute-sanitizer (after learned-train)
 #   bash scripts/device-run.sh budget ARCH     the hot budget check with the VRAM taken, and the budget it proposes
 #   bash scripts/device-run.sh flag-off ARCH   llama-bench of the fork (options off) and the baseline, alternating (ROUNDS=3)
@@ -195,8 +195,8 @@ checks)
     # hot experts and adaptation (SANITIZERS= skips them); env OPS=op,op... runs only those of our cases, without upstream's
     bin=dist/cuda-sm$arch/bin
     ops=".cache/build/cuda-sm$arch/build/bin/test-backend-ops"
-    log "test-backend-ops: ${OPS:-MUL_MAT_ID_SKIP,MUL_MAT_ID_HOT} on CUDA0"
-    builder test-ops --variant "cuda-sm$arch" -b CUDA0 -o "${OPS:-MUL_MAT_ID_SKIP,MUL_MAT_ID_HOT}" --json -j "$jobs" \
+    log "test-backend-ops: ${OPS:-MUL_MAT_ID_SKIP,MUL_MAT_ID_HOT,MOE_HOST_SEND} on CUDA0"
+    builder test-ops --variant "cuda-sm$arch" -b CUDA0 -o "${OPS:-MUL_MAT_ID_SKIP,MUL_MAT_ID_HOT,MOE_HOST_SEND}" --json -j "$jobs" \
         > "$out/test-ops-cuda.json" || echo "test-ops exit $?"
     cp ".cache/build/cuda-sm$arch/test-ops.log" "$out/test-ops-cuda.log"
     tail -3 "$out/test-ops-cuda.log"

@@ -79,7 +79,8 @@ def test_a_cpu_share_outside_0_to_1_is_refused(cpu_builds, tiny_moe, story, shar
 def test_a_cpu_share_without_the_hybrid_split_is_said_to_have_no_effect(cpu_builds, tiny_moe, story, profile):
     _, reference = profile
     proc = perplexity(cpu_builds, tiny_moe, story, "--cpu-moe", "--moe-hot-mib", "1", "--moe-cold-cpu-share", "0.7")
-    assert "llama_moe_hot: --moe-cold-cpu-share 0.7 has no effect with --moe-cold cpu; it applies to --moe-cold hybrid" in proc.stderr
+    assert ("llama_moe_hot: --moe-cold-cpu-share 0.7 has no effect with --moe-cold cpu; it applies to --moe-cold hybrid and "
+            "--moe-cold-worker") in proc.stderr
     assert final_ppl(proc) == reference
 
 

@@ -5,7 +5,9 @@ computes its share of each token's cold experts and changes no answer. Its speed
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 
 import pytest
 from llama_tools import final_ppl, perplexity
@@ -57,6 +59,7 @@ def test_the_worker_computes_its_share_and_changes_no_answer(cpu_builds, tiny_mo
             "2 split layers") in proc.stderr
     n_threads, n_jobs, n_experts = worker_line(proc)
     assert n_threads == int(threads) and n_jobs > 0 and n_experts >= n_jobs
+    assert "llama_moe_worker: a job's phases (input / gate and up / their product / down), us: thread 0 worked" in proc.stderr
 
 
 def test_the_whole_share_takes_more_experts_than_half(cpu_builds, tiny_moe, story):
@@ -95,3 +98,17 @@ def test_the_adaptive_set_counts_the_worker_s_experts_too(cpu_builds, tiny_moe, 
     swaps = [re.search(r"llama_moe_hot: adapt: \d+ updates, (\d+) swaps", p.stderr).group(1) for p in (proc, without)]
     assert swaps[0] == swaps[1] != "0"
     assert worker_line(proc)[1] > 0
+
+
+def test_llama_bench_takes_the_option(cpu_builds, tiny_moe):
+    # a test without a budget (0) runs without the worker, as without the other hot expert options
+    bench = [cpu_builds / "cpu" / "bin" / "llama-bench", "-m", tiny_moe, "-p", "0", "-n", "4", "-r", "1", "-t", "2", "-o", "jsonl",
+             "-ncmoe", "9", "--repack", "0", "-lm", "none", "--moe-hot-mib", "0,1", "--moe-cold", "gpu"]
+    proc = subprocess.run([*bench, "-v", "--moe-cold-worker", "1"], check=False, capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL, env={**os.environ, **IN_PLACE})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(proc.stdout.splitlines()) == 2
+    assert proc.stderr.count("a CPU worker of 1 threads computes 50% of each token's cold experts in 2 of the 2 split layers") == 1
+    assert worker_line(proc)[1] > 0
+    bad = subprocess.run([*bench, "--moe-cold-worker", "-1"], check=False, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert bad.returncode != 0 and "error: invalid parameter for argument: --moe-cold-worker" in bad.stderr

@@ -303,8 +303,12 @@ def test_the_worker_s_rate_is_read_from_its_line_and_shown_beside_its_pair():
     assert bench.placement_args("hot-gpu-worker-70", 1944, 18, Path("p.bin"), Path("r.bin"))[1][-4:] == [
         "--moe-cold-worker", "8", "--moe-cold-cpu-share", "0.7"]
     line = "llama_moe_worker: 8 threads computed 24576 jobs, 30000 experts (79.500 GB) in 1.500 s: 53.0 GB/s"
-    parsed = bench.parse_run(line)
+    phases = ("llama_moe_worker: a job's phases (input / gate and up / their product / down), us: thread 0 worked 0.6 / 35.3 / 0.2 / 17.4, "
+              "waited for the others 0.1 / 2.0 / 0.0 / 3.5")
+    parsed = bench.parse_run(line + "\n" + phases)
     assert (parsed["worker_experts"], parsed["worker_jobs"], parsed["worker_gbs"], parsed["worker_us_per_job"]) == (30000, 24576, 53.0, 61.0)
+    assert (parsed["worker_phase_us"], parsed["worker_wait_us"]) == ([0.6, 35.3, 0.2, 17.4], [0.1, 2.0, 0.0, 3.5])
+    assert bench.parse_run(line)["worker_phase_us"] == []  # a log from before the phases were timed
     assert "worker_gbs" not in bench.parse_run(line.replace("llama_moe_worker", "llama_moe_hot"))
     report = load_script("report-placements")
     runs, r = committed_runs()

@@ -47,8 +47,8 @@ def test_help_of_every_command_parses(command, capsys):
 def test_top_level_help_names_the_default_op_of_test_ops(capsys):
     with pytest.raises(SystemExit):
         make_parser().parse_args(["--help"])
-    assert "(default: our MUL_MAT_ID_SKIP and MUL_MAT_ID_HOT cases)" in " ".join(capsys.readouterr().out.split())
-    assert make_parser().parse_args(["test-ops"]).op == "MUL_MAT_ID_SKIP,MUL_MAT_ID_HOT"
+    assert "(default: our MUL_MAT_ID_SKIP, MUL_MAT_ID_HOT and MOE_HOST_SEND cases)" in " ".join(capsys.readouterr().out.split())
+    assert make_parser().parse_args(["test-ops"]).op == "MUL_MAT_ID_SKIP,MUL_MAT_ID_HOT,MOE_HOST_SEND"
 
 
 def test_exit_codes_in_the_readme_are_the_clis():

@@ -32,8 +32,8 @@ def test_upstream_cpu_only_run_tests_nothing():
 @pytest.mark.slow
 @pytest.mark.network
 def test_skip_cases_pass_on_the_cpu_build(shared_cache, capsys):
-    """test-ops on the real CPU build: our MUL_MAT_ID_SKIP and MUL_MAT_ID_HOT cases, CPU against its reference mode."""
+    """test-ops on the real CPU build: our MUL_MAT_ID_SKIP, MUL_MAT_ID_HOT and MOE_HOST_SEND cases, CPU against its reference mode."""
     assert main(["test-ops", "--variant", "cpu", "--json", "--cache-dir", str(shared_cache)]) == 0
     report = json.loads(capsys.readouterr().out)
     [cpu] = report["backends"]
-    assert cpu["name"] == "CPU" and cpu["failed"] == 0 and cpu["passed"] >= 237 + 61  # MUL_MAT_ID_SKIP, MUL_MAT_ID_HOT (24 of them with skipped ids)
+    assert cpu["name"] == "CPU" and cpu["failed"] == 0 and cpu["passed"] >= 237 + 61 + 15  # MUL_MAT_ID_SKIP, MUL_MAT_ID_HOT (24 of them with skipped ids), MOE_HOST_SEND

@@ -23,6 +23,8 @@ MOE_COLD_TOP_RE = re.compile(r"llama_moe_hot: --moe-cold-top (\d+): (\d+) of (\d
 MOE_CPU_RE = re.compile(r"moe CPU compute =\s*" + NUM + r" ms /\s*(\d+) tokens .*?, " + NUM + r" MiB of cold experts \(" + NUM + r" GB/s\)")
 MOE_WORKER_RE = re.compile(r"llama_moe_worker: (\d+) threads computed (\d+) jobs, (\d+) experts \(" + NUM + r" GB\) in " + NUM +
                            r" s: " + NUM + r" GB/s")
+MOE_WORKER_PHASES_RE = re.compile(r"llama_moe_worker: a job's phases \(input / gate and up / their product / down\), us: thread 0 worked "
+                                  r"([\d. /]+), waited for the others ([\d. /]+)")
 PRINT_INFO_RE = re.compile(r"print_info: (arch|n_layer|n_expert|n_expert_used)\s+= (\S+)")
 # "Mean PPL(Q)    : 205084.967136 ± 11161.979175" and the like, from the KL divergence summary
 STAT_RE = re.compile(r"^\s*(.+?)\s*:\s*" + NUM + r"\s*(?:±\s*" + NUM + r")?\s*%?\s*$")
@@ -253,12 +255,20 @@ class MoeWorkerInfo:
     gb: float
     seconds: float
     gbs: float
+    phase_us: list[float]
+    """Thread 0's work a job in each phase (the input quantized, gate and up, their product quantized, down), the next line's;
+    empty where the tool printed none."""
+    wait_us: list[float]
+    """Its wait a job at each phase's end for the other threads."""
 
 
 def parse_moe_worker(text: str) -> MoeWorkerInfo:
     m = _search_line(MOE_WORKER_RE, text, "llama_moe_worker: ...",
                      "it needs --moe-cold-worker with experts handed to it, -lv 4, and a tool that ends normally")
-    return MoeWorkerInfo(int(m.group(1)), int(m.group(2)), int(m.group(3)), _float(m.group(4)), _float(m.group(5)), _float(m.group(6)))
+    phases = MOE_WORKER_PHASES_RE.search(text)
+    work, wait = ([_float(v) for v in g.split(" / ")] for g in phases.groups()) if phases else ([], [])
+    return MoeWorkerInfo(int(m.group(1)), int(m.group(2)), int(m.group(3)), _float(m.group(4)), _float(m.group(5)), _float(m.group(6)),
+                         work, wait)
 
 
 @dataclass(frozen=True)
