@@ -13,7 +13,7 @@ import pytest
 from llama_tools import load_script
 
 from builder.patches import read_series
-from builder.report.parse import parse_moe_adapt, parse_moe_cold_top
+from builder.report.parse import parse_moe_adapt, parse_moe_cold_top, parse_moe_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 PATCH = "0014-server-report-the-MoE-hot-experts-in-metrics-and-pro.patch"
@@ -102,7 +102,7 @@ def test_a_static_hot_set_reports_its_selections_and_its_configuration(servers, 
         p = props(server)
         assert p == {"budget": 1024 * 1024, "size": p["size"], "n_expert": 16, "n_layer_hot": 2, "n_hot": [4, 4],
                      "expert_size": p["expert_size"], "cold": "cpu", "adapt": 0, "adapt_ratio": 1.25, "adapt_margin": 1.0, "adapt_noise": 2.5,
-                     "cold_cpu_share": 0.0, "cold_top": 0, "counts": True}
+                     "cold_cpu_share": 0.0, "cold_top": 0, "cold_worker": 0, "counts": True}
         expert_size = p["expert_size"][0]
         assert p["expert_size"] == [expert_size, expert_size] and 4 * 2 * expert_size <= p["size"] <= 1024 * 1024
         # the warmup is not counted, llama-server's start-up probe of the memory (4 tokens) is
@@ -200,6 +200,34 @@ def test_a_hybrid_split_reports_the_cold_bytes_the_cpu_computed(servers, tiny_mo
     assert server.exit == "exit 0"
     assert m["llamacpp:moe_cold_cpu_bytes_total"] == m["llamacpp:moe_cold_bytes_total"] > 0
     assert m["llamacpp:moe_cold_cpu_byte_share"] == 1
+
+
+@pytest.mark.slow
+def test_the_cpu_worker_reports_what_it_computed_as_its_log_does(servers, tiny_moe, tmp_path, monkeypatch):
+    # patch 0029, without a GPU: the CPU reads the other cold experts in place (LLAMA_MOE_COLD_IN_PLACE_CPU, 0026); its
+    # counters need no --metrics counting, they are the worker's own
+    monkeypatch.setenv("LLAMA_MOE_COLD_IN_PLACE_CPU", "1")
+    slot_server, binary = servers
+    log = tmp_path / "worker.log"
+    args = ["--cpu-moe", "--no-repack", "-t", "2", "--moe-hot-mib", "1", "--moe-cold", "gpu", "--moe-cold-worker", "1", "--moe-cold-cpu-share", "1"]
+    with slot_server(binary, tiny_moe, 1, args + ["--metrics"], log) as server:
+        p = props(server)
+        assert (p["cold"], p["cold_worker"], p["cold_cpu_share"]) == ("gpu", 1, 1)
+        for prompt in PROMPTS:
+            complete(server.url, prompt)
+        m = scrape(server)
+    assert server.exit == "exit 0"
+    jobs, experts = m["llamacpp:moe_cold_worker_jobs_total"], m["llamacpp:moe_cold_worker_experts_total"]
+    assert 0 < jobs <= experts and m["llamacpp:moe_cold_worker_seconds_total"] > 0
+    assert m["llamacpp:moe_cold_worker_bytes_total"] == experts * p["expert_size"][0]
+    # the line the worker logs when the context is freed counts the same (nothing ran after the scrape)
+    worker = parse_moe_worker(log.read_text())
+    assert (worker.jobs, worker.experts) == (jobs, experts)
+    # without the worker none of its metrics
+    with slot_server(binary, tiny_moe, 1, args[:-4] + ["--metrics"], tmp_path / "no-worker.log") as server:
+        assert props(server)["cold_worker"] == 0
+        assert not any("worker" in name for name in scrape(server))
+    assert server.exit == "exit 0"
 
 
 @pytest.mark.slow
