@@ -6,11 +6,12 @@ computes its share of each token's cold experts and changes no answer. Its speed
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 
 import pytest
 from llama_tools import final_ppl, perplexity
+
+from builder.report.parse import ParseError, parse_moe_adapt, parse_moe_worker
 
 pytestmark = pytest.mark.slow
 
@@ -37,8 +38,11 @@ def test_a_worker_without_what_it_needs_is_refused(cpu_builds, tiny_moe, story, 
 
 def worker_line(proc) -> tuple[int, int, int]:
     """The worker's threads, jobs and experts from its line at exit; (0, 0, 0) where it computed nothing."""
-    found = re.search(r"llama_moe_worker: (\d+) threads computed (\d+) jobs, (\d+) experts", proc.stderr)
-    return tuple(int(g) for g in found.groups()) if found else (0, 0, 0)
+    try:
+        work = parse_moe_worker(proc.stderr)
+    except ParseError:
+        return (0, 0, 0)
+    return (work.threads, work.jobs, work.experts)
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +99,8 @@ def test_the_adaptive_set_counts_the_worker_s_experts_too(cpu_builds, tiny_moe, 
     without = perplexity(cpu_builds, tiny_moe, story, *GPU, *adapt, env=IN_PLACE)
     proc = perplexity(cpu_builds, tiny_moe, story, *GPU, *adapt, "--moe-cold-worker", "1", env=IN_PLACE)
     assert final_ppl(proc) == final_ppl(without)
-    swaps = [re.search(r"llama_moe_hot: adapt: \d+ updates, (\d+) swaps", p.stderr).group(1) for p in (proc, without)]
-    assert swaps[0] == swaps[1] != "0"
+    swaps = [parse_moe_adapt(p.stderr).swaps for p in (proc, without)]
+    assert swaps[0] == swaps[1] != 0
     assert worker_line(proc)[1] > 0
 
 
