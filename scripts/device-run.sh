@@ -369,17 +369,20 @@ placements)
     # 512 tokens instead of decode, to $out/placements[-LAYERS]-ub512/; with STATS=1, the fork's runs with --moe-hot-stats and the
     # CPU's time and rate, to $out/placements[...]-stats/; with PLACEMENT_THREADS=N, N threads instead of 8, to
     # $out/placements[...]-tN/; upstream's placements run with the fork's binary, options off, where no baseline was built;
-    # with TORCH_ROUTE=1, after predict and placements-prep, the routing `torch` too, whose ranking the prefetch configurations read)
+    # with ROUTINGS=learned,zipf, only those of the three routings; with TORCH_ROUTE=1, after predict and placements-prep,
+    # the routing `torch` too, whose ranking the prefetch configurations read)
     text=/tmp/learned/heldout-prose.txt
     base=dist/baseline-cuda-sm$arch/bin
     [ -d "$base" ] || { base=dist/cuda-sm$arch/bin; log "no baseline built: upstream's placements run with the fork, options off"; }
+    routes=()
+    routings=${ROUTINGS:-learned,zipf,uniform}
+    for name in ${routings//,/ }; do
+        routes+=(--route "$name=$bt/$name-replay.bin:$bt/$name-profile.bin")
+    done
     python3 scripts/bench-placements.py --model "$model" --text "$text" --fork "dist/cuda-sm$arch/bin" \
         --base "$base" --rounds "${ROUNDS:-1}" --chunks "${CHUNKS:-1}" --ubatch "${UBATCH:-1}" ${STATS:+--stats} \
         --threads "${PLACEMENT_THREADS:-8}" --out "$out/placements${LAYERS:+-$LAYERS}${UBATCH:+-ub$UBATCH}${STATS:+-stats}${PLACEMENT_THREADS:+-t$PLACEMENT_THREADS}" \
-        --route "learned=$bt/learned-replay.bin:$bt/learned-profile.bin" \
-        --route "zipf=$bt/zipf-replay.bin:$bt/zipf-profile.bin" \
-        --route "uniform=$bt/uniform-replay.bin:$bt/uniform-profile.bin" \
-        ${TORCH_ROUTE:+--route "torch=$bt/torch-replay.bin:$bt/torch-profile.bin:$bt/torch-layer-ahead-prose.bin"} "${@:3}"
+        "${routes[@]}" ${TORCH_ROUTE:+--route "torch=$bt/torch-replay.bin:$bt/torch-profile.bin:$bt/torch-layer-ahead-prose.bin"} "${@:3}"
     ;;
 regress)
     log "regress cuda-sm$arch ${*:3}"

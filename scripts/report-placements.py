@@ -25,7 +25,8 @@ from collections import defaultdict
 from pathlib import Path
 
 UPSTREAM = ("ncmoe", "lru", "lru-pinned")
-WORKER = ("hot-gpu-worker", "hot-gpu-worker-30", "hot-gpu-worker-70", "hot-gpu-worker-100", "hot-gpu-worker-t4", "adapt-gpu-worker")
+WORKER = ("hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-worker-60", "hot-gpu-worker-70", "hot-gpu-worker-100",
+          "hot-gpu-worker-t4", "adapt-gpu-worker")
 """Configurations whose CPU worker computes a share of each token's cold experts (--moe-cold-worker, 0028-0029)."""
 FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2",
         "adapt-hybrid", *WORKER)
@@ -82,6 +83,8 @@ LABELS = {
     "adapt-gpu-prefetch-router": "fork adaptive as adapt-gpu-noise, one slot a layer prefetching the next layer's router's best cold expert (0025)",
     "hot-gpu-worker": "fork static as hot-gpu, a CPU worker of 8 threads computing half of each token's cold experts (0028-0029)",
     "hot-gpu-worker-30": "hot-gpu-worker, the worker's share 0.3",
+    "hot-gpu-worker-0": "hot-gpu-worker, the worker's share 0 (its two nodes a layer, no job)",
+    "hot-gpu-worker-60": "hot-gpu-worker, the worker's share 0.6",
     "hot-gpu-worker-70": "hot-gpu-worker, the worker's share 0.7",
     "hot-gpu-worker-100": "hot-gpu-worker, every cold expert on the worker (the CPU's rate alone)",
     "hot-gpu-worker-t4": "hot-gpu-worker with 4 threads",

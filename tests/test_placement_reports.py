@@ -300,8 +300,9 @@ def test_the_prefetch_s_two_starts_are_paired():
 
 def test_the_worker_s_rate_is_read_from_its_line_and_shown_beside_its_pair():
     bench = load_script("bench-placements")
-    assert bench.placement_args("hot-gpu-worker-70", 1944, 18, Path("p.bin"), Path("r.bin"))[1][-4:] == [
-        "--moe-cold-worker", "8", "--moe-cold-cpu-share", "0.7"]
+    for config, share in (("hot-gpu-worker-0", "0"), ("hot-gpu-worker-60", "0.6"), ("hot-gpu-worker-70", "0.7")):
+        assert bench.placement_args(config, 1944, 18, Path("p.bin"), Path("r.bin"))[1][-4:] == [
+            "--moe-cold-worker", "8", "--moe-cold-cpu-share", share]
     line = "llama_moe_worker: 8 threads computed 24576 jobs, 30000 experts (79.500 GB) in 1.500 s: 53.0 GB/s"
     phases = ("llama_moe_worker: a job's phases (input / gate and up / their product / down), us: thread 0 worked 0.6 / 35.3 / 0.2 / 17.4, "
               "waited for the others 0.1 / 2.0 / 0.0 / 3.5")
