@@ -48,8 +48,9 @@ report-placements.py's line of decode time against misses. Per routing and budge
                 with --stats both count); hot-gpu-counted-copy counts as before 0022, from copies of the selected experts
                 (LLAMA_MOE_HOT_COUNT_COPY=1; against hot-gpu-counted: what counting in the down experts' node saves)
     hot-gpu-worker  hot-gpu with --moe-cold-worker 8: 8 CPU threads compute half of each token's cold experts while the
-                GPU reads the rest in place (0028-0029); -30, -60, -70, -100 hand the CPU 0.3, 0.6, 0.7 or all of them
-                (-100: the CPU's rate alone), -0 none (the cost of the worker's two nodes a layer alone), -t4 runs 4 threads (beside -t 8 of the CPU backend and the host thread);
+                GPU reads the rest in place (0028-0029); -0, -30, -60, -70, -100 hand the CPU none, 0.3, 0.6, 0.7 or all
+                of them (-0: the cost of the worker's two nodes a layer alone; -100: the CPU's rate alone), -t4 runs 4
+                threads (beside -t 8 of the CPU backend and the host thread);
                 adapt-gpu-worker is adapt-gpu-noise with the worker. Each run records the worker's experts, its GB/s and
                 its time per job from hand-over to answer
 
@@ -81,8 +82,8 @@ CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybr
            "hot-gpu-counted", "hot-gpu-counted-wait", "hot-gpu-counted-copy", "hot-gpu-nographs", "hot-gpu-counted-nographs",
            "hot-gpu-prefetch", "adapt-gpu-prefetch", "hot-gpu-prefetch-oracle", "adapt-gpu-prefetch-oracle", "hot-gpu-prefetch2-oracle",
            "hot-gpu-prefetch-router", "hot-gpu-prefetch2-router", "adapt-gpu-prefetch-router", "hot-gpu-prefetch-oracle-early",
-           "hot-gpu-prefetch2-oracle-early", "hot-gpu-worker", "hot-gpu-worker-30", "hot-gpu-worker-60", "hot-gpu-worker-70",
-           "hot-gpu-worker-100", "hot-gpu-worker-0", "hot-gpu-worker-t4", "adapt-gpu-worker")
+           "hot-gpu-prefetch2-oracle-early", "hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-worker-60",
+           "hot-gpu-worker-70", "hot-gpu-worker-100", "hot-gpu-worker-t4", "adapt-gpu-worker")
 PREDICTED = ("hot-gpu-prefetch", "adapt-gpu-prefetch")
 """Configurations that prefetch the experts a routing's ranking trace names (NAME=REPLAY:PROFILE:RANKING): skipped without one."""
 NO_CUDA_GRAPHS = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
@@ -157,11 +158,11 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "hot-gpu-prefetch-oracle-early": ("fork", hot_gpu + prefetch(replay)),
         "hot-gpu-prefetch2-oracle-early": ("fork", hot_gpu + prefetch(replay, 2)),
         "hot-gpu-worker": ("fork", hot_gpu + worker(8)),
+        "hot-gpu-worker-0": ("fork", hot_gpu + worker(8, "0")),
         "hot-gpu-worker-30": ("fork", hot_gpu + worker(8, "0.3")),
         "hot-gpu-worker-60": ("fork", hot_gpu + worker(8, "0.6")),
         "hot-gpu-worker-70": ("fork", hot_gpu + worker(8, "0.7")),
         "hot-gpu-worker-100": ("fork", hot_gpu + worker(8, "1")),
-        "hot-gpu-worker-0": ("fork", hot_gpu + worker(8, "0")),
         "hot-gpu-worker-t4": ("fork", hot_gpu + worker(4)),
         "adapt-gpu-worker": ("fork", adapt_profile + worker(8)),
         "hot-gpu-prefetch-router": ("fork", hot_gpu + prefetch(None)),
