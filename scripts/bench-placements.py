@@ -49,8 +49,9 @@ report-placements.py's line of decode time against misses. Per routing and budge
                 (LLAMA_MOE_HOT_COUNT_COPY=1; against hot-gpu-counted: what counting in the down experts' node saves)
     hot-gpu-worker  hot-gpu with --moe-cold-worker 8: 8 CPU threads compute half of each token's cold experts while the
                 GPU reads the rest in place (0028-0029); -0, -30, -60, -70, -100 hand the CPU none, 0.3, 0.6, 0.7 or all
-                of them (-0: the cost of the worker's two nodes a layer alone; -100: the CPU's rate alone), -t4 runs 4
-                threads (beside -t 8 of the CPU backend and the host thread);
+                of them (-0: the cost of the worker's two nodes a layer alone; -100: the CPU's rate alone), -t4 and -t12 run
+                4 and 12 threads (beside -t 8 of the CPU backend and the host thread); -all gives every split layer the
+                worker, also those whose profile expects fewer than 0.5 cold selections a token (LLAMA_MOE_WORKER_MIN_COLD=0);
                 adapt-gpu-worker is adapt-gpu-noise with the worker. Each run records the worker's experts, its GB/s and
                 its time per job from hand-over to answer
 
@@ -83,7 +84,7 @@ CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybr
            "hot-gpu-prefetch", "adapt-gpu-prefetch", "hot-gpu-prefetch-oracle", "adapt-gpu-prefetch-oracle", "hot-gpu-prefetch2-oracle",
            "hot-gpu-prefetch-router", "hot-gpu-prefetch2-router", "adapt-gpu-prefetch-router", "hot-gpu-prefetch-oracle-early",
            "hot-gpu-prefetch2-oracle-early", "hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-worker-60",
-           "hot-gpu-worker-70", "hot-gpu-worker-100", "hot-gpu-worker-t4", "adapt-gpu-worker")
+           "hot-gpu-worker-70", "hot-gpu-worker-100", "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker")
 PREDICTED = ("hot-gpu-prefetch", "adapt-gpu-prefetch")
 """Configurations that prefetch the experts a routing's ranking trace names (NAME=REPLAY:PROFILE:RANKING): skipped without one."""
 NO_CUDA_GRAPHS = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
@@ -93,7 +94,8 @@ CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA
               "hot-cpu-overlap": {"LLAMA_MOE_COLD_OVERLAP": "1"}, "hot-gpu-counted-wait": {"LLAMA_MOE_HOT_COUNT_WAIT": "1"},
               "hot-gpu-counted-copy": {"LLAMA_MOE_HOT_COUNT_COPY": "1"},
               "hot-gpu-nographs": NO_CUDA_GRAPHS, "hot-gpu-counted-nographs": NO_CUDA_GRAPHS,
-              "hot-gpu-prefetch-oracle-early": PREFETCH_EARLY, "hot-gpu-prefetch2-oracle-early": PREFETCH_EARLY}
+              "hot-gpu-prefetch-oracle-early": PREFETCH_EARLY, "hot-gpu-prefetch2-oracle-early": PREFETCH_EARLY,
+              "hot-gpu-worker-all": {"LLAMA_MOE_WORKER_MIN_COLD": "0"}}
 """The environment of the configurations that need one (the others run in the script's)."""
 MIB = 1024 * 1024
 EVAL = re.compile(r"eval time =\s*([\d.]+) ms /\s*(\d+) (?:tokens|runs)")
@@ -164,6 +166,8 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "hot-gpu-worker-70": ("fork", hot_gpu + worker(8, "0.7")),
         "hot-gpu-worker-100": ("fork", hot_gpu + worker(8, "1")),
         "hot-gpu-worker-t4": ("fork", hot_gpu + worker(4)),
+        "hot-gpu-worker-t12": ("fork", hot_gpu + worker(12)),
+        "hot-gpu-worker-all": ("fork", hot_gpu + worker(8)),
         "adapt-gpu-worker": ("fork", adapt_profile + worker(8)),
         "hot-gpu-prefetch-router": ("fork", hot_gpu + prefetch(None)),
         "hot-gpu-prefetch2-router": ("fork", hot_gpu + prefetch(None, 2)),

@@ -51,11 +51,12 @@ def one_pass(cpu_builds, tiny_moe, story):
     return final_ppl(perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, *GPU, env=IN_PLACE))
 
 
-@pytest.mark.parametrize("threads", ["1", "2"])
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
 @pytest.mark.parametrize("share", ["0.5", "1"])
 def test_the_worker_computes_its_share_and_changes_no_answer(cpu_builds, tiny_moe, story, one_pass, threads, share):
     # a worker whose sum is left out (tried: out = 0) changes the PPL in its fourth digit; a share of the cold experts that
-    # neither side computes would as well
+    # neither side computes would as well, and so would a chunk of rows that no thread takes (tried: each chunk's last row
+    # left out) or a piece of the input that no thread quantizes (tried: the first piece); 3 threads take them unevenly
     proc = perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, *GPU, "--moe-cold-worker", threads, "--moe-cold-cpu-share", share,
                       env=IN_PLACE)
     assert final_ppl(proc) == one_pass
@@ -81,6 +82,40 @@ def test_a_share_of_zero_hands_the_worker_nothing(cpu_builds, tiny_moe, story, o
                       env=IN_PLACE)
     assert final_ppl(proc) == one_pass
     assert worker_line(proc) == (0, 0, 0)
+
+
+@pytest.fixture(scope="module")
+def profile(cpu_builds, tiny_moe, story, tmp_path_factory):
+    """The story's own routing, as --moe-hot-profile reads it."""
+    trace = tmp_path_factory.mktemp("profile") / "story.moetrace"
+    final_ppl(perplexity(cpu_builds, tiny_moe, story, "--moe-trace-out", str(trace)))
+    return trace
+
+
+def test_layers_whose_profile_expects_few_cold_selections_do_without_the_worker(cpu_builds, tiny_moe, story, profile):
+    hot = (*ONE_PASS, *GPU, "--moe-hot-profile", str(profile))
+    without = final_ppl(perplexity(cpu_builds, tiny_moe, story, *hot, env=IN_PLACE))
+    # a threshold above the n_used selections a token can make: no layer expects that many cold ones
+    proc = perplexity(cpu_builds, tiny_moe, story, *hot, "--moe-cold-worker", "1",
+                      env={**IN_PLACE, "LLAMA_MOE_WORKER_MIN_COLD": "100"})
+    assert final_ppl(proc) == without
+    assert ("2 split layers do without the worker: their profile expects fewer than 100 cold selections a token "
+            "(LLAMA_MOE_WORKER_MIN_COLD)") in proc.stderr
+    assert "no split layer's profile expects cold selections enough, the worker is not started" in proc.stderr
+    assert worker_line(proc) == (0, 0, 0)
+
+    proc = perplexity(cpu_builds, tiny_moe, story, *hot, "--moe-cold-worker", "1", env={**IN_PLACE, "LLAMA_MOE_WORKER_MIN_COLD": "0"})
+    assert final_ppl(proc) == without
+    assert "in 2 of the 2 split layers" in proc.stderr and "do without the worker" not in proc.stderr
+    assert worker_line(proc)[1] > 0
+
+
+def test_without_a_profile_every_split_layer_has_the_worker(cpu_builds, tiny_moe, story):
+    # nothing to expect the cold selections from
+    proc = perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, *GPU, "--moe-cold-worker", "1",
+                      env={**IN_PLACE, "LLAMA_MOE_WORKER_MIN_COLD": "100"})
+    assert "in 2 of the 2 split layers" in proc.stderr
+    assert worker_line(proc)[1] > 0
 
 
 def test_batches_above_four_tokens_do_without_the_worker(cpu_builds, tiny_moe, story):

@@ -300,9 +300,12 @@ def test_the_prefetch_s_two_starts_are_paired():
 
 def test_the_worker_s_rate_is_read_from_its_line_and_shown_beside_its_pair():
     bench = load_script("bench-placements")
-    for config, share in (("hot-gpu-worker-0", "0"), ("hot-gpu-worker-60", "0.6"), ("hot-gpu-worker-70", "0.7")):
+    for config, threads, share in (("hot-gpu-worker-0", "8", "0"), ("hot-gpu-worker-60", "8", "0.6"), ("hot-gpu-worker-70", "8", "0.7"),
+                                   ("hot-gpu-worker-t12", "12", "0.5"), ("hot-gpu-worker-all", "8", "0.5")):
         assert bench.placement_args(config, 1944, 18, Path("p.bin"), Path("r.bin"))[1][-4:] == [
-            "--moe-cold-worker", "8", "--moe-cold-cpu-share", share]
+            "--moe-cold-worker", threads, "--moe-cold-cpu-share", share]
+    # -all differs from hot-gpu-worker in its environment only: the worker in every split layer
+    assert bench.CONFIG_ENV["hot-gpu-worker-all"] == {"LLAMA_MOE_WORKER_MIN_COLD": "0"} and "hot-gpu-worker" not in bench.CONFIG_ENV
     line = "llama_moe_worker: 8 threads computed 24576 jobs, 30000 experts (79.500 GB) in 1.500 s: 53.0 GB/s"
     phases = ("llama_moe_worker: a job's phases (input / gate and up / their product / down), us: thread 0 worked 0.6 / 35.3 / 0.2 / 17.4, "
               "waited for the others 0.1 / 2.0 / 0.0 / 3.5")
