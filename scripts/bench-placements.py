@@ -100,6 +100,8 @@ CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA
 MIB = 1024 * 1024
 EVAL = re.compile(r"eval time =\s*([\d.]+) ms /\s*(\d+) (?:tokens|runs)")
 PPL = re.compile(r"Final estimate: PPL = ([\d.]+)")
+WORKERLESS = re.compile(r"--moe-cold-worker: (\d+) split layers do without the worker")
+"""The split layers whose profile expects too few cold selections for the worker (0029's threshold)."""
 REUSED = re.compile(r"graphs reused =\s*(\d+)")
 """llama.cpp's count of the steps that reused the previous step's graph (not rebuilt, not allocated again)."""
 
@@ -207,6 +209,8 @@ def parse_run(text: str) -> dict:
         res["ppl"] = float(m.group(1))
     if m := REUSED.search(text):
         res["graphs_reused"] = int(m.group(1))
+    if m := WORKERLESS.search(text):
+        res["worker_layers_without"] = int(m.group(1))
     with suppress(ParseError):  # only the adaptive runs print the line
         res.update(asdict(parse_moe_adapt(text)))
     with suppress(ParseError):  # the fork's runs that count the selections (--stats, adaptive)
