@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-from contextlib import suppress
-from pathlib import Path
 
 import pytest
 from llama_tools import final_ppl, perplexity
 
 from builder.report.parse import ParseError, parse_moe_adapt, parse_moe_worker
-from builder.synth_model import ModelSpec, resolve_vocab, write_moe_model
 
 pytestmark = pytest.mark.slow
 
@@ -119,36 +116,6 @@ def test_without_a_profile_every_split_layer_has_the_worker(cpu_builds, tiny_moe
                       env={**IN_PLACE, "LLAMA_MOE_WORKER_MIN_COLD": "100"})
     assert "in 2 of the 2 split layers" in proc.stderr
     assert worker_line(proc)[1] > 0
-
-
-def cpu_has_vnni() -> bool:
-    """Whether this CPU has the 512-bit VNNI instructions of the worker's Q4_K dot products (Linux: /proc/cpuinfo)."""
-    with suppress(OSError):
-        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "").split()
-        return {"avx512f", "avx512bw", "avx512vl", "avx512_vnni", "f16c", "fma"} <= set(flags)
-    return False
-
-
-@pytest.fixture(scope="module")
-def q4_k_moe(pinned_tree, tmp_path_factory):
-    """tiny_moe's shape with Q4_K weights, the type the worker has its own dot products for."""
-    path = tmp_path_factory.mktemp("models") / "tiny-qwen3moe-q4_k.gguf"
-    write_moe_model(path, ModelSpec(arch="qwen3moe", n_layer=2, type="Q4_K"), resolve_vocab(None, "qwen3moe", pinned_tree))
-    return path
-
-
-def test_the_worker_s_q4_k_dot_products_are_the_cpu_backend_s(cpu_builds, q4_k_moe, story):
-    # every expert on the worker, with its own dot products where the CPU has them and with the CPU backend's: the same sums to
-    # every printed digit (tried: the scales of the second pair of sub-blocks swapped; the PPL differed from the third digit on).
-    # Against the one pass the sums differ in rounding (the worker adds its experts in another order)
-    def worker(ggml_dot):
-        return perplexity(cpu_builds, q4_k_moe, story, *ONE_PASS, *GPU, "--moe-cold-worker", "2", "--moe-cold-cpu-share", "1",
-                          env={**IN_PLACE, "LLAMA_MOE_WORKER_GGML_DOT": ggml_dot})
-    own, ggml = worker("0"), worker("1")
-    assert final_ppl(own) == final_ppl(ggml)
-    assert worker_line(own)[2] > 0 and worker_line(own)[2] == worker_line(ggml)[2]
-    line = "llama_moe_worker: q4_K experts with 512-bit VNNI dot products"
-    assert (line in own.stderr) == cpu_has_vnni() and line not in ggml.stderr
 
 
 def test_batches_above_four_tokens_do_without_the_worker(cpu_builds, tiny_moe, story):
