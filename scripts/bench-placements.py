@@ -51,7 +51,7 @@ report-placements.py's line of decode time against misses. Per routing and budge
                 GPU reads the rest in place (0028-0029); -0, -30, -60, -70, -100 hand the CPU none, 0.3, 0.6, 0.7 or all
                 of them (-0: the cost of the worker's two nodes a layer alone; -100: the CPU's rate alone), -t4 and -t12 run
                 4 and 12 threads (beside -t 8 of the CPU backend and the host thread); -all gives every split layer the
-                worker, also those whose profile expects fewer than 0.5 cold selections a token (LLAMA_MOE_WORKER_MIN_COLD=0);
+                worker, also those that expect fewer than 0.5 cold selections a token (LLAMA_MOE_WORKER_MIN_COLD=0);
                 adapt-gpu-worker is adapt-gpu-noise with the worker. Each run records the worker's experts, its GB/s and
                 its time per job from hand-over to answer
 

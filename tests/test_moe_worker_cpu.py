@@ -99,9 +99,9 @@ def test_layers_whose_profile_expects_few_cold_selections_do_without_the_worker(
     proc = perplexity(cpu_builds, tiny_moe, story, *hot, "--moe-cold-worker", "1",
                       env={**IN_PLACE, "LLAMA_MOE_WORKER_MIN_COLD": "100"})
     assert final_ppl(proc) == without
-    assert ("2 split layers do without the worker: their profile expects fewer than 100 cold selections a token "
-            "(LLAMA_MOE_WORKER_MIN_COLD)") in proc.stderr
-    assert "no split layer's profile expects cold selections enough, the worker is not started" in proc.stderr
+    assert ("2 split layers do without the worker: they expect fewer than 100 cold selections a token (by the profile; "
+            "LLAMA_MOE_WORKER_MIN_COLD)") in proc.stderr
+    assert "no split layer expects cold selections enough, the worker is not started" in proc.stderr
     assert worker_line(proc) == (0, 0, 0)
 
     proc = perplexity(cpu_builds, tiny_moe, story, *hot, "--moe-cold-worker", "1", env={**IN_PLACE, "LLAMA_MOE_WORKER_MIN_COLD": "0"})
@@ -110,12 +110,15 @@ def test_layers_whose_profile_expects_few_cold_selections_do_without_the_worker(
     assert worker_line(proc)[1] > 0
 
 
-def test_without_a_profile_every_split_layer_has_the_worker(cpu_builds, tiny_moe, story):
-    # nothing to expect the cold selections from
+@pytest.mark.parametrize("min_cold, kept", [("2.9", True), ("3.1", False)])
+def test_without_a_profile_a_layer_expects_every_expert_alike(cpu_builds, tiny_moe, story, min_cold, kept):
+    # 4 of 16 experts hot, 4 used a token: 4 x 12/16 = 3 cold selections a token expected
     proc = perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, *GPU, "--moe-cold-worker", "1",
-                      env={**IN_PLACE, "LLAMA_MOE_WORKER_MIN_COLD": "100"})
-    assert "in 2 of the 2 split layers" in proc.stderr
-    assert worker_line(proc)[1] > 0
+                      env={**IN_PLACE, "LLAMA_MOE_WORKER_MIN_COLD": min_cold})
+    assert ("in 2 of the 2 split layers" in proc.stderr) == kept
+    assert (f"2 split layers do without the worker: they expect fewer than {min_cold} cold selections a token (every expert alike, "
+            "without a profile; LLAMA_MOE_WORKER_MIN_COLD)" in proc.stderr) != kept
+    assert (worker_line(proc)[1] > 0) == kept
 
 
 def test_batches_above_four_tokens_do_without_the_worker(cpu_builds, tiny_moe, story):

@@ -313,8 +313,8 @@ def test_the_worker_s_rate_is_read_from_its_line_and_shown_beside_its_pair():
     assert (parsed["worker_experts"], parsed["worker_jobs"], parsed["worker_gbs"], parsed["worker_us_per_job"]) == (30000, 24576, 53.0, 61.0)
     assert (parsed["worker_phase_us"], parsed["worker_wait_us"]) == ([0.6, 35.3, 0.2, 17.4], [0.1, 2.0, 0.0, 3.5])
     assert bench.parse_run(line)["worker_phase_us"] == []  # a log from before the phases were timed
-    without = ("llama_moe_hot: --moe-cold-worker: 6 split layers do without the worker: their profile expects fewer than 0.5 cold "
-               "selections a token (LLAMA_MOE_WORKER_MIN_COLD)")
+    without = ("llama_moe_hot: --moe-cold-worker: 6 split layers do without the worker: they expect fewer than 0.5 cold "
+               "selections a token (by the profile; LLAMA_MOE_WORKER_MIN_COLD)")
     assert bench.parse_run(without)["worker_layers_without"] == 6 and "worker_layers_without" not in parsed
     assert "worker_gbs" not in bench.parse_run(line.replace("llama_moe_worker", "llama_moe_hot"))
     report = load_script("report-placements")
