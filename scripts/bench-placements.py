@@ -48,12 +48,12 @@ report-placements.py's line of decode time against misses. Per routing and budge
                 with --stats both count); hot-gpu-counted-copy counts as before 0022, from copies of the selected experts
                 (LLAMA_MOE_HOT_COUNT_COPY=1; against hot-gpu-counted: what counting in the down experts' node saves)
     hot-gpu-worker  hot-gpu with --moe-cold-worker 8: 8 CPU threads compute half of each token's cold experts while the
-                GPU reads the rest in place (0028-0029); -0, -30, -60, -70, -100 hand the CPU none, 0.3, 0.6, 0.7 or all
-                of them (-0: the cost of the worker's two nodes a layer alone; -100: the CPU's rate alone), -t4 and -t12 run
-                4 and 12 threads (beside -t 8 of the CPU backend and the host thread); -all gives every split layer the
-                worker, also those that expect fewer than 0.5 cold selections a token (LLAMA_MOE_WORKER_MIN_COLD=0);
-                adapt-gpu-worker is adapt-gpu-noise with the worker. Each run records the worker's experts, its GB/s and
-                its time per job from hand-over to answer
+                GPU reads the rest in place (0028-0029); -0, -30, -40, -60, -70, -100 hand the CPU none, 0.3, 0.4,
+                0.6, 0.7 or all of them (-0: the cost of the worker's two nodes a layer alone; -100: the CPU's rate
+                alone), -t4 and -t12 run 4 and 12 threads (beside -t 8 of the CPU backend and the host thread); -all
+                gives every split layer the worker, also those that expect fewer than 0.5 cold selections a token
+                (LLAMA_MOE_WORKER_MIN_COLD=0); adapt-gpu-worker is adapt-gpu-noise with the worker. Each run records
+                the worker's experts, its GB/s and its time per job from hand-over to answer
 
 plus, once per routing, all on the GPU, all experts on the CPU, and every expert hot. The static
 profile P is a trace of other text than the replayed one. Rounds alternate over all runs. Results:
@@ -83,7 +83,7 @@ CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybr
            "hot-gpu-counted", "hot-gpu-counted-wait", "hot-gpu-counted-copy", "hot-gpu-nographs", "hot-gpu-counted-nographs",
            "hot-gpu-prefetch", "adapt-gpu-prefetch", "hot-gpu-prefetch-oracle", "adapt-gpu-prefetch-oracle", "hot-gpu-prefetch2-oracle",
            "hot-gpu-prefetch-router", "hot-gpu-prefetch2-router", "adapt-gpu-prefetch-router", "hot-gpu-prefetch-oracle-early",
-           "hot-gpu-prefetch2-oracle-early", "hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-worker-60",
+           "hot-gpu-prefetch2-oracle-early", "hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-worker-40", "hot-gpu-worker-60",
            "hot-gpu-worker-70", "hot-gpu-worker-100", "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker")
 PREDICTED = ("hot-gpu-prefetch", "adapt-gpu-prefetch")
 """Configurations that prefetch the experts a routing's ranking trace names (NAME=REPLAY:PROFILE:RANKING): skipped without one."""
@@ -164,6 +164,7 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "hot-gpu-worker": ("fork", hot_gpu + worker(8)),
         "hot-gpu-worker-0": ("fork", hot_gpu + worker(8, "0")),
         "hot-gpu-worker-30": ("fork", hot_gpu + worker(8, "0.3")),
+        "hot-gpu-worker-40": ("fork", hot_gpu + worker(8, "0.4")),
         "hot-gpu-worker-60": ("fork", hot_gpu + worker(8, "0.6")),
         "hot-gpu-worker-70": ("fork", hot_gpu + worker(8, "0.7")),
         "hot-gpu-worker-100": ("fork", hot_gpu + worker(8, "1")),

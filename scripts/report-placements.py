@@ -25,7 +25,7 @@ from collections import defaultdict
 from pathlib import Path
 
 UPSTREAM = ("ncmoe", "lru", "lru-pinned")
-WORKER = ("hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-worker-60", "hot-gpu-worker-70", "hot-gpu-worker-100",
+WORKER = ("hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-worker-40", "hot-gpu-worker-60", "hot-gpu-worker-70", "hot-gpu-worker-100",
           "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker")
 """Configurations whose CPU worker computes a share of each token's cold experts (--moe-cold-worker, 0028-0029)."""
 FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2",
@@ -84,6 +84,7 @@ LABELS = {
     "hot-gpu-worker": "fork static as hot-gpu, a CPU worker of 8 threads computing half of each token's cold experts (0028-0029)",
     "hot-gpu-worker-0": "hot-gpu-worker, the worker's share 0 (its two nodes a layer, no job)",
     "hot-gpu-worker-30": "hot-gpu-worker, the worker's share 0.3",
+    "hot-gpu-worker-40": "hot-gpu-worker, the worker's share 0.4 (of m cold selections: 0 of 1, 1 of 2 and 3, 2 of 4 and 5)",
     "hot-gpu-worker-60": "hot-gpu-worker, the worker's share 0.6",
     "hot-gpu-worker-70": "hot-gpu-worker, the worker's share 0.7",
     "hot-gpu-worker-100": "hot-gpu-worker, every cold expert on the worker (the CPU's rate alone)",

@@ -300,7 +300,7 @@ def test_the_prefetch_s_two_starts_are_paired():
 
 def test_the_worker_s_rate_is_read_from_its_line_and_shown_beside_its_pair():
     bench = load_script("bench-placements")
-    for config, threads, share in (("hot-gpu-worker-0", "8", "0"), ("hot-gpu-worker-60", "8", "0.6"), ("hot-gpu-worker-70", "8", "0.7"),
+    for config, threads, share in (("hot-gpu-worker-0", "8", "0"), ("hot-gpu-worker-40", "8", "0.4"), ("hot-gpu-worker-60", "8", "0.6"), ("hot-gpu-worker-70", "8", "0.7"),
                                    ("hot-gpu-worker-t12", "12", "0.5"), ("hot-gpu-worker-all", "8", "0.5")):
         assert bench.placement_args(config, 1944, 18, Path("p.bin"), Path("r.bin"))[1][-4:] == [
             "--moe-cold-worker", threads, "--moe-cold-cpu-share", share]
