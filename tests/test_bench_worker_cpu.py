@@ -1,0 +1,49 @@
+"""scripts/bench-worker-cpu.py without a build: its summary and report from runs, and its refusals of bad input. Its runs
+are real llama-perplexity runs (reports/2026-12-04-worker-prefetch-on-the-cpu)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from llama_tools import SCRIPTS, load_script
+
+LINE = "llama_moe_worker: 1 threads computed 100 jobs, 800 experts (2.120 GB) in {s} s: {gbs} GB/s"
+
+
+def row(build: str, threads: int, gbs: float, ppl: float) -> dict:
+    bench = load_script("bench-worker-cpu")
+    parsed = bench.parse_moe_worker(LINE.format(s=round(2.12 / gbs, 4), gbs=gbs))
+    return {"build": build, "threads": threads, "rc": 0, "cmd": f"run {build}", "ppl": ppl, "gbs": parsed.gbs,
+            "us_per_job": round(1e6 * parsed.seconds / parsed.jobs, 1)}
+
+
+def test_the_builds_are_compared_per_thread_count_against_the_first():
+    bench = load_script("bench-worker-cpu")
+    rows = [row("before", 1, 4.0, 10.5), row("after", 1, 8.0, 10.5), row("before", 1, 5.0, 10.5), row("after", 1, 9.0, 10.5)]
+    [cell] = bench.summarise(rows, ["before", "after"])
+    assert (cell["before"]["gbs"], cell["after"]["gbs"], cell["after/before"], cell["same_ppl"]) == (4.5, 8.5, 1.889, True)
+    assert "| 1 | 4.5 GB/s" in bench.markdown([cell], rows, ["before", "after"], "t")
+
+
+def test_a_different_answer_and_a_failed_run_are_shown():
+    bench = load_script("bench-worker-cpu")
+    rows = [row("before", 2, 8.0, 10.5), row("after", 2, 4.0, 10.6), {"build": "after", "threads": 2, "rc": 1, "cmd": "run after"}]
+    cells = bench.summarise(rows, ["before", "after"])
+    assert cells[0]["same_ppl"] is False and cells[0]["after"]["runs"] == 1
+    text = bench.markdown(cells, rows, ["before", "after"], "t")
+    assert "| NO |" in text and "1 runs failed or computed nothing on the worker" in text
+
+
+@pytest.mark.parametrize("builds, message", [
+    (["after"], "--build 'after': give NAME=BIN_DIR, e.g. --build after=dist/cpu/bin"),
+    (["a=x", "a=y"], "--build a given twice: give each build its own name"),
+    (["a=NOWHERE"], "build a: llama-perplexity not found in NOWHERE"),
+])
+def test_bad_builds_are_named(tmp_path, builds, message):
+    args = [a for b in builds for a in ("--build", b.replace("NOWHERE", str(tmp_path)))]
+    proc = subprocess.run([sys.executable, SCRIPTS / "bench-worker-cpu.py", *args, "--model", tmp_path / "m.gguf", "--text", tmp_path,
+                           "--out", tmp_path / "out"], capture_output=True, text=True)
+    assert proc.returncode != 0 and message.replace("NOWHERE", str(tmp_path)) in proc.stderr
+    assert not (tmp_path / "out").exists()
