@@ -101,7 +101,7 @@ MIB = 1024 * 1024
 EVAL = re.compile(r"eval time =\s*([\d.]+) ms /\s*(\d+) (?:tokens|runs)")
 PPL = re.compile(r"Final estimate: PPL = ([\d.]+)")
 WORKERLESS = re.compile(r"--moe-cold-worker: (\d+) split layers do without the worker")
-"""The split layers whose profile expects too few cold selections for the worker (0029's threshold)."""
+"""The split layers that expect too few cold selections for the worker (0029's threshold)."""
 REUSED = re.compile(r"graphs reused =\s*(\d+)")
 """llama.cpp's count of the steps that reused the previous step's graph (not rebuilt, not allocated again)."""
 
@@ -220,7 +220,7 @@ def parse_run(text: str) -> dict:
     with suppress(ParseError):  # the runs whose CPU worker computed experts
         work = parse_moe_worker(text)
         res.update(worker_experts=work.experts, worker_jobs=work.jobs, worker_gbs=work.gbs,
-                   worker_us_per_job=round(1e6 * work.seconds / work.jobs, 1) if work.jobs else None,
+                   worker_us_per_job=work.us_per_job,
                    worker_phase_us=work.phase_us, worker_wait_us=work.wait_us)
     with suppress(ParseError):  # the counted runs with --moe-cold-top
         top = parse_moe_cold_top(text)

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import re
 import shlex
 import statistics
 import subprocess
@@ -31,26 +29,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from builder.hot_experts import read_layout  # noqa: E402
-from builder.report.parse import ParseError, parse_moe_worker  # noqa: E402
+from builder.hot_experts import budget_mib, read_layout  # noqa: E402
+from builder.report.parse import ParseError, parse_moe_worker, parse_perplexity  # noqa: E402
 
-MIB = 1024 * 1024
-PPL = re.compile(r"Final estimate: PPL = ([\d.]+)")
 ENV = {"LLAMA_MOE_COLD_IN_PLACE_CPU": "1"}
-
-
-def one_expert_mib(model: Path) -> int:
-    """The smallest --moe-hot-mib: one expert of every MoE layer."""
-    layout = read_layout(model)
-    if not layout.expert_bytes:
-        sys.exit(f"error: {model} has no expert tensors (blk.N.ffn_*_exps): not a MoE model")
-    return math.ceil(layout.total_bytes / layout.n_expert / MIB)
 
 
 def command(bin_dir: Path, args, threads: int) -> list[str]:
     return [str(bin_dir / "llama-perplexity"), "-m", str(args.model), "-f", str(args.text), "-c", str(args.ctx), "--chunks", "1",
             "-b", "1", "-ub", "1", "-t", "1", "-nr", "-lv", "4", "--moe-route", "uniform:1", "--cpu-moe",
-            "--moe-hot-mib", str(one_expert_mib(args.model)), "--moe-cold", "gpu", "--moe-cold-worker", str(threads), "--moe-cold-cpu-share", "1"]
+            "--moe-hot-mib", str(args.hot_mib), "--moe-cold", "gpu", "--moe-cold-worker", str(threads), "--moe-cold-cpu-share", "1"]
 
 
 def run(build: str, bin_dir: Path, args, threads: int) -> dict:
@@ -59,15 +47,13 @@ def run(build: str, bin_dir: Path, args, threads: int) -> dict:
     text = proc.stdout + proc.stderr
     row = {"build": build, "threads": threads, "rc": proc.returncode,
            "cmd": " ".join(f"{k}={v}" for k, v in ENV.items()) + " " + shlex.join(cmd)}
-    if m := PPL.search(text):
-        row["ppl"] = float(m.group(1))
     try:
+        row["ppl"] = parse_perplexity(text).ppl
         work = parse_moe_worker(text)
     except ParseError as e:
         row["error"] = str(e)
         return row
-    row.update(experts=work.experts, jobs=work.jobs, gbs=work.gbs, us_per_job=round(1e6 * work.seconds / work.jobs, 1) if work.jobs else None,
-               phase_us=work.phase_us)
+    row.update(experts=work.experts, jobs=work.jobs, gbs=work.gbs, us_per_job=work.us_per_job, phase_us=work.phase_us)
     return row
 
 
@@ -158,6 +144,10 @@ def main() -> int:
     for path, what in ((args.model, "the model"), (args.text, "the text")):
         if not path.exists():
             sys.exit(f"error: {what} not found at {path}")
+    layout = read_layout(args.model)
+    if not layout.expert_bytes:
+        sys.exit(f"error: {args.model} has no expert tensors (blk.N.ffn_*_exps): not a MoE model")
+    args.hot_mib = budget_mib(layout, 0.0)  # one expert of every layer hot, the smallest budget the tools take
     try:
         threads = [int(t) for t in args.threads.split(",")]
     except ValueError:

@@ -90,7 +90,7 @@ LABELS = {
     "hot-gpu-worker-100": "hot-gpu-worker, every cold expert on the worker (the CPU's rate alone)",
     "hot-gpu-worker-t4": "hot-gpu-worker with 4 threads",
     "hot-gpu-worker-t12": "hot-gpu-worker with 12 threads",
-    "hot-gpu-worker-all": "hot-gpu-worker in every split layer, also where the profile expects few cold selections",
+    "hot-gpu-worker-all": "hot-gpu-worker in every split layer, also those that expect few cold selections",
     "adapt-gpu-worker": "fork adaptive as adapt-gpu-noise, with the CPU worker of hot-gpu-worker",
 }
 
@@ -228,8 +228,8 @@ PAIRS = {
     **{(w, "hot-gpu"): f"{LABELS[w]}, against all read in place by the GPU (the worker computes in the CPU's numerics: the PPL "
                        "may differ in its last digits)" for w in WORKER if w.startswith("hot-")},
     ("adapt-gpu-worker", "adapt-gpu-noise"): "Adaptive with the CPU worker, against adaptive with every cold expert read by the GPU",
-    ("hot-gpu-worker", "hot-gpu-worker-all"): "The worker only in the layers whose profile expects 0.5 cold selections a token or "
-                                              "more, against in every split layer (LLAMA_MOE_WORKER_MIN_COLD=0)",
+    ("hot-gpu-worker", "hot-gpu-worker-all"): "The worker only in the layers that expect 0.5 cold selections a token or more, "
+                                              "against in every split layer (LLAMA_MOE_WORKER_MIN_COLD=0)",
 }
 """A configuration and the one it changes, where both ran: the title of their table."""
 OVERLAPS = {("hot-cpu-overlap", "hot-cpu")}

@@ -261,6 +261,11 @@ class MoeWorkerInfo:
     wait_us: list[float]
     """Its wait a job at each phase's end for the other threads."""
 
+    @property
+    def us_per_job(self) -> float | None:
+        """The time from a job's hand-over to its answer, on average; None without a job."""
+        return round(1e6 * self.seconds / self.jobs, 1) if self.jobs else None
+
 
 def parse_moe_worker(text: str) -> MoeWorkerInfo:
     m = _search_line(MOE_WORKER_RE, text, "llama_moe_worker: ...",
