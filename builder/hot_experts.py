@@ -47,6 +47,14 @@ def read_layout(gguf_path: Path) -> ExpertLayout:
     return ExpertLayout(n_expert, dict(sorted(sizes.items())))
 
 
+def read_moe_layout(gguf_path: Path) -> ExpertLayout:
+    """read_layout of a model that must be a MoE: a ValueError naming the file where it has no expert tensors."""
+    layout = read_layout(gguf_path)
+    if not layout.expert_bytes:
+        raise ValueError(f"{gguf_path} has no expert tensors (blk.N.ffn_*_exps): not a MoE model")
+    return layout
+
+
 def budget_mib(layout: ExpertLayout, share: float) -> int:
     """`share` of the model's expert bytes in MiB, rounded up, and at least one expert in every
     layer (the tools refuse a budget that leaves a layer none)."""

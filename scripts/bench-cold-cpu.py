@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from builder.hot_experts import read_layout  # noqa: E402
+from builder.hot_experts import read_moe_layout  # noqa: E402
 
 GB = 1e9
 PROBE_BYTES = 256 * 1024 * 1024
@@ -54,9 +54,10 @@ def experts_used(gguf_path: Path) -> int:
 
 def cold_bytes_per_token(gguf_path: Path) -> int:
     """The expert bytes one decoded token reads when every expert is cold: `experts used` experts in every MoE layer."""
-    layout = read_layout(gguf_path)
-    if not layout.expert_bytes:
-        sys.exit(f"error: {gguf_path} has no expert tensors (blk.N.ffn_*_exps)")
+    try:
+        layout = read_moe_layout(gguf_path)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     return experts_used(gguf_path) * layout.total_bytes // layout.n_expert
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from builder.hot_experts import budget_mib, read_layout  # noqa: E402
+from builder.hot_experts import budget_mib, read_moe_layout  # noqa: E402
 from builder.report.parse import ParseError, parse_moe_worker, parse_perplexity  # noqa: E402
 
 ENV = {"LLAMA_MOE_COLD_IN_PLACE_CPU": "1"}
@@ -144,9 +144,10 @@ def main() -> int:
     for path, what in ((args.model, "the model"), (args.text, "the text")):
         if not path.exists():
             sys.exit(f"error: {what} not found at {path}")
-    layout = read_layout(args.model)
-    if not layout.expert_bytes:
-        sys.exit(f"error: {args.model} has no expert tensors (blk.N.ffn_*_exps): not a MoE model")
+    try:
+        layout = read_moe_layout(args.model)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     args.hot_mib = budget_mib(layout, 0.0)  # one expert of every layer hot, the smallest budget the tools take
     try:
         threads = [int(t) for t in args.threads.split(",")]

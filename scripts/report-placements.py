@@ -3,7 +3,10 @@
 rendered from it, and DIR/placements.png (tokens/s vs budget, one line per configuration, one panel
 per routing; the reference runs as horizontal lines).
 
-    scripts/report-placements.py DIR [--title T] [--note TEXT ...]
+    scripts/report-placements.py DIR [--title T] [--note TEXT ...] [--from STAGE_DIR ...]
+
+With --from, DIR gets the runs of several bench-placements runs of one session (e.g. the device stages' folders)
+and their meta.json merged first: the settings (model, threads, ...) must agree, the per-routing tables are joined.
 
 Per routing and budget it gives each configuration's median tokens/s over the rounds with its
 spread (min-max), the hit rate and the swaps per token of the adaptive hot set, the fork's best configuration against
@@ -26,7 +29,7 @@ from pathlib import Path
 
 UPSTREAM = ("ncmoe", "lru", "lru-pinned")
 WORKER = ("hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-worker-40", "hot-gpu-worker-60", "hot-gpu-worker-70", "hot-gpu-worker-100",
-          "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker")
+          "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker", "hot-gpu-worker-4k", "adapt-gpu-worker-4k")
 """Configurations whose CPU worker computes a share of each token's cold experts (--moe-cold-worker, 0028-0029)."""
 FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2",
         "adapt-hybrid", *WORKER)
@@ -92,6 +95,8 @@ LABELS = {
     "hot-gpu-worker-t12": "hot-gpu-worker with 12 threads",
     "hot-gpu-worker-all": "hot-gpu-worker in every split layer, also those that expect few cold selections",
     "adapt-gpu-worker": "fork adaptive as adapt-gpu-noise, with the CPU worker of hot-gpu-worker",
+    "hot-gpu-worker-4k": "hot-gpu-worker with the host experts in cudaMallocHost's pages, not huge pages (as before 0031)",
+    "adapt-gpu-worker-4k": "adapt-gpu-worker with the host experts in cudaMallocHost's pages, not huge pages (as before 0031)",
 }
 
 
@@ -275,7 +280,7 @@ def pairs(cells: list[dict]) -> list[dict]:
                        "against_tokens_per_s": base["median"], "ratio": round(cell["median"] / base["median"], 3),
                        "same_ppl": cell["ppl"] == base["ppl"]}
                 if "worker_gbs" in cell:
-                    row["worker"] = f"{cell['worker_gbs']} GB/s, {cell['worker_us_per_job']} µs a job"
+                    row["worker"] = f"{cell['worker_gbs']:.1f} GB/s, {cell['worker_us_per_job']:.1f} µs a job"
                 if (new, old) in OVERLAPS and cell.get("cpu_ms_per_token"):
                     # the time a token saves against the CPU's time a token: the share of the CPU's part that the GPU hides
                     row["cpu_hidden"] = round((1000 / base["median"] - 1000 / cell["median"]) / cell["cpu_ms_per_token"], 3)
@@ -418,12 +423,47 @@ def plot(report: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def merge_meta(into: dict, meta: dict, where: str, path: str = "meta.json") -> None:
+    """Joins one stage's meta.json into another's: dictionaries key by key, any other value must be equal."""
+    for key, value in meta.items():
+        if key not in into:
+            into[key] = value
+        elif isinstance(into[key], dict) and isinstance(value, dict):
+            merge_meta(into[key], value, where, f"{path} {key}")
+        elif into[key] != value:
+            raise ValueError(f"{where}: {path} {key} is {value!r}, the stages before have {into[key]!r}: "
+                             "merge only runs of the same model and settings")
+
+
+def merge_stages(stages: list[Path], out: Path) -> None:
+    """Writes OUT/runs.jsonl and OUT/meta.json from several bench-placements output folders."""
+    runs: list[str] = []
+    meta: dict = {}
+    for stage in stages:
+        for name in ("runs.jsonl", "meta.json"):
+            if not (stage / name).is_file():
+                raise ValueError(f"{stage}: no {name}: pass the folders bench-placements.py wrote (--out)")
+        runs += [line for line in (stage / "runs.jsonl").read_text().splitlines() if line.strip()]
+        merge_meta(meta, json.loads((stage / "meta.json").read_text()), str(stage))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "runs.jsonl").write_text("\n".join(runs) + "\n")
+    (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", type=Path)
     p.add_argument("--title", default="Expert placements at the same VRAM, decode")
     p.add_argument("--note", action="append", default=[])
+    p.add_argument("--from", dest="stages", type=Path, action="append", default=[],
+                   help="a bench-placements output folder whose runs and meta.json are merged into DIR (repeat)")
     args = p.parse_args()
+    if args.stages:
+        try:
+            merge_stages(args.stages, args.dir)
+        except ValueError as e:
+            print(f"report-placements: {e}", file=sys.stderr)
+            return 2
     runs = [json.loads(line) for line in (args.dir / "runs.jsonl").read_text().splitlines() if line.strip()]
     meta = json.loads((args.dir / "meta.json").read_text())
     summary = summarise(runs)

@@ -47,6 +47,13 @@ def test_dense_layers_and_shared_experts_are_not_experts(tiny_vocab, tmp_path):
     assert n_hot == {1: 8, 2: 8}  # 1 MiB holds every expert of this tiny model
 
 
+def test_a_model_without_experts_is_named_where_a_moe_is_needed(tiny_vocab, qwen3moe):
+    # tiny_vocab is a GGUF with a vocabulary and no tensors
+    assert hot_experts.read_layout(tiny_vocab).expert_bytes == {}
+    with pytest.raises(ValueError, match=f"{tiny_vocab} has no expert tensors \\(blk.N.ffn_\\*_exps\\): not a MoE model"):
+        hot_experts.read_moe_layout(tiny_vocab)
+
+
 @pytest.mark.parametrize("share, mib, n_hot, recorded", [(0.25, 2, 4, "hot-2mib.log"), (0.5, 4, 9, "hot-4mib.log")])
 def test_budgets_and_hot_sets_are_the_tools(qwen3moe, share, mib, n_hot, recorded):
     budget = hot_experts.budget_mib(qwen3moe, share)

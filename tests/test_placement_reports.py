@@ -30,16 +30,21 @@ def rendered(report, summary: dict) -> str:
 def test_each_configuration_has_its_flags_and_environment():
     bench = load_script("bench-placements")
     profile, replay = Path("p.bin"), Path("r.bin")
-    assert bench.placement_args("ncmoe", 1944, 18, profile, replay) == ("base", ["-ncmoe", "18"], {})
-    assert bench.placement_args("lru-pinned", 1944, 18, profile, replay) == ("base", ["--cpu-moe", "--moe-cache-mib", "1944", "-lm", "none"], {})
+    # upstream's placements keep 4 KiB pinned pages where the fork's binary runs them (0031 puts its own in huge pages)
+    upstream_pages = {"GGML_CUDA_NO_HUGE_PAGES": "1"}
+    assert bench.placement_args("ncmoe", 1944, 18, profile, replay) == ("base", ["-ncmoe", "18"], upstream_pages)
+    assert bench.placement_args("lru-pinned", 1944, 18, profile, replay) == ("base", ["--cpu-moe", "--moe-cache-mib", "1944", "-lm", "none"], upstream_pages)
+    assert bench.placement_args("all-gpu", 1944, 18, profile, replay) == ("base", [], upstream_pages)
     variant, hot_gpu, env = bench.placement_args("hot-gpu", 1944, 18, profile, replay)
     assert (variant, env) == ("fork", {})
-    assert hot_gpu == ["--cpu-moe", "--moe-hot-mib", "1944", "--moe-hot-profile", "p.bin", "--moe-cold", "gpu", "-lm", "none"]
+    # without the worker the fork starts by default with --moe-cold gpu (0032): the placements without one say so
+    assert hot_gpu == ["--cpu-moe", "--moe-hot-mib", "1944", "--moe-hot-profile", "p.bin", "--moe-cold", "gpu", "--moe-cold-worker", "0",
+                       "-lm", "none"]
     assert bench.placement_args("hot-gpu-2p", 1944, 18, profile, replay) == ("fork", hot_gpu, {"LLAMA_MOE_HOT_TWO_PARTS": "1"})
     variant, hot_cpu, env = bench.placement_args("hot-cpu", 1944, 18, profile, replay)
     assert (variant, hot_cpu, env) == ("fork", ["--cpu-moe", "--moe-hot-mib", "1944", "--moe-hot-profile", "p.bin"], {"LLAMA_MOE_COLD_OVERLAP": "0"})
     assert bench.placement_args("hot-cpu-overlap", 1944, 18, profile, replay) == ("fork", hot_cpu, {"LLAMA_MOE_COLD_OVERLAP": "1"})
-    hybrid = [a if a != "gpu" else "hybrid" for a in hot_gpu]
+    hybrid = ["--cpu-moe", "--moe-hot-mib", "1944", "--moe-hot-profile", "p.bin", "--moe-cold", "hybrid", "-lm", "none"]
     assert bench.placement_args("hot-hybrid", 1944, 18, profile, replay) == ("fork", hybrid, {})
     assert bench.placement_args("hot-hybrid-70", 1944, 18, profile, replay) == ("fork", hybrid + ["--moe-cold-cpu-share", "0.7"], {})
     in_sample = [a if a != "p.bin" else "r.bin" for a in hot_gpu]
@@ -302,10 +307,15 @@ def test_the_worker_s_rate_is_read_from_its_line_and_shown_beside_its_pair():
     bench = load_script("bench-placements")
     for config, threads, share in (("hot-gpu-worker-0", "8", "0"), ("hot-gpu-worker-40", "8", "0.4"), ("hot-gpu-worker-60", "8", "0.6"), ("hot-gpu-worker-70", "8", "0.7"),
                                    ("hot-gpu-worker-t12", "12", "0.5"), ("hot-gpu-worker-all", "8", "0.5")):
-        assert bench.placement_args(config, 1944, 18, Path("p.bin"), Path("r.bin"))[1][-4:] == [
-            "--moe-cold-worker", threads, "--moe-cold-cpu-share", share]
+        args = bench.placement_args(config, 1944, 18, Path("p.bin"), Path("r.bin"))[1]
+        assert args.count("--moe-cold-worker") == 1 and args[args.index("--moe-cold-worker") + 1] == threads
+        assert args[-2:] == ["--moe-cold-cpu-share", share]
     # -all differs from hot-gpu-worker in its environment only: the worker in every split layer
     assert bench.CONFIG_ENV["hot-gpu-worker-all"] == {"LLAMA_MOE_WORKER_MIN_COLD": "0"} and "hot-gpu-worker" not in bench.CONFIG_ENV
+    # -4k: the host experts in cudaMallocHost's 4 KiB pages, as before 0031, for the worker's rate in both
+    for config, base in (("hot-gpu-worker-4k", "hot-gpu-worker"), ("adapt-gpu-worker-4k", "adapt-gpu-worker")):
+        assert bench.placement_args(config, 1944, 18, Path("p.bin"), Path("r.bin")) == (
+            *bench.placement_args(base, 1944, 18, Path("p.bin"), Path("r.bin"))[:2], {"GGML_CUDA_NO_HUGE_PAGES": "1"})
     line = "llama_moe_worker: 8 threads computed 24576 jobs, 30000 experts (79.500 GB) in 1.500 s: 53.0 GB/s"
     phases = ("llama_moe_worker: a job's phases (input / gate and up / their product / down), us: thread 0 worked 0.6 / 35.3 / 0.2 / 17.4, "
               "waited for the others 0.1 / 2.0 / 0.0 / 3.5")
@@ -426,3 +436,43 @@ def test_the_bench_records_the_static_sets_hit_rates_over_the_timed_tokens(tmp_p
             direct = sum(int(e) in hot[layer] for layer in range(2) for e in decoded[:, layer].ravel()) / decoded.size
             assert meta["static_hit"]["learned"][config][pct] == round(direct, 4)
     assert meta["selections_per_token"] == {"learned": 4.0}
+
+
+def stage(path: Path, runs: list[dict], meta: dict) -> Path:
+    """A bench-placements output folder: its runs.jsonl and meta.json."""
+    path.mkdir(parents=True)
+    (path / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
+    (path / "meta.json").write_text(json.dumps(meta))
+    return path
+
+
+def test_the_stages_of_a_session_are_merged_into_one_report(tmp_path):
+    report = load_script("report-placements")
+    runs, hot_gpu = committed_runs()
+    settings = {"model": "m.gguf", "n_layer": 24, "threads": 8}
+    learned = stage(tmp_path / "a", [hot_gpu], {**settings, "distinct_per_32": {"learned": 54.7},
+                                                "static_hit": {"learned": {"hot-gpu": {"25": 0.8}}}})
+    zipf = {**hot_gpu, "route": "zipf"}
+    zipf_stage = stage(tmp_path / "b", [zipf], {**settings, "distinct_per_32": {"zipf": 82.0},
+                                                "static_hit": {"learned": {"hot-gpu": {"50": 0.9}}, "zipf": {"hot-gpu": {"25": 0.6}}}})
+    report.merge_stages([learned, zipf_stage], tmp_path / "out")
+    merged = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert merged == {**settings, "distinct_per_32": {"learned": 54.7, "zipf": 82.0},
+                      "static_hit": {"learned": {"hot-gpu": {"25": 0.8, "50": 0.9}}, "zipf": {"hot-gpu": {"25": 0.6}}}}
+    assert [json.loads(line) for line in (tmp_path / "out" / "runs.jsonl").read_text().splitlines()] == [hot_gpu, zipf]
+
+
+def test_stages_of_other_settings_or_without_their_files_are_refused(tmp_path):
+    report = load_script("report-placements")
+    _, hot_gpu = committed_runs()
+    eight = stage(tmp_path / "a", [hot_gpu], {"model": "m.gguf", "threads": 8, "distinct_per_32": {"learned": 54.7}})
+    twelve = stage(tmp_path / "b", [hot_gpu], {"model": "m.gguf", "threads": 12, "distinct_per_32": {"learned": 54.7}})
+    other_trace = stage(tmp_path / "c", [hot_gpu], {"model": "m.gguf", "threads": 8, "distinct_per_32": {"learned": 50.8}})
+    with pytest.raises(ValueError, match=r"meta.json threads is 12, the stages before have 8"):
+        report.merge_stages([eight, twelve], tmp_path / "out")
+    with pytest.raises(ValueError, match=r"meta.json distinct_per_32 learned is 50.8, the stages before have 54.7"):
+        report.merge_stages([eight, other_trace], tmp_path / "out")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"empty: no runs.jsonl: pass the folders bench-placements.py wrote"):
+        report.merge_stages([eight, tmp_path / "empty"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
