@@ -84,7 +84,8 @@ CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybr
            "hot-gpu-prefetch", "adapt-gpu-prefetch", "hot-gpu-prefetch-oracle", "adapt-gpu-prefetch-oracle", "hot-gpu-prefetch2-oracle",
            "hot-gpu-prefetch-router", "hot-gpu-prefetch2-router", "adapt-gpu-prefetch-router", "hot-gpu-prefetch-oracle-early",
            "hot-gpu-prefetch2-oracle-early", "hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-worker-40", "hot-gpu-worker-60",
-           "hot-gpu-worker-70", "hot-gpu-worker-100", "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker")
+           "hot-gpu-worker-70", "hot-gpu-worker-100", "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker",
+           "hot-gpu-worker-4k", "adapt-gpu-worker-4k")
 PREDICTED = ("hot-gpu-prefetch", "adapt-gpu-prefetch")
 """Configurations that prefetch the experts a routing's ranking trace names (NAME=REPLAY:PROFILE:RANKING): skipped without one."""
 NO_CUDA_GRAPHS = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
@@ -95,8 +96,12 @@ CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA
               "hot-gpu-counted-copy": {"LLAMA_MOE_HOT_COUNT_COPY": "1"},
               "hot-gpu-nographs": NO_CUDA_GRAPHS, "hot-gpu-counted-nographs": NO_CUDA_GRAPHS,
               "hot-gpu-prefetch-oracle-early": PREFETCH_EARLY, "hot-gpu-prefetch2-oracle-early": PREFETCH_EARLY,
-              "hot-gpu-worker-all": {"LLAMA_MOE_WORKER_MIN_COLD": "0"}}
+              "hot-gpu-worker-all": {"LLAMA_MOE_WORKER_MIN_COLD": "0"},
+              "hot-gpu-worker-4k": {"GGML_CUDA_NO_HUGE_PAGES": "1"}, "adapt-gpu-worker-4k": {"GGML_CUDA_NO_HUGE_PAGES": "1"}}
 """The environment of the configurations that need one (the others run in the script's)."""
+UPSTREAM_PAGES = {"GGML_CUDA_NO_HUGE_PAGES": "1"}
+"""Upstream's placements keep cudaMallocHost's pages where they run on the fork's binary (BASELINE=0): its pinned
+buffers are in huge pages since 0031, upstream's are not (the baseline's binary ignores the variable)."""
 MIB = 1024 * 1024
 EVAL = re.compile(r"eval time =\s*([\d.]+) ms /\s*(\d+) (?:tokens|runs)")
 PPL = re.compile(r"Final estimate: PPL = ([\d.]+)")
@@ -113,8 +118,10 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
     for the PREDICTED configurations; the oracle prefetches with the replayed routing itself (a perfect predictor)."""
     hot = ["--cpu-moe", "--moe-hot-mib", str(budget_mib)]
 
-    def static_gpu(trace: Path, cold: str = "gpu") -> list[str]:
-        return hot + ["--moe-hot-profile", str(trace), "--moe-cold", cold, "-lm", "none"]
+    def static_gpu(trace: Path, cold: str = "gpu", workers: int = 0) -> list[str]:
+        """With --moe-cold gpu the worker's threads too: since 0032 the fork starts a worker by default (auto)."""
+        return hot + ["--moe-hot-profile", str(trace), "--moe-cold", cold, *(["--moe-cold-worker", str(workers)] if cold == "gpu" else []),
+                      "-lm", "none"]
 
     hot_gpu = static_gpu(profile)
     hot_hybrid = static_gpu(profile, "hybrid")
@@ -126,8 +133,8 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         return ["--moe-prefetch", str(slots)] + (["--moe-prefetch-route", f"trace:{trace}"] if trace else [])
 
     def worker(threads: int, share: str = "0.5") -> list[str]:
-        """--moe-cold-worker: `threads` CPU threads compute `share` of each token's cold experts while the GPU reads the rest."""
-        return ["--moe-cold-worker", str(threads), "--moe-cold-cpu-share", share]
+        """hot-gpu with --moe-cold-worker: `threads` CPU threads compute `share` of each token's cold experts while the GPU reads the rest."""
+        return static_gpu(profile, workers=threads) + ["--moe-cold-cpu-share", share]
     variant, args = {
         "ncmoe": ("base", ["-ncmoe", str(n_cpu_layers)]),
         "lru": ("base", ["--cpu-moe", "--moe-cache-mib", str(budget_mib)]),
@@ -140,7 +147,7 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "hot-gpu": ("fork", hot_gpu),
         "hot-gpu-2p": ("fork", hot_gpu),
         "hot-gpu-in": ("fork", static_gpu(replay)),
-        "adapt-gpu": ("fork", hot + ["--moe-hot-adapt", "8", "--moe-cold", "gpu", "-lm", "none"]),
+        "adapt-gpu": ("fork", hot + ["--moe-hot-adapt", "8", "--moe-cold", "gpu", "--moe-cold-worker", "0", "-lm", "none"]),
         "adapt-gpu-profile": ("fork", adapt_profile + ["--moe-hot-adapt-noise", "0"]),
         "adapt-gpu-m4": ("fork", adapt_profile + ["--moe-hot-adapt-noise", "0", "--moe-hot-adapt-margin", "4"]),
         "adapt-gpu-noise": ("fork", adapt_profile),
@@ -161,17 +168,19 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "hot-gpu-prefetch2-oracle": ("fork", hot_gpu + prefetch(replay, 2)),
         "hot-gpu-prefetch-oracle-early": ("fork", hot_gpu + prefetch(replay)),
         "hot-gpu-prefetch2-oracle-early": ("fork", hot_gpu + prefetch(replay, 2)),
-        "hot-gpu-worker": ("fork", hot_gpu + worker(8)),
-        "hot-gpu-worker-0": ("fork", hot_gpu + worker(8, "0")),
-        "hot-gpu-worker-30": ("fork", hot_gpu + worker(8, "0.3")),
-        "hot-gpu-worker-40": ("fork", hot_gpu + worker(8, "0.4")),
-        "hot-gpu-worker-60": ("fork", hot_gpu + worker(8, "0.6")),
-        "hot-gpu-worker-70": ("fork", hot_gpu + worker(8, "0.7")),
-        "hot-gpu-worker-100": ("fork", hot_gpu + worker(8, "1")),
-        "hot-gpu-worker-t4": ("fork", hot_gpu + worker(4)),
-        "hot-gpu-worker-t12": ("fork", hot_gpu + worker(12)),
-        "hot-gpu-worker-all": ("fork", hot_gpu + worker(8)),
-        "adapt-gpu-worker": ("fork", adapt_profile + worker(8)),
+        "hot-gpu-worker": ("fork", worker(8)),
+        "hot-gpu-worker-0": ("fork", worker(8, "0")),
+        "hot-gpu-worker-30": ("fork", worker(8, "0.3")),
+        "hot-gpu-worker-40": ("fork", worker(8, "0.4")),
+        "hot-gpu-worker-60": ("fork", worker(8, "0.6")),
+        "hot-gpu-worker-70": ("fork", worker(8, "0.7")),
+        "hot-gpu-worker-100": ("fork", worker(8, "1")),
+        "hot-gpu-worker-t4": ("fork", worker(4)),
+        "hot-gpu-worker-t12": ("fork", worker(12)),
+        "hot-gpu-worker-all": ("fork", worker(8)),
+        "adapt-gpu-worker": ("fork", worker(8) + adapt_rule),
+        "hot-gpu-worker-4k": ("fork", worker(8)),
+        "adapt-gpu-worker-4k": ("fork", worker(8) + adapt_rule),
         "hot-gpu-prefetch-router": ("fork", hot_gpu + prefetch(None)),
         "hot-gpu-prefetch2-router": ("fork", hot_gpu + prefetch(None, 2)),
         "adapt-gpu-prefetch-router": ("fork", adapt_profile + prefetch(None)),
@@ -179,7 +188,7 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "cpu-moe": ("base", ["--cpu-moe"]),
         "all-hot": ("fork", hot),
     }[config]
-    return variant, args, CONFIG_ENV.get(config, {})
+    return variant, args, {**(UPSTREAM_PAGES if variant == "base" else {}), **CONFIG_ENV.get(config, {})}
 
 
 def static_hits(layout: hot_experts.ExpertLayout, routes: dict, budgets: list[int], budget_of, chunks: int, n_ctx: int = 512) -> dict:
@@ -252,9 +261,10 @@ def main() -> int:
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
 
-    layout = hot_experts.read_layout(args.model)
-    if not layout.expert_bytes:
-        sys.exit(f"error: {args.model} has no expert tensors (blk.N.ffn_*_exps)")
+    try:
+        layout = hot_experts.read_moe_layout(args.model)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     expert_bytes, n_layer = layout.total_bytes, len(layout.expert_bytes)
     layer_bytes = expert_bytes / n_layer
     routes = {}

@@ -59,7 +59,9 @@ builder() { python3 -m builder "$@"; }
 log() { echo "== $(date -u +%H:%M:%S) $*"; }
 
 { nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv; nvcc --version | tail -1;
-  lscpu | grep -E 'Model name|^CPU\(s\)|Thread\(s\) per core|Core\(s\) per socket|Socket\(s\)'; } > "$out/machine.txt" 2>&1 || true
+  lscpu | grep -E 'Model name|^CPU\(s\)|Thread\(s\) per core|Core\(s\) per socket|Socket\(s\)'
+  # whether 0031's pinned host buffers can be in huge pages (`always` or `madvise`), and how hard the kernel tries
+  for f in enabled defrag; do echo "transparent_hugepage/$f: $(cat /sys/kernel/mm/transparent_hugepage/$f)"; done; } > "$out/machine.txt" 2>&1 || true
 
 model=/tmp/q30b-shape-${LAYERS:-24}.gguf  # the bench model of that depth
 bt=/tmp/bt-${LAYERS:-24}                 # its placement routings
@@ -333,17 +335,18 @@ fidelity)
         for ub in 1 16; do
             ppl=("$bin/llama-perplexity" -m "$m" -f /tmp/learned/heldout-prose.txt -c 512 --chunks 2 -ub "$ub" -ngl 99 -fit off -t 8 -lv 4)
             "${ppl[@]}" --kl-divergence-base /tmp/base.kld > /tmp/fid-base.log 2>&1
-            gpu="--cpu-moe -lm none --moe-hot-mib $hot --moe-cold gpu"
+            cold="--cpu-moe -lm none --moe-hot-mib $hot --moe-cold"
+            gpu="$cold gpu --moe-cold-worker 0"  # the fork starts a worker by default with --moe-cold gpu (0032): the runs name theirs
             runs=("static: $gpu" "adapt: $gpu --moe-hot-adapt 8" "adapt-copy: $gpu --moe-hot-adapt 8" "cold-cpu: --cpu-moe --moe-hot-mib $hot"
-                  "cold-cpu-overlap: --cpu-moe --moe-hot-mib $hot" "hybrid: ${gpu/%gpu/hybrid}"
-                  "hybrid-adapt: ${gpu/%gpu/hybrid} --moe-hot-adapt 8" "cpu-moe: --cpu-moe"
+                  "cold-cpu-overlap: --cpu-moe --moe-hot-mib $hot" "hybrid: $cold hybrid"
+                  "hybrid-adapt: $cold hybrid --moe-hot-adapt 8" "cpu-moe: --cpu-moe"
                   "top6: $gpu --moe-cold-top 6 --moe-hot-stats" "top4: $gpu --moe-cold-top 4 --moe-hot-stats"
                   "top6-adapt: $gpu --moe-hot-adapt 8 --moe-cold-top 6")
             [ "$ub" -gt 4 ] || runs+=("two-parts: $gpu" "top6-two-parts: $gpu --moe-cold-top 6 --moe-hot-stats"  # above 4 tokens a ubatch takes two parts anyway
                                       "prefetch: $gpu --moe-prefetch 1" "prefetch2: $gpu --moe-prefetch 2"
                                       "prefetch-adapt: $gpu --moe-hot-adapt 8 --moe-prefetch 1"
-                                      "worker: $gpu --moe-cold-worker 8" "worker-100: $gpu --moe-cold-worker 8 --moe-cold-cpu-share 1"
-                                      "worker-adapt: $gpu --moe-cold-worker 8 --moe-hot-adapt 8")
+                                      "worker: $cold gpu --moe-cold-worker 8" "worker-100: $cold gpu --moe-cold-worker 8 --moe-cold-cpu-share 1"
+                                      "worker-adapt: $cold gpu --moe-cold-worker 8 --moe-hot-adapt 8")
             # the trained model with its profile of other text, the hot set the placement benchmark's learned rows use
             profile=/tmp/learned/learned-poems.moetrace
             [ "$m" != /tmp/learned/model-q8_0.gguf ] || runs+=("top6-profile: $gpu --moe-hot-profile $profile --moe-cold-top 6 --moe-hot-stats"

@@ -1,7 +1,7 @@
-"""Patches 0028-0029 in the CPU build: --moe-cold-worker's bad input is refused before anything loads, and with the cold
-experts read in place by the CPU (LLAMA_MOE_COLD_IN_PLACE_CPU=1, 0026; otherwise --moe-cold gpu needs a CUDA GPU) the worker
-computes its share of each token's cold experts and changes no answer. Its speed is measured on the GPU machine
-(scripts/bench-placements.py hot-gpu-worker*)."""
+"""Patches 0028-0029 and 0032 in the CPU build: --moe-cold-worker's bad input is refused before anything loads, and with the
+cold experts read in place by the CPU (LLAMA_MOE_COLD_IN_PLACE_CPU=1, 0026; otherwise --moe-cold gpu needs a CUDA GPU) the
+worker computes its share of each token's cold experts and changes no answer; the tools start it by default (auto) where
+it can serve. Its speed is measured on the GPU machine (scripts/bench-placements.py hot-gpu-worker*)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ pytestmark = pytest.mark.slow
 
 GPU = ("--cpu-moe", "--moe-hot-mib", "1", "--moe-cold", "gpu")
 IN_PLACE = {"LLAMA_MOE_COLD_IN_PLACE_CPU": "1"}
+OFF = ("--moe-cold-worker", "0")
+"""Without the worker, which the tools start by default with --moe-cold gpu (0032)."""
 ONE_PASS = ("-b", "4", "-ub", "4")
 """Steps of 4 tokens: the layers are read in one pass (0012), and the worker takes part (up to 4 tokens a step)."""
 
@@ -28,7 +30,9 @@ REQUIRES = ("the MoE cold expert worker (--moe-cold-worker) takes some of the co
     (("--cpu-moe", "--moe-hot-mib", "1", "--moe-cold-worker", "1"), REQUIRES),
     (("--cpu-moe", "--moe-cold", "gpu", "--moe-cold-worker", "1"), REQUIRES),
     (("--cpu-moe", "--moe-hot-mib", "1", "--moe-cold", "hybrid", "--moe-cold-worker", "1"), REQUIRES),
-    (("--moe-cold-worker", "-1"), 'error while handling argument "--moe-cold-worker": must be 0 or more'),
+    (("--moe-cold-worker", "-1"), 'error while handling argument "--moe-cold-worker": must be auto or a number of threads from 0 to 1024'),
+    (("--moe-cold-worker", "all"), 'error while handling argument "--moe-cold-worker": must be auto or a number of threads from 0 to 1024'),
+    (("--moe-cold-worker", "8x"), 'error while handling argument "--moe-cold-worker": must be auto or a number of threads from 0 to 1024'),
 ])
 def test_a_worker_without_what_it_needs_is_refused(cpu_builds, tiny_moe, story, args, message):
     proc = perplexity(cpu_builds, tiny_moe, story, *args, env=IN_PLACE)
@@ -48,7 +52,7 @@ def worker_line(proc) -> tuple[int, int, int]:
 @pytest.fixture(scope="module")
 def one_pass(cpu_builds, tiny_moe, story):
     """The layers read in one pass without the worker: every answer below must be this one."""
-    return final_ppl(perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, *GPU, env=IN_PLACE))
+    return final_ppl(perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, *GPU, *OFF, env=IN_PLACE))
 
 
 @pytest.mark.parametrize("threads", ["1", "2", "3"])
@@ -94,7 +98,7 @@ def profile(cpu_builds, tiny_moe, story, tmp_path_factory):
 
 def test_layers_whose_profile_expects_few_cold_selections_do_without_the_worker(cpu_builds, tiny_moe, story, profile):
     hot = (*ONE_PASS, *GPU, "--moe-hot-profile", str(profile))
-    without = final_ppl(perplexity(cpu_builds, tiny_moe, story, *hot, env=IN_PLACE))
+    without = final_ppl(perplexity(cpu_builds, tiny_moe, story, *hot, *OFF, env=IN_PLACE))
     # a threshold above the n_used selections a token can make: no layer expects that many cold ones
     proc = perplexity(cpu_builds, tiny_moe, story, *hot, "--moe-cold-worker", "1",
                       env={**IN_PLACE, "LLAMA_MOE_WORKER_MIN_COLD": "100"})
@@ -125,7 +129,7 @@ def test_batches_above_four_tokens_do_without_the_worker(cpu_builds, tiny_moe, s
     # without the warm-up run, whose one token would hand the worker its experts
     args = ("-b", "8", "-ub", "8", "--no-warmup", *GPU)
     proc = perplexity(cpu_builds, tiny_moe, story, *args, "--moe-cold-worker", "1", env=IN_PLACE)
-    assert final_ppl(proc) == final_ppl(perplexity(cpu_builds, tiny_moe, story, *args, env=IN_PLACE))
+    assert final_ppl(proc) == final_ppl(perplexity(cpu_builds, tiny_moe, story, *args, *OFF, env=IN_PLACE))
     assert worker_line(proc) == (0, 0, 0)
 
 
@@ -134,12 +138,45 @@ def test_the_adaptive_set_counts_the_worker_s_experts_too(cpu_builds, tiny_moe, 
     # selections are -1 there, so its layers copy their selections instead: the same counts, swaps and answers (counting in
     # the node with the worker gave other swaps and another PPL)
     adapt = ("-b", "1", "-ub", "1", "--moe-hot-adapt", "4", "--moe-hot-adapt-noise", "0")
-    without = perplexity(cpu_builds, tiny_moe, story, *GPU, *adapt, env=IN_PLACE)
+    without = perplexity(cpu_builds, tiny_moe, story, *GPU, *adapt, *OFF, env=IN_PLACE)
     proc = perplexity(cpu_builds, tiny_moe, story, *GPU, *adapt, "--moe-cold-worker", "1", env=IN_PLACE)
     assert final_ppl(proc) == final_ppl(without)
     swaps = [parse_moe_adapt(p.stderr).swaps for p in (proc, without)]
     assert swaps[0] == swaps[1] != 0
     assert worker_line(proc)[1] > 0
+
+
+AUTO_THREADS = min(8, max(1, (os.cpu_count() or 1) // 2))
+"""--moe-cold-worker auto: half the hardware threads, at most 8."""
+
+
+@pytest.mark.parametrize("args", [(), ("--moe-cold-worker", "auto")])
+def test_the_tools_start_the_worker_by_default_with_the_cold_experts_on_the_gpu(cpu_builds, tiny_moe, story, one_pass, args):
+    proc = perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, *GPU, *args, env=IN_PLACE)
+    assert final_ppl(proc) == one_pass
+    assert (f"a CPU worker of {AUTO_THREADS} threads (auto: half the hardware threads, at most 8) computes 50% of each token's "
+            "cold experts in 2 of the 2 split layers") in proc.stderr
+    n_threads, n_jobs, _ = worker_line(proc)
+    assert n_threads == AUTO_THREADS and n_jobs > 0
+
+
+@pytest.mark.parametrize("args", [
+    ("--cpu-moe", "--moe-hot-mib", "1"),                        # cold experts on the CPU (the default --moe-cold cpu)
+    ("--cpu-moe", "--moe-hot-mib", "1", "--moe-cold", "hybrid"),
+    ("--cpu-moe",),                                             # no hot experts
+])
+def test_auto_leaves_the_worker_out_where_it_cannot_serve_without_an_error(cpu_builds, tiny_moe, story, args):
+    # where an explicit number of threads is refused (test_a_worker_without_what_it_needs_is_refused)
+    proc = perplexity(cpu_builds, tiny_moe, story, *args, "--moe-cold-worker", "auto", env=IN_PLACE)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "a CPU worker of" not in proc.stderr and worker_line(proc) == (0, 0, 0)
+
+
+def test_auto_says_why_it_starts_no_worker_where_no_layer_qualifies(cpu_builds, tiny_moe, story):
+    proc = perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, *GPU, env={**IN_PLACE, "LLAMA_MOE_WORKER_MIN_COLD": "100"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "--moe-cold-worker auto: no split layer expects cold selections enough, the worker is not started" in proc.stderr
+    assert worker_line(proc) == (0, 0, 0)
 
 
 def test_llama_bench_takes_the_option(cpu_builds, tiny_moe):
@@ -154,3 +191,9 @@ def test_llama_bench_takes_the_option(cpu_builds, tiny_moe):
     assert worker_line(proc)[1] > 0
     bad = subprocess.run([*bench, "--moe-cold-worker", "-1"], check=False, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert bad.returncode != 0 and "error: invalid parameter for argument: --moe-cold-worker" in bad.stderr
+    # without the option, or with auto, it starts the worker as the other tools do (0032)
+    for auto in ([], ["--moe-cold-worker", "auto"]):
+        proc = subprocess.run([*bench, "-v", *auto], check=False, capture_output=True, text=True, timeout=300,
+                              stdin=subprocess.DEVNULL, env={**os.environ, **IN_PLACE})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.stderr.count(f"a CPU worker of {AUTO_THREADS} threads (auto: half the hardware threads, at most 8) computes 50%") == 1

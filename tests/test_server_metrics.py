@@ -223,8 +223,8 @@ def test_the_cpu_worker_reports_what_it_computed_as_its_log_does(servers, tiny_m
     # the line the worker logs when the context is freed counts the same (nothing ran after the scrape)
     worker = parse_moe_worker(log.read_text())
     assert (worker.jobs, worker.experts) == (jobs, experts)
-    # without the worker none of its metrics
-    with slot_server(binary, tiny_moe, 1, args[:-4] + ["--metrics"], tmp_path / "no-worker.log") as server:
+    # without the worker (the tools start one by default with --moe-cold gpu, 0032) none of its metrics
+    with slot_server(binary, tiny_moe, 1, args[:-4] + ["--moe-cold-worker", "0", "--metrics"], tmp_path / "no-worker.log") as server:
         assert props(server)["cold_worker"] == 0
         assert not any("worker" in name for name in scrape(server))
     assert server.exit == "exit 0"
