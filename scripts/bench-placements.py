@@ -85,7 +85,7 @@ CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybr
            "hot-gpu-prefetch-router", "hot-gpu-prefetch2-router", "adapt-gpu-prefetch-router", "hot-gpu-prefetch-oracle-early",
            "hot-gpu-prefetch2-oracle-early", "hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-worker-40", "hot-gpu-worker-60",
            "hot-gpu-worker-70", "hot-gpu-worker-100", "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker",
-           "hot-gpu-worker-4k", "adapt-gpu-worker-4k")
+           "hot-gpu-worker-4k", "adapt-gpu-worker-4k", "hot-gpu-4k")
 PREDICTED = ("hot-gpu-prefetch", "adapt-gpu-prefetch")
 """Configurations that prefetch the experts a routing's ranking trace names (NAME=REPLAY:PROFILE:RANKING): skipped without one."""
 NO_CUDA_GRAPHS = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
@@ -97,7 +97,8 @@ CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA
               "hot-gpu-nographs": NO_CUDA_GRAPHS, "hot-gpu-counted-nographs": NO_CUDA_GRAPHS,
               "hot-gpu-prefetch-oracle-early": PREFETCH_EARLY, "hot-gpu-prefetch2-oracle-early": PREFETCH_EARLY,
               "hot-gpu-worker-all": {"LLAMA_MOE_WORKER_MIN_COLD": "0"},
-              "hot-gpu-worker-4k": {"GGML_CUDA_NO_HUGE_PAGES": "1"}, "adapt-gpu-worker-4k": {"GGML_CUDA_NO_HUGE_PAGES": "1"}}
+              "hot-gpu-worker-4k": {"GGML_CUDA_NO_HUGE_PAGES": "1"}, "adapt-gpu-worker-4k": {"GGML_CUDA_NO_HUGE_PAGES": "1"},
+              "hot-gpu-4k": {"GGML_CUDA_NO_HUGE_PAGES": "1"}}
 """The environment of the configurations that need one (the others run in the script's)."""
 UPSTREAM_PAGES = {"GGML_CUDA_NO_HUGE_PAGES": "1"}
 """Upstream's placements keep cudaMallocHost's pages where they run on the fork's binary (BASELINE=0): its pinned
@@ -181,6 +182,7 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "adapt-gpu-worker": ("fork", worker(8) + adapt_rule),
         "hot-gpu-worker-4k": ("fork", worker(8)),
         "adapt-gpu-worker-4k": ("fork", worker(8) + adapt_rule),
+        "hot-gpu-4k": ("fork", hot_gpu),
         "hot-gpu-prefetch-router": ("fork", hot_gpu + prefetch(None)),
         "hot-gpu-prefetch2-router": ("fork", hot_gpu + prefetch(None, 2)),
         "adapt-gpu-prefetch-router": ("fork", adapt_profile + prefetch(None)),

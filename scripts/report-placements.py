@@ -32,7 +32,7 @@ WORKER = ("hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-wo
           "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker", "hot-gpu-worker-4k", "adapt-gpu-worker-4k")
 """Configurations whose CPU worker computes a share of each token's cold experts (--moe-cold-worker, 0028-0029)."""
 FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2",
-        "adapt-hybrid", *WORKER)
+        "adapt-hybrid", "hot-gpu-4k", *WORKER)
 LOSSY = ("hot-gpu-top6", "hot-gpu-top4", "adapt-gpu-top6")
 """Configurations that skip cold experts (--moe-cold-top): compared with upstream apart from the lossless ones."""
 PREFETCH = ("hot-gpu-prefetch", "adapt-gpu-prefetch", "hot-gpu-prefetch-oracle", "adapt-gpu-prefetch-oracle", "hot-gpu-prefetch2-oracle",
@@ -97,6 +97,7 @@ LABELS = {
     "adapt-gpu-worker": "fork adaptive as adapt-gpu-noise, with the CPU worker of hot-gpu-worker",
     "hot-gpu-worker-4k": "hot-gpu-worker with the host experts in cudaMallocHost's pages, not huge pages (as before 0031)",
     "adapt-gpu-worker-4k": "adapt-gpu-worker with the host experts in cudaMallocHost's pages, not huge pages (as before 0031)",
+    "hot-gpu-4k": "hot-gpu with the host experts in cudaMallocHost's pages (as before 0031): what huge pages do to the GPU's reads over the bus",
 }
 
 
@@ -235,6 +236,9 @@ PAIRS = {
     ("adapt-gpu-worker", "adapt-gpu-noise"): "Adaptive with the CPU worker, against adaptive with every cold expert read by the GPU",
     ("hot-gpu-worker", "hot-gpu-worker-all"): "The worker only in the layers that expect 0.5 cold selections a token or more, "
                                               "against in every split layer (LLAMA_MOE_WORKER_MIN_COLD=0)",
+    ("hot-gpu-worker", "hot-gpu-worker-4k"): "The worker reading host experts in huge pages (0031), against in 4 KiB pages (the same PPL)",
+    ("adapt-gpu-worker", "adapt-gpu-worker-4k"): "Adaptive with the worker, host experts in huge pages (0031), against 4 KiB pages (the same PPL)",
+    ("hot-gpu", "hot-gpu-4k"): "The GPU reading cold experts in place from huge pages (0031), against 4 KiB pages (the same PPL)",
 }
 """A configuration and the one it changes, where both ran: the title of their table."""
 OVERLAPS = {("hot-cpu-overlap", "hot-cpu")}

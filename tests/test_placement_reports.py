@@ -313,7 +313,7 @@ def test_the_worker_s_rate_is_read_from_its_line_and_shown_beside_its_pair():
     # -all differs from hot-gpu-worker in its environment only: the worker in every split layer
     assert bench.CONFIG_ENV["hot-gpu-worker-all"] == {"LLAMA_MOE_WORKER_MIN_COLD": "0"} and "hot-gpu-worker" not in bench.CONFIG_ENV
     # -4k: the host experts in cudaMallocHost's 4 KiB pages, as before 0031, for the worker's rate in both
-    for config, base in (("hot-gpu-worker-4k", "hot-gpu-worker"), ("adapt-gpu-worker-4k", "adapt-gpu-worker")):
+    for config, base in (("hot-gpu-worker-4k", "hot-gpu-worker"), ("adapt-gpu-worker-4k", "adapt-gpu-worker"), ("hot-gpu-4k", "hot-gpu")):
         assert bench.placement_args(config, 1944, 18, Path("p.bin"), Path("r.bin")) == (
             *bench.placement_args(base, 1944, 18, Path("p.bin"), Path("r.bin"))[:2], {"GGML_CUDA_NO_HUGE_PAGES": "1"})
     line = "llama_moe_worker: 8 threads computed 24576 jobs, 30000 experts (79.500 GB) in 1.500 s: 53.0 GB/s"
@@ -337,6 +337,18 @@ def test_the_worker_s_rate_is_read_from_its_line_and_shown_beside_its_pair():
     lossless = next(c for c in summary["comparisons"] if (c["route"], c["budget_pct"]) == ("learned", 25))
     assert lossless["best_fork"] == "hot-gpu-worker"  # a placement a user runs, unlike the prefetch's replayed rankings
     assert "| learned | 25% | 200.0 | 100.0 | 2.0 | NO | 53.0 GB/s, 61.0 µs a job |" in rendered(report, summary)
+
+
+
+def test_huge_pages_are_paired_with_the_4k_pages_they_replace():
+    report = load_script("report-placements")
+    runs, r = committed_runs()
+    runs = [x for x in runs if not x["config"].startswith("hot-gpu")] + [
+        {**r, "tokens_per_s": 100.0}, {**r, "config": "hot-gpu-4k", "tokens_per_s": 80.0},
+        {**r, "config": "hot-gpu-worker", "tokens_per_s": 200.0}, {**r, "config": "hot-gpu-worker-4k", "tokens_per_s": 160.0, "ppl": r["ppl"] + 1}]
+    pairs = {(p["config"], p["against"]): p for p in report.summarise(runs)["pairs"] if (p["route"], p["budget_pct"]) == ("learned", 25)}
+    assert (pairs[("hot-gpu", "hot-gpu-4k")]["ratio"], pairs[("hot-gpu", "hot-gpu-4k")]["same_ppl"]) == (1.25, True)
+    assert (pairs[("hot-gpu-worker", "hot-gpu-worker-4k")]["ratio"], pairs[("hot-gpu-worker", "hot-gpu-worker-4k")]["same_ppl"]) == (1.25, False)
 
 
 def test_runs_of_the_fork_alone_are_summarised_without_a_comparison():
