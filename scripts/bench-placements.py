@@ -232,7 +232,9 @@ def parse_run(text: str) -> dict:
         work = parse_moe_worker(text)
         res.update(worker_experts=work.experts, worker_jobs=work.jobs, worker_gbs=work.gbs,
                    worker_us_per_job=work.us_per_job,
-                   worker_phase_us=work.phase_us, worker_wait_us=work.wait_us)
+                   worker_phase_us=work.phase_us, worker_wait_us=work.wait_us,
+                   worker_recv_waited_pct=round(100 * work.recv_waited / work.jobs, 1) if work.recv_waited is not None and work.jobs else None,
+                   worker_recv_wait_us=work.recv_wait_us_per_job)
     with suppress(ParseError):  # the counted runs with --moe-cold-top
         top = parse_moe_cold_top(text)
         res["skipped_pct"] = round(100 * top.skipped / top.selections, 2) if top.selections else None

@@ -125,6 +125,9 @@ def summarise(runs: list[dict]) -> dict:
         if worker:  # --moe-cold-worker: its rate and its time from a job's hand-over to its answer
             cell.update(worker_gbs=statistics.median(r["worker_gbs"] for r in worker),
                         worker_us_per_job=statistics.median(r["worker_us_per_job"] for r in worker))
+            waited = [r["worker_recv_waited_pct"] for r in worker if r.get("worker_recv_waited_pct") is not None]
+            if waited:  # 0033: the GPU's recv waited for the worker's answer in this share of the jobs
+                cell["worker_recv_waited_pct"] = statistics.median(waited)
         skipped = [r["skipped_pct"] for r in rows if r.get("skipped_pct") is not None and r["rc"] == 0]
         if skipped:  # --moe-cold-top, counted
             cell["skipped_pct"] = statistics.median(skipped)
@@ -284,7 +287,8 @@ def pairs(cells: list[dict]) -> list[dict]:
                        "against_tokens_per_s": base["median"], "ratio": round(cell["median"] / base["median"], 3),
                        "same_ppl": cell["ppl"] == base["ppl"]}
                 if "worker_gbs" in cell:
-                    row["worker"] = f"{cell['worker_gbs']:.1f} GB/s, {cell['worker_us_per_job']:.1f} µs a job"
+                    row["worker"] = f"{cell['worker_gbs']:.1f} GB/s, {cell['worker_us_per_job']:.1f} µs a job" + (
+                        f", the GPU waited for it in {cell['worker_recv_waited_pct']:.1f}% of the jobs" if "worker_recv_waited_pct" in cell else "")
                 if (new, old) in OVERLAPS and cell.get("cpu_ms_per_token"):
                     # the time a token saves against the CPU's time a token: the share of the CPU's part that the GPU hides
                     row["cpu_hidden"] = round((1000 / base["median"] - 1000 / cell["median"]) / cell["cpu_ms_per_token"], 3)

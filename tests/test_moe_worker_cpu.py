@@ -69,6 +69,19 @@ def test_the_worker_computes_its_share_and_changes_no_answer(cpu_builds, tiny_mo
     n_threads, n_jobs, n_experts = worker_line(proc)
     assert n_threads == int(threads) and n_jobs > 0 and n_experts >= n_jobs
     assert "llama_moe_worker: a job's phases (input / gate and up / their product / down), us: thread 0 worked" in proc.stderr
+    # 0033: the backend's recv says how long it waited for each answer; the worker counts every job's
+    work = parse_moe_worker(proc.stderr)
+    assert work.recv_waited is not None and 0 <= work.recv_waited <= work.jobs and work.recv_wait_us_per_job >= 0
+
+
+def test_the_backend_s_waits_for_the_worker_are_counted(cpu_builds, tiny_moe, story):
+    # every cold expert on a worker of one thread, while the backend computes a few hot ones: it waits for most answers
+    # (tried: recv writing no wait, and the worker not reading it: 0 of the jobs)
+    proc = perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, *GPU, "--moe-cold-worker", "1", "--moe-cold-cpu-share", "1", env=IN_PLACE)
+    work = parse_moe_worker(proc.stderr)
+    assert 0 < work.recv_waited <= work.jobs and work.recv_wait_us_per_job > 0
+    assert (f"llama_moe_worker: the backend waited for the answer of {work.recv_waited} of {work.jobs} jobs "
+            f"({100 * work.recv_waited / work.jobs:.1f}%)") in proc.stderr
 
 
 def test_the_whole_share_takes_more_experts_than_half(cpu_builds, tiny_moe, story):

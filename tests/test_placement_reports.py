@@ -323,6 +323,11 @@ def test_the_worker_s_rate_is_read_from_its_line_and_shown_beside_its_pair():
     assert (parsed["worker_experts"], parsed["worker_jobs"], parsed["worker_gbs"], parsed["worker_us_per_job"]) == (30000, 24576, 53.0, 61.0)
     assert (parsed["worker_phase_us"], parsed["worker_wait_us"]) == ([0.6, 35.3, 0.2, 17.4], [0.1, 2.0, 0.0, 3.5])
     assert bench.parse_run(line)["worker_phase_us"] == []  # a log from before the phases were timed
+    # 0033: how often and how long the GPU's recv waited for the worker's answer
+    recv = "llama_moe_worker: the backend waited for the answer of 6144 of 24576 jobs (25.0%): 12.0 us a wait, 3.0 us a job"
+    assert (parsed["worker_recv_waited_pct"], parsed["worker_recv_wait_us"]) == (None, None)
+    waits = bench.parse_run(line + "\n" + recv)
+    assert (waits["worker_recv_waited_pct"], waits["worker_recv_wait_us"]) == (25.0, 3.0)
     without = ("llama_moe_hot: --moe-cold-worker: 6 split layers do without the worker: they expect fewer than 0.5 cold "
                "selections a token (by the profile; LLAMA_MOE_WORKER_MIN_COLD)")
     assert bench.parse_run(without)["worker_layers_without"] == 6 and "worker_layers_without" not in parsed
@@ -337,6 +342,9 @@ def test_the_worker_s_rate_is_read_from_its_line_and_shown_beside_its_pair():
     lossless = next(c for c in summary["comparisons"] if (c["route"], c["budget_pct"]) == ("learned", 25))
     assert lossless["best_fork"] == "hot-gpu-worker"  # a placement a user runs, unlike the prefetch's replayed rankings
     assert "| learned | 25% | 200.0 | 100.0 | 2.0 | NO | 53.0 GB/s, 61.0 µs a job |" in rendered(report, summary)
+    runs[-1] = {**runs[-1], **waits}
+    assert ("| learned | 25% | 200.0 | 100.0 | 2.0 | NO | 53.0 GB/s, 61.0 µs a job, the GPU waited for it in 25.0% of the jobs |"
+            in rendered(report, report.summarise(runs)))
 
 
 

@@ -25,6 +25,8 @@ MOE_WORKER_RE = re.compile(r"llama_moe_worker: (\d+) threads computed (\d+) jobs
                            r" s: " + NUM + r" GB/s")
 MOE_WORKER_PHASES_RE = re.compile(r"llama_moe_worker: a job's phases \(input / gate and up / their product / down\), us: thread 0 worked "
                                   r"([\d. /]+), waited for the others ([\d. /]+)")
+MOE_WORKER_RECV_RE = re.compile(r"llama_moe_worker: the backend waited for the answer of (\d+) of (\d+) jobs \(" + NUM + r"%\): " + NUM +
+                                r" us a wait, " + NUM + r" us a job")
 PRINT_INFO_RE = re.compile(r"print_info: (arch|n_layer|n_expert|n_expert_used)\s+= (\S+)")
 # "Mean PPL(Q)    : 205084.967136 ± 11161.979175" and the like, from the KL divergence summary
 STAT_RE = re.compile(r"^\s*(.+?)\s*:\s*" + NUM + r"\s*(?:±\s*" + NUM + r")?\s*%?\s*$")
@@ -260,6 +262,10 @@ class MoeWorkerInfo:
     empty where the tool printed none."""
     wait_us: list[float]
     """Its wait a job at each phase's end for the other threads."""
+    recv_waited: int | None = None
+    """The jobs whose answer the backend (the GPU) waited for (patch 0033's line; None where the tool printed none)."""
+    recv_wait_us_per_job: float | None = None
+    """The backend's wait for the worker, over all jobs: what the worker added to the critical path a job."""
 
     @property
     def us_per_job(self) -> float | None:
@@ -272,8 +278,9 @@ def parse_moe_worker(text: str) -> MoeWorkerInfo:
                      "it needs --moe-cold-worker with experts handed to it, -lv 4, and a tool that ends normally")
     phases = MOE_WORKER_PHASES_RE.search(text)
     work, wait = ([_float(v) for v in g.split(" / ")] for g in phases.groups()) if phases else ([], [])
+    recv = MOE_WORKER_RECV_RE.search(text)
     return MoeWorkerInfo(int(m.group(1)), int(m.group(2)), int(m.group(3)), _float(m.group(4)), _float(m.group(5)), _float(m.group(6)),
-                         work, wait)
+                         work, wait, int(recv.group(1)) if recv else None, _float(recv.group(5)) if recv else None)
 
 
 @dataclass(frozen=True)
