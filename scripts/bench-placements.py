@@ -91,18 +91,17 @@ PREDICTED = ("hot-gpu-prefetch", "adapt-gpu-prefetch")
 NO_CUDA_GRAPHS = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
 PREFETCH_EARLY = {"LLAMA_MOE_PREFETCH_EARLY": "1"}
 """The prefetch's copies from the layer before's MoE input, beside its experts, as before 0027."""
+SMALL_PAGES = {"GGML_CUDA_NO_HUGE_PAGES": "1"}
+"""The host experts in cudaMallocHost's 4 KiB pages, as before 0031 (the -4k configurations). Upstream's placements run
+so too where they run on the fork's binary (BASELINE=0); the baseline's binary ignores the variable."""
 CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA_MOE_COLD_OVERLAP": "0"},
               "hot-cpu-overlap": {"LLAMA_MOE_COLD_OVERLAP": "1"}, "hot-gpu-counted-wait": {"LLAMA_MOE_HOT_COUNT_WAIT": "1"},
               "hot-gpu-counted-copy": {"LLAMA_MOE_HOT_COUNT_COPY": "1"},
               "hot-gpu-nographs": NO_CUDA_GRAPHS, "hot-gpu-counted-nographs": NO_CUDA_GRAPHS,
               "hot-gpu-prefetch-oracle-early": PREFETCH_EARLY, "hot-gpu-prefetch2-oracle-early": PREFETCH_EARLY,
               "hot-gpu-worker-all": {"LLAMA_MOE_WORKER_MIN_COLD": "0"},
-              "hot-gpu-worker-4k": {"GGML_CUDA_NO_HUGE_PAGES": "1"}, "adapt-gpu-worker-4k": {"GGML_CUDA_NO_HUGE_PAGES": "1"},
-              "hot-gpu-4k": {"GGML_CUDA_NO_HUGE_PAGES": "1"}}
+              "hot-gpu-worker-4k": SMALL_PAGES, "adapt-gpu-worker-4k": SMALL_PAGES, "hot-gpu-4k": SMALL_PAGES}
 """The environment of the configurations that need one (the others run in the script's)."""
-UPSTREAM_PAGES = {"GGML_CUDA_NO_HUGE_PAGES": "1"}
-"""Upstream's placements keep cudaMallocHost's pages where they run on the fork's binary (BASELINE=0): its pinned
-buffers are in huge pages since 0031, upstream's are not (the baseline's binary ignores the variable)."""
 MIB = 1024 * 1024
 EVAL = re.compile(r"eval time =\s*([\d.]+) ms /\s*(\d+) (?:tokens|runs)")
 PPL = re.compile(r"Final estimate: PPL = ([\d.]+)")
@@ -190,7 +189,7 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "cpu-moe": ("base", ["--cpu-moe"]),
         "all-hot": ("fork", hot),
     }[config]
-    return variant, args, {**(UPSTREAM_PAGES if variant == "base" else {}), **CONFIG_ENV.get(config, {})}
+    return variant, args, {**(SMALL_PAGES if variant == "base" else {}), **CONFIG_ENV.get(config, {})}
 
 
 def static_hits(layout: hot_experts.ExpertLayout, routes: dict, budgets: list[int], budget_of, chunks: int, n_ctx: int = 512) -> dict:
@@ -233,8 +232,7 @@ def parse_run(text: str) -> dict:
         res.update(worker_experts=work.experts, worker_jobs=work.jobs, worker_gbs=work.gbs,
                    worker_us_per_job=work.us_per_job,
                    worker_phase_us=work.phase_us, worker_wait_us=work.wait_us,
-                   worker_recv_waited_pct=round(100 * work.recv_waited / work.jobs, 1) if work.recv_waited is not None and work.jobs else None,
-                   worker_recv_wait_us=work.recv_wait_us_per_job)
+                   worker_recv_waited_pct=work.recv_waited_pct, worker_recv_wait_us=work.recv_wait_us_per_job)
     with suppress(ParseError):  # the counted runs with --moe-cold-top
         top = parse_moe_cold_top(text)
         res["skipped_pct"] = round(100 * top.skipped / top.selections, 2) if top.selections else None

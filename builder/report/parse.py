@@ -272,6 +272,11 @@ class MoeWorkerInfo:
         """The time from a job's hand-over to its answer, on average; None without a job."""
         return round(1e6 * self.seconds / self.jobs, 1) if self.jobs else None
 
+    @property
+    def recv_waited_pct(self) -> float | None:
+        """The share of the jobs whose answer the backend waited for, %; None without the line or a job."""
+        return round(100 * self.recv_waited / self.jobs, 1) if self.recv_waited is not None and self.jobs else None
+
 
 def parse_moe_worker(text: str) -> MoeWorkerInfo:
     m = _search_line(MOE_WORKER_RE, text, "llama_moe_worker: ...",
