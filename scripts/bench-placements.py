@@ -52,12 +52,16 @@ report-placements.py's line of decode time against misses. Per routing and budge
                 0.6, 0.7 or all of them (-0: the cost of the worker's two nodes a layer alone; -100: the CPU's rate
                 alone), -t4 and -t12 run 4 and 12 threads (beside -t 8 of the CPU backend and the host thread); -all
                 gives every split layer the worker, also those that expect fewer than 0.5 cold selections a token
-                (LLAMA_MOE_WORKER_MIN_COLD=0); adapt-gpu-worker is adapt-gpu-noise with the worker. Each run records
+                (LLAMA_MOE_WORKER_MIN_COLD=0); adapt-gpu-worker is adapt-gpu-noise with the worker, -noise1 with
+                --moe-hot-adapt-noise 1 (more swaps: trace-stats simulates 97.7 / 83.4 % hits at learned 50 / 25 %
+                against the default's 96.0 / 82.8, 2026-12-04). Each run records
                 the worker's experts, its GB/s and its time per job from hand-over to answer
 
 plus, once per routing, all on the GPU, all experts on the CPU, and every expert hot. The static
 profile P is a trace of other text than the replayed one. Rounds alternate over all runs. Results:
-DIR/runs.jsonl (one line per run, with its command), summarised by scripts/report-placements.py.
+DIR/runs.jsonl (one line per run, with its command, and anon_huge_mib: the most of its memory in transparent huge
+pages seen while it ran, which says whether 0031's huge pages were there to compare with the -4k runs), summarised by
+scripts/report-placements.py.
 """
 
 from __future__ import annotations
@@ -66,7 +70,6 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from contextlib import suppress
@@ -75,7 +78,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from builder import hot_experts, moe_trace  # noqa: E402
+from builder import hot_experts, huge_pages, moe_trace  # noqa: E402
 from builder.report.parse import ParseError, parse_moe_adapt, parse_moe_cold_top, parse_moe_cpu, parse_moe_worker  # noqa: E402
 
 CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "hot-gpu-in", "adapt-gpu",
@@ -85,7 +88,7 @@ CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybr
            "hot-gpu-prefetch-router", "hot-gpu-prefetch2-router", "adapt-gpu-prefetch-router", "hot-gpu-prefetch-oracle-early",
            "hot-gpu-prefetch2-oracle-early", "hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-worker-40", "hot-gpu-worker-60",
            "hot-gpu-worker-70", "hot-gpu-worker-100", "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker",
-           "hot-gpu-worker-4k", "adapt-gpu-worker-4k", "hot-gpu-4k")
+           "hot-gpu-worker-4k", "adapt-gpu-worker-4k", "hot-gpu-4k", "adapt-gpu-worker-noise1")
 PREDICTED = ("hot-gpu-prefetch", "adapt-gpu-prefetch")
 """Configurations that prefetch the experts a routing's ranking trace names (NAME=REPLAY:PROFILE:RANKING): skipped without one."""
 NO_CUDA_GRAPHS = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
@@ -181,6 +184,7 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "adapt-gpu-worker": ("fork", worker(8) + adapt_rule),
         "hot-gpu-worker-4k": ("fork", worker(8)),
         "adapt-gpu-worker-4k": ("fork", worker(8) + adapt_rule),
+        "adapt-gpu-worker-noise1": ("fork", worker(8) + adapt_rule + ["--moe-hot-adapt-noise", "1"]),
         "hot-gpu-4k": ("fork", hot_gpu),
         "hot-gpu-prefetch-router": ("fork", hot_gpu + prefetch(None)),
         "hot-gpu-prefetch2-router": ("fork", hot_gpu + prefetch(None, 2)),
@@ -310,16 +314,14 @@ def main() -> int:
                        "-b", str(args.ubatch), "-ub", str(args.ubatch), "--perf", "-lv", "4", "-t", str(args.threads), "-fit", "off", "-ngl", "99",
                        "--moe-route", f"trace:{routes[name][0]}", *extra, *(["--moe-hot-stats"] if args.stats and variant == "fork" else [])]
                 start = time.monotonic()
-                try:
-                    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env={**os.environ, **env})
-                    text, rc = proc.stdout + proc.stderr, proc.returncode
-                except subprocess.TimeoutExpired as exc:
-                    text, rc = (exc.stdout or b"").decode() + (exc.stderr or b"").decode(), "timeout"
+                finished = huge_pages.run(cmd, args.timeout, env={**os.environ, **env})
+                text, rc = finished.output, finished.rc
                 result = parse_run(text)
                 if rc == 0 and "ppl" not in result:
                     rc = "no result"  # llama-perplexity exits 0 when the text is too short
                 row = {"round": rnd, "route": name, "budget_pct": pct, "budget_mib": budget, "config": config,
-                       "variant": variant, "env": env, "rc": rc, "seconds": round(time.monotonic() - start, 1), "cmd": cmd, **result}
+                       "variant": variant, "env": env, "rc": rc, "seconds": round(time.monotonic() - start, 1), "cmd": cmd,
+                       "anon_huge_mib": finished.anon_huge_mib, **result}
                 if rc != 0:
                     row["tail"] = text[-1500:]
                 runs.write(json.dumps(row) + "\n")

@@ -3,7 +3,7 @@
 rendered from it, and DIR/placements.png (tokens/s vs budget, one line per configuration, one panel
 per routing; the reference runs as horizontal lines).
 
-    scripts/report-placements.py DIR [--title T] [--note TEXT ...] [--from STAGE_DIR ...]
+    scripts/report-placements.py DIR [--title T] [--note TEXT]... [--from STAGE_DIR]...
 
 With --from, DIR gets the runs of several bench-placements runs of one session (e.g. the device stages' folders)
 and their meta.json merged first: the settings (model, threads, ...) must agree, the per-routing tables are joined.
@@ -29,7 +29,8 @@ from pathlib import Path
 
 UPSTREAM = ("ncmoe", "lru", "lru-pinned")
 WORKER = ("hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-worker-40", "hot-gpu-worker-60", "hot-gpu-worker-70", "hot-gpu-worker-100",
-          "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker", "hot-gpu-worker-4k", "adapt-gpu-worker-4k")
+          "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker", "hot-gpu-worker-4k", "adapt-gpu-worker-4k",
+          "adapt-gpu-worker-noise1")
 """Configurations whose CPU worker computes a share of each token's cold experts (--moe-cold-worker, 0028-0029)."""
 FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2",
         "adapt-hybrid", "hot-gpu-4k", *WORKER)
@@ -43,7 +44,8 @@ computed elsewhere or the routing itself (the oracle, the mechanism's ceiling), 
 (0025, `-router`). The bench replays its routing, so the bench model's own router predicts none of it: the `-router`
 rows there give what the mechanism costs when its predictions miss, not what the router's ranking gains (that is measured
 on the trained model, whose router routes: device-run.sh fidelity's prefetch runs)."""
-ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2", "adapt-hybrid", "adapt-gpu-worker")
+ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2", "adapt-hybrid", "adapt-gpu-worker",
+            "adapt-gpu-worker-noise1")
 STATIC_OTHER, STATIC_IN = "hot-gpu", "hot-gpu-in"  # the same placement from a profile of other text and of the replayed one
 REFS = {"all-gpu": "all on the GPU", "cpu-moe": "all experts on the CPU", "all-hot": "fork, every expert hot"}
 LABELS = {
@@ -97,6 +99,7 @@ LABELS = {
     "adapt-gpu-worker": "fork adaptive as adapt-gpu-noise, with the CPU worker of hot-gpu-worker",
     "hot-gpu-worker-4k": "hot-gpu-worker with the host experts in cudaMallocHost's pages, not huge pages (as before 0031)",
     "adapt-gpu-worker-4k": "adapt-gpu-worker with the host experts in cudaMallocHost's pages, not huge pages (as before 0031)",
+    "adapt-gpu-worker-noise1": "adapt-gpu-worker swapping on a lead of 1 standard deviation (--moe-hot-adapt-noise 1)",
     "hot-gpu-4k": "hot-gpu with the host experts in cudaMallocHost's pages (as before 0031): what huge pages do to the GPU's reads over the bus",
 }
 
@@ -128,6 +131,9 @@ def summarise(runs: list[dict]) -> dict:
             waited = [r["worker_recv_waited_pct"] for r in worker if r.get("worker_recv_waited_pct") is not None]
             if waited:  # 0033: the GPU's recv waited for the worker's answer in this share of the jobs
                 cell["worker_recv_waited_pct"] = statistics.median(waited)
+        huge = [r["anon_huge_mib"] for r in rows if r.get("anon_huge_mib") is not None and r["rc"] == 0]
+        if huge:  # the fewest MiB in transparent huge pages that any of its runs was seen to hold (bench-placements.py)
+            cell["anon_huge_mib"] = min(huge)
         skipped = [r["skipped_pct"] for r in rows if r.get("skipped_pct") is not None and r["rc"] == 0]
         if skipped:  # --moe-cold-top, counted
             cell["skipped_pct"] = statistics.median(skipped)
@@ -241,6 +247,8 @@ PAIRS = {
                                               "against in every split layer (LLAMA_MOE_WORKER_MIN_COLD=0)",
     ("hot-gpu-worker", "hot-gpu-worker-4k"): "The worker reading host experts in huge pages (0031), against in 4 KiB pages (the same PPL)",
     ("adapt-gpu-worker", "adapt-gpu-worker-4k"): "Adaptive with the worker, host experts in huge pages (0031), against 4 KiB pages (the same PPL)",
+    ("adapt-gpu-worker-noise1", "adapt-gpu-worker"): "Adaptive with the worker swapping on a lead of 1 standard deviation, "
+                                                     "against 2.5 (the default)",
     ("hot-gpu", "hot-gpu-4k"): "The GPU reading cold experts in place from huge pages (0031), against 4 KiB pages (the same PPL)",
 }
 """A configuration and the one it changes, where both ran: the title of their table."""
@@ -289,6 +297,8 @@ def pairs(cells: list[dict]) -> list[dict]:
                 if "worker_gbs" in cell:
                     row["worker"] = f"{cell['worker_gbs']:.1f} GB/s, {cell['worker_us_per_job']:.1f} µs a job" + (
                         f", the GPU waited for it in {cell['worker_recv_waited_pct']:.1f}% of the jobs" if "worker_recv_waited_pct" in cell else "")
+                if "anon_huge_mib" in cell and "anon_huge_mib" in base:
+                    row["huge_pages"] = f"{cell['anon_huge_mib']:g} / {base['anon_huge_mib']:g} MiB"
                 if (new, old) in OVERLAPS and cell.get("cpu_ms_per_token"):
                     # the time a token saves against the CPU's time a token: the share of the CPU's part that the GPU hides
                     row["cpu_hidden"] = round((1000 / base["median"] - 1000 / cell["median"]) / cell["cpu_ms_per_token"], 3)
@@ -357,7 +367,8 @@ def render_md(report: dict) -> str:
     for (new, old), title in PAIRS.items():
         rows = [p for p in report.get("pairs", []) if (p["config"], p["against"]) == (new, old)]
         if rows:
-            extra = [(key, name) for key, name in (("cpu_hidden", "share of the CPU's time hidden"), ("worker", "the worker's rate"))
+            extra = [(key, name) for key, name in (("cpu_hidden", "share of the CPU's time hidden"), ("worker", "the worker's rate"),
+                                                   ("huge_pages", "in huge pages (the first / the second, fewest seen)"))
                      if any(key in p for p in rows)]
             lines += ["", f"## {title}", "", f"| routing | budget | {new} t/s | {old} t/s | ratio | same PPL |"
                       + "".join(f" {name} |" for _, name in extra), "|---|---|---|---|---|---|" + "---|" * len(extra)]

@@ -316,6 +316,10 @@ def test_the_worker_s_rate_is_read_from_its_line_and_shown_beside_its_pair():
     for config, base in (("hot-gpu-worker-4k", "hot-gpu-worker"), ("adapt-gpu-worker-4k", "adapt-gpu-worker"), ("hot-gpu-4k", "hot-gpu")):
         assert bench.placement_args(config, 1944, 18, Path("p.bin"), Path("r.bin")) == (
             *bench.placement_args(base, 1944, 18, Path("p.bin"), Path("r.bin"))[:2], {"GGML_CUDA_NO_HUGE_PAGES": "1"})
+    # -noise1: adapt-gpu-worker with one option more, paired with it in the report
+    noise1 = bench.placement_args("adapt-gpu-worker-noise1", 1944, 18, Path("p.bin"), Path("r.bin"))
+    assert noise1[1] == bench.placement_args("adapt-gpu-worker", 1944, 18, Path("p.bin"), Path("r.bin"))[1] + ["--moe-hot-adapt-noise", "1"]
+    assert ("adapt-gpu-worker-noise1", "adapt-gpu-worker") in load_script("report-placements").PAIRS
     line = "llama_moe_worker: 8 threads computed 24576 jobs, 30000 experts (79.500 GB) in 1.500 s: 53.0 GB/s"
     phases = ("llama_moe_worker: a job's phases (input / gate and up / their product / down), us: thread 0 worked 0.6 / 35.3 / 0.2 / 17.4, "
               "waited for the others 0.1 / 2.0 / 0.0 / 3.5")
@@ -357,6 +361,21 @@ def test_huge_pages_are_paired_with_the_4k_pages_they_replace():
     pairs = {(p["config"], p["against"]): p for p in report.summarise(runs)["pairs"] if (p["route"], p["budget_pct"]) == ("learned", 25)}
     assert (pairs[("hot-gpu", "hot-gpu-4k")]["ratio"], pairs[("hot-gpu", "hot-gpu-4k")]["same_ppl"]) == (1.25, True)
     assert (pairs[("hot-gpu-worker", "hot-gpu-worker-4k")]["ratio"], pairs[("hot-gpu-worker", "hot-gpu-worker-4k")]["same_ppl"]) == (1.25, False)
+
+
+def test_the_huge_pages_each_side_held_are_shown_beside_their_pair():
+    # the fewest MiB a configuration's runs were seen to hold: a pair of two 4 KiB runs says so instead of a gain
+    report = load_script("report-placements")
+    runs, r = committed_runs()
+    runs = [x for x in runs if not x["config"].startswith("hot-gpu")] + [
+        {**r, "tokens_per_s": 100.0, "anon_huge_mib": 1944.0}, {**r, "tokens_per_s": 101.0, "anon_huge_mib": 0.0, "round": 1},
+        {**r, "config": "hot-gpu-4k", "tokens_per_s": 100.0, "anon_huge_mib": 0.0}]
+    pair = next(p for p in report.summarise(runs)["pairs"] if (p["config"], p["against"], p["route"], p["budget_pct"]) == ("hot-gpu", "hot-gpu-4k", "learned", 25))
+    assert pair["huge_pages"] == "0 / 0 MiB"
+    runs[-2]["anon_huge_mib"] = 1900.0
+    md = rendered(report, report.summarise(runs))
+    assert "| in huge pages (the first / the second, fewest seen) |" in md
+    assert "| learned | 25% | 100.5 | 100.0 | 1.005 | yes | 1900 / 0 MiB |" in md
 
 
 def test_runs_of_the_fork_alone_are_summarised_without_a_comparison():
