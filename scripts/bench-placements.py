@@ -54,7 +54,8 @@ report-placements.py's line of decode time against misses. Per routing and budge
                 gives every split layer the worker, also those that expect fewer than 0.5 cold selections a token
                 (LLAMA_MOE_WORKER_MIN_COLD=0); adapt-gpu-worker is adapt-gpu-noise with the worker, -noise1 with
                 --moe-hot-adapt-noise 1 (more swaps: trace-stats simulates 97.7 / 83.4 % hits at learned 50 / 25 %
-                against the default's 96.0 / 82.8, 2026-12-04). Each run records
+                against the default's 96.0 / 82.8, 2026-12-04); hot-gpu-worker-l1 asks for the next row into L1 as
+                before 0034 (LLAMA_MOE_WORKER_PREFETCH_L1=1). Each run records
                 the worker's experts, its GB/s and its time per job from hand-over to answer
 
 plus, once per routing, all on the GPU, all experts on the CPU, and every expert hot. The static
@@ -88,7 +89,8 @@ CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybr
            "hot-gpu-prefetch-router", "hot-gpu-prefetch2-router", "adapt-gpu-prefetch-router", "hot-gpu-prefetch-oracle-early",
            "hot-gpu-prefetch2-oracle-early", "hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-worker-40", "hot-gpu-worker-60",
            "hot-gpu-worker-70", "hot-gpu-worker-100", "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker",
-           "hot-gpu-worker-4k", "adapt-gpu-worker-4k", "hot-gpu-4k", "adapt-gpu-worker-noise1")
+           "hot-gpu-worker-4k", "adapt-gpu-worker-4k", "hot-gpu-4k", "adapt-gpu-worker-noise1",
+           "hot-gpu-worker-l1")
 PREDICTED = ("hot-gpu-prefetch", "adapt-gpu-prefetch")
 """Configurations that prefetch the experts a routing's ranking trace names (NAME=REPLAY:PROFILE:RANKING): skipped without one."""
 NO_CUDA_GRAPHS = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
@@ -103,7 +105,8 @@ CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA
               "hot-gpu-nographs": NO_CUDA_GRAPHS, "hot-gpu-counted-nographs": NO_CUDA_GRAPHS,
               "hot-gpu-prefetch-oracle-early": PREFETCH_EARLY, "hot-gpu-prefetch2-oracle-early": PREFETCH_EARLY,
               "hot-gpu-worker-all": {"LLAMA_MOE_WORKER_MIN_COLD": "0"},
-              "hot-gpu-worker-4k": SMALL_PAGES, "adapt-gpu-worker-4k": SMALL_PAGES, "hot-gpu-4k": SMALL_PAGES}
+              "hot-gpu-worker-4k": SMALL_PAGES, "adapt-gpu-worker-4k": SMALL_PAGES, "hot-gpu-4k": SMALL_PAGES,
+              "hot-gpu-worker-l1": {"LLAMA_MOE_WORKER_PREFETCH_L1": "1"}}
 """The environment of the configurations that need one (the others run in the script's)."""
 MIB = 1024 * 1024
 EVAL = re.compile(r"eval time =\s*([\d.]+) ms /\s*(\d+) (?:tokens|runs)")
@@ -185,6 +188,7 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "hot-gpu-worker-4k": ("fork", worker(8)),
         "adapt-gpu-worker-4k": ("fork", worker(8) + adapt_rule),
         "adapt-gpu-worker-noise1": ("fork", worker(8) + adapt_rule + ["--moe-hot-adapt-noise", "1"]),
+        "hot-gpu-worker-l1": ("fork", worker(8)),
         "hot-gpu-4k": ("fork", hot_gpu),
         "hot-gpu-prefetch-router": ("fork", hot_gpu + prefetch(None)),
         "hot-gpu-prefetch2-router": ("fork", hot_gpu + prefetch(None, 2)),

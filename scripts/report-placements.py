@@ -30,7 +30,7 @@ from pathlib import Path
 UPSTREAM = ("ncmoe", "lru", "lru-pinned")
 WORKER = ("hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-worker-40", "hot-gpu-worker-60", "hot-gpu-worker-70", "hot-gpu-worker-100",
           "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker", "hot-gpu-worker-4k", "adapt-gpu-worker-4k",
-          "adapt-gpu-worker-noise1")
+          "adapt-gpu-worker-noise1", "hot-gpu-worker-l1")
 """Configurations whose CPU worker computes a share of each token's cold experts (--moe-cold-worker, 0028-0029)."""
 FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2",
         "adapt-hybrid", "hot-gpu-4k", *WORKER)
@@ -100,6 +100,7 @@ LABELS = {
     "hot-gpu-worker-4k": "hot-gpu-worker with the host experts in cudaMallocHost's pages, not huge pages (as before 0031)",
     "adapt-gpu-worker-4k": "adapt-gpu-worker with the host experts in cudaMallocHost's pages, not huge pages (as before 0031)",
     "adapt-gpu-worker-noise1": "adapt-gpu-worker swapping on a lead of 1 standard deviation (--moe-hot-adapt-noise 1)",
+    "hot-gpu-worker-l1": "hot-gpu-worker asking for the next row into L1, as before 0034 (LLAMA_MOE_WORKER_PREFETCH_L1=1)",
     "hot-gpu-4k": "hot-gpu with the host experts in cudaMallocHost's pages (as before 0031): what huge pages do to the GPU's reads over the bus",
 }
 
@@ -249,6 +250,8 @@ PAIRS = {
     ("adapt-gpu-worker", "adapt-gpu-worker-4k"): "Adaptive with the worker, host experts in huge pages (0031), against 4 KiB pages (the same PPL)",
     ("adapt-gpu-worker-noise1", "adapt-gpu-worker"): "Adaptive with the worker swapping on a lead of 1 standard deviation, "
                                                      "against 2.5 (the default)",
+    ("hot-gpu-worker", "hot-gpu-worker-l1"): "The worker asking for its rows into L2, 2 KiB ahead (0034), against the next row into "
+                                             "L1 (the same PPL)",
     ("hot-gpu", "hot-gpu-4k"): "The GPU reading cold experts in place from huge pages (0031), against 4 KiB pages (the same PPL)",
 }
 """A configuration and the one it changes, where both ran: the title of their table."""

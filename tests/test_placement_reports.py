@@ -320,6 +320,10 @@ def test_the_worker_s_rate_is_read_from_its_line_and_shown_beside_its_pair():
     noise1 = bench.placement_args("adapt-gpu-worker-noise1", 1944, 18, Path("p.bin"), Path("r.bin"))
     assert noise1[1] == bench.placement_args("adapt-gpu-worker", 1944, 18, Path("p.bin"), Path("r.bin"))[1] + ["--moe-hot-adapt-noise", "1"]
     assert ("adapt-gpu-worker-noise1", "adapt-gpu-worker") in load_script("report-placements").PAIRS
+    # -l1: 0030's prefetch (the next row into L1) by its environment alone, paired with 0034's default
+    assert bench.placement_args("hot-gpu-worker-l1", 1944, 18, Path("p.bin"), Path("r.bin")) == (
+        *bench.placement_args("hot-gpu-worker", 1944, 18, Path("p.bin"), Path("r.bin"))[:2], {"LLAMA_MOE_WORKER_PREFETCH_L1": "1"})
+    assert ("hot-gpu-worker", "hot-gpu-worker-l1") in load_script("report-placements").PAIRS
     line = "llama_moe_worker: 8 threads computed 24576 jobs, 30000 experts (79.500 GB) in 1.500 s: 53.0 GB/s"
     phases = ("llama_moe_worker: a job's phases (input / gate and up / their product / down), us: thread 0 worked 0.6 / 35.3 / 0.2 / 17.4, "
               "waited for the others 0.1 / 2.0 / 0.0 / 3.5")

@@ -1,0 +1,2 @@
+B=/work/ef-dev2/build-exp/bin
+env LLAMA_MOE_COLD_IN_PLACE_CPU=1 "$@" $B/llama-perplexity -m /tmp/q30b-8.gguf -f /work/main/README.md -c 256 --chunks 1 -b 1 -ub 1 -t 1 -nr -lv 4 --moe-route uniform:1 --cpu-moe --moe-hot-mib 21 --moe-cold gpu --moe-cold-worker ${W:-2} --moe-cold-cpu-share 1 ${EXTRA} 2>&1 | grep -E "llama_moe_worker|Final estimate" | sed 's/^.*llama_moe_worker: //; s/^.*Final/Final/'
