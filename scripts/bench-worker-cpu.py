@@ -4,6 +4,10 @@
     scripts/bench-worker-cpu.py --build before=DIR/cpu/bin --build after=dist/cpu/bin --model M.gguf --text T.txt \\
         --threads 1,2 --rounds 3 --out DIR
 
+--env NAME:KEY=VALUE runs build NAME with that variable set, so one binary can run twice under two names, e.g.
+`--build l2=dist/cpu/bin --build l1=dist/cpu/bin --env l1:LLAMA_MOE_WORKER_PREFETCH_L1=1`. A CUDA build runs the same
+on the CPU with the GPU hidden (CUDA_VISIBLE_DEVICES= before the command): the worker's rate without the GPU's reads.
+
 Each run is `llama-perplexity -b 1 -ub 1` with the cold experts read in place by the CPU backend
 (LLAMA_MOE_COLD_IN_PLACE_CPU=1, 0026), routing drawn uniformly (`--moe-route uniform:1`: a random-weight model's router
 picks the same few experts for every token, which then stay in the caches), one expert a layer hot, and every cold
@@ -41,12 +45,13 @@ def command(bin_dir: Path, args, threads: int) -> list[str]:
             "--moe-hot-mib", str(args.hot_mib), "--moe-cold", "gpu", "--moe-cold-worker", str(threads), "--moe-cold-cpu-share", "1"]
 
 
-def run(build: str, bin_dir: Path, args, threads: int) -> dict:
+def run(build: str, bin_dir: Path, args, threads: int, env: dict[str, str]) -> dict:
     cmd = command(bin_dir, args, threads)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env={**os.environ, **ENV}, stdin=subprocess.DEVNULL)
+    env = {**ENV, **env}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env={**os.environ, **env}, stdin=subprocess.DEVNULL)
     text = proc.stdout + proc.stderr
     row = {"build": build, "threads": threads, "rc": proc.returncode,
-           "cmd": " ".join(f"{k}={v}" for k, v in ENV.items()) + " " + shlex.join(cmd)}
+           "cmd": " ".join(f"{k}={v}" for k, v in env.items()) + " " + shlex.join(cmd)}
     try:
         row["ppl"] = parse_perplexity(text).ppl
         work = parse_moe_worker(text)
@@ -124,10 +129,25 @@ def parse_builds(values: list[str]) -> dict[str, Path]:
     return builds
 
 
+def parse_envs(values: list[str], builds: dict[str, Path]) -> dict[str, dict[str, str]]:
+    envs: dict[str, dict[str, str]] = {name: {} for name in builds}
+    for value in values:
+        name, sep, assignment = value.partition(":")
+        key, eq, setting = assignment.partition("=")
+        if not sep or not eq or not key:
+            sys.exit(f"error: --env {value!r}: give NAME:KEY=VALUE, e.g. --env l1:LLAMA_MOE_WORKER_PREFETCH_L1=1")
+        if name not in envs:
+            sys.exit(f"error: --env {value!r}: no --build is named {name!r}; name one of {', '.join(envs)}")
+        envs[name][key] = setting
+    return envs
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", action="append", required=True, metavar="NAME=BIN_DIR",
                     help="a CPU build's bin folder under a name (repeatable; the first is the one the others are divided by)")
+    ap.add_argument("--env", action="append", default=[], metavar="NAME:KEY=VALUE",
+                    help="run build NAME with the environment variable KEY set to VALUE (repeatable)")
     ap.add_argument("--model", type=Path, required=True, help="a MoE GGUF whose experts the worker can compute")
     ap.add_argument("--text", type=Path, required=True)
     ap.add_argument("--threads", default="1,2", help="worker thread counts, comma-separated")
@@ -138,6 +158,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     builds = parse_builds(args.build)
+    envs = parse_envs(args.env, builds)
     for name, bin_dir in builds.items():
         if not (bin_dir / "llama-perplexity").exists():
             sys.exit(f"error: build {name}: llama-perplexity not found in {bin_dir}")
@@ -161,12 +182,12 @@ def main() -> int:
         order = names[rnd % len(names):] + names[:rnd % len(names)]
         for t in threads:
             for name in order:
-                row = {"round": rnd, **run(name, builds[name], args, t)}
+                row = {"round": rnd, **run(name, builds[name], args, t, envs[name])}
                 rows.append(row)
                 print(f"round {rnd} threads {t} {name}: rc={row['rc']} {row.get('gbs')} GB/s {row.get('us_per_job')} µs/job ppl={row.get('ppl')}",
                       flush=True)
     cells = summarise(rows, names)
-    (args.out / "worker-cpu.json").write_text(json.dumps({"builds": {k: str(v) for k, v in builds.items()}, "cells": cells, "runs": rows},
+    (args.out / "worker-cpu.json").write_text(json.dumps({"builds": {k: str(v) for k, v in builds.items()}, "envs": envs, "cells": cells, "runs": rows},
                                                          indent=1) + "\n")
     (args.out / "worker-cpu.md").write_text(markdown(cells, rows, names, args.title))
     plot(cells, names, args.out / "worker-cpu.png", args.title)

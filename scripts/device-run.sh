@@ -21,6 +21,8 @@
 #   bash scripts/device-run.sh wheel ARCH      after build: the CUDA wheel, installed into a fresh venv and run on the GPU
 #   bash scripts/device-run.sh server-metrics ARCH  llama-server's decode with and without --metrics (ROUNDS=3)
 #   bash scripts/device-run.sh cold-cpu ARCH   scripts/bench-cold-cpu.py: cold experts' GB/s per thread count (THREADS=1,2,4,8,16)
+#   bash scripts/device-run.sh worker-cpu ARCH the MoE worker on the host's CPU alone (the GPU hidden), 0034's reads ahead into
+#                                              L2 against 0030's into L1 (THREADS=1,4,8, ROUNDS=2), and numpy's read rate
 #   bash scripts/device-run.sh predict ARCH [ARGS]  after learned(-train): scripts/predict-experts.py ARGS on the trained
 #                                              model (how well a layer's cold experts are known before its router)
 #   bash scripts/device-run.sh server-identity ARCH [ARGS]  after learned(-train), with the fork and the baseline built:
@@ -281,6 +283,17 @@ cold-cpu)
     make_model
     python3 scripts/bench-cold-cpu.py --bench "dist/cuda-sm$arch/bin/llama-bench" --model "$model" --threads "${THREADS:-1,2,4,8,16}" \
         --args="-ngl 99 -ncmoe 99" --out "$out"
+    ;;
+worker-cpu)
+    # the worker's GB/s with no reads of the GPU's beside it (CUDA_VISIBLE_DEVICES=: the CUDA build runs on the CPU, the cold
+    # experts read in place there by 0026's test mode), L2 (0034) against L1 (0030), and what the host's memory gives a process
+    make_model
+    { echo "one process: $(python3 scripts/read-rate.py) GB/s"; echo "8 at once, GB/s each:"
+      for i in 1 2 3 4 5 6 7 8; do python3 scripts/read-rate.py & done; wait; } > "$out/read-rate.txt" 2>&1
+    bin=${WORKER_BIN:-dist/cuda-sm$arch/bin}  # WORKER_BIN=dist/cpu/bin after `build ARCH --cpu`
+    CUDA_VISIBLE_DEVICES= python3 scripts/bench-worker-cpu.py --build l1="$bin" --build l2="$bin" \
+        --env l1:LLAMA_MOE_WORKER_PREFETCH_L1=1 --model "$model" --text README.md --threads "${THREADS:-1,4,8}" --rounds "${ROUNDS:-2}" \
+        --title "The worker on the device's CPU alone: into L2 2 KiB ahead (0034) against the next row into L1 (0030)" --out "$out"
     ;;
 server-metrics)
     # what --metrics' read-back of a static hot set costs llama-server's decode (0014), a quarter of the experts hot
