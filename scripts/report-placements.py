@@ -285,6 +285,43 @@ def miss_lines(cells: list[dict], meta: dict) -> list[dict]:
     return res
 
 
+PROFILE_STATIC = ("hot-gpu", "hot-gpu-4k", *(w for w in WORKER if w.startswith("hot-")))
+"""The configurations whose hot set is hot-gpu's, the profile's and fixed: meta's static_hit["hot-gpu"] is their hit rate."""
+
+
+def miss_costs(cells: list[dict], meta: dict) -> list[dict]:
+    """Per cell of a static set whose hit rate bench-placements.py recorded (meta's static_hit, over the timed tokens) and
+    whose routing ran all on the GPU, with a missed selection a token at least: what a miss costs it beyond all on the
+    GPU, (ms a token - all on the GPU's) / missed selections a token. Where the worker and the bus take a layer's misses
+    side by side a miss costs less than where they come alone, so the cost is a cell's, not the engine's."""
+    all_gpu = {c["route"]: c["median"] for c in cells if c["config"] == "all-gpu" and c["median"]}
+    res = []
+    for c in cells:
+        hit = meta.get("static_hit", {}).get(c["route"], {}).get("hot-gpu" if c["config"] in PROFILE_STATIC else c["config"], {}).get(
+            str(c["budget_pct"]))
+        if hit is None or not c["median"] or c["route"] not in all_gpu:
+            continue
+        misses = meta["selections_per_token"][c["route"]] * (1 - hit)
+        if misses < 1:
+            continue
+        ms = 1000 / c["median"]
+        res.append({"route": c["route"], "budget_pct": c["budget_pct"], "config": c["config"], "misses_per_token": round(misses, 1),
+                    "ms": round(ms, 3), "us_per_miss": round(1000 * (ms - 1000 / all_gpu[c["route"]]) / misses, 1)})
+    return res
+
+
+def miss_cost_table(costs: list[dict]) -> list[str]:
+    if not costs:
+        return []
+    out = ["", "## What a miss costs each static cell", "",
+           "(ms a token - all on the GPU's) ÷ the set's missed selections a token, its hit rate over the timed tokens from the "
+           "traces: the bus alone (`hot-gpu`) against the bus and the worker side by side.", "",
+           "| routing | budget | configuration | misses a token | ms a token | µs a miss |", "|---|---|---|---|---|---|"]
+    out += [f"| {c['route']} | {c['budget_pct']}% | {c['config']} | {c['misses_per_token']} | {c['ms']} | {c['us_per_miss']} |"
+            for c in sorted(costs, key=lambda c: (c["route"], c["budget_pct"], c["config"]))]
+    return out
+
+
 def pairs(cells: list[dict]) -> list[dict]:
     """Per pair of PAIRS, routing and budget with both: the configuration's tokens/s ÷ the one it changes, and whether their
     PPLs are the same."""
@@ -367,6 +404,7 @@ def render_md(report: dict) -> str:
         lines.append(f"| {a['route']} | {a['budget_pct']}% | {a['adaptive']} | {a['tokens_per_s']} | {a.get('of_static_other', 'not run')} | "
                      f"{a.get('of_static_in', 'not run')} |")
     lines += miss_tables(report.get("misses", []))
+    lines += miss_cost_table(report.get("miss_costs", []))
     for (new, old), title in PAIRS.items():
         rows = [p for p in report.get("pairs", []) if (p["config"], p["against"]) == (new, old)]
         if rows:
@@ -490,7 +528,7 @@ def main() -> int:
     meta = json.loads((args.dir / "meta.json").read_text())
     summary = summarise(runs)
     report = {"schema": 1, "title": args.title, "notes": args.note, "meta": meta, "rounds": len({r["round"] for r in runs}),
-              **summary, "misses": miss_lines(summary["cells"], meta), "runs": runs}
+              **summary, "misses": miss_lines(summary["cells"], meta), "miss_costs": miss_costs(summary["cells"], meta), "runs": runs}
     (args.dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     md = render_md(report)
     (args.dir / "report.md").write_text(md)

@@ -462,6 +462,21 @@ def test_the_static_cells_give_the_cost_of_a_miss_and_adaptive_s_beyond_it():
     assert report.miss_lines(cells, {}) == [] and report.miss_tables([]) == []
 
 
+def test_each_static_cell_gives_what_a_miss_costs_it_beyond_all_on_the_gpu():
+    report = load_script("report-placements")
+    cells, meta = miss_cells(0.061, 2.0)
+    cells += [{"route": "learned", "budget_pct": 0, "config": "all-gpu", "median": 500.0},
+              {"route": "learned", "budget_pct": 25, "config": "hot-gpu-worker", "median": 1000 / (2.0 + 0.045 * 192 * 0.3)},
+              {"route": "zipf", "budget_pct": 25, "config": "hot-gpu", "median": 100.0}]  # no all-gpu under zipf: no cost
+    costs = {(c["config"], c["budget_pct"]): c for c in report.miss_costs(cells, meta)}
+    # the worker's cell takes hot-gpu's hit rate (the same profile); the adaptive cell, whose rate is over every token, none
+    assert set(costs) == {("hot-gpu", 25), ("hot-gpu", 50), ("hot-gpu-in", 25), ("hot-gpu-in", 50), ("hot-gpu-worker", 25)}
+    assert (costs[("hot-gpu", 25)]["misses_per_token"], costs[("hot-gpu", 25)]["us_per_miss"]) == (57.6, 61.0)
+    assert costs[("hot-gpu-worker", 25)]["us_per_miss"] == 45.0
+    assert "| learned | 25% | hot-gpu-worker | 57.6 | 4.592 | 45.0 |" in "\n".join(report.miss_cost_table(list(costs.values())))
+    assert report.miss_costs(cells, {}) == [] and report.miss_cost_table([]) == []
+
+
 def test_the_bench_records_the_static_sets_hit_rates_over_the_timed_tokens(tmp_path):
     bench = load_script("bench-placements")
     rng = np.random.default_rng(0)
