@@ -54,9 +54,10 @@ report-placements.py's line of decode time against misses. Per routing and budge
                 gives every split layer the worker, also those that expect fewer than 0.5 cold selections a token
                 (LLAMA_MOE_WORKER_MIN_COLD=0); adapt-gpu-worker is adapt-gpu-noise with the worker, -noise1 with
                 --moe-hot-adapt-noise 1 (more swaps: trace-stats simulates 97.7 / 83.4 % hits at learned 50 / 25 %
-                against the default's 96.0 / 82.8, 2026-12-04); hot-gpu-worker-l1 asks for the next row into L1 as
-                before 0034 (LLAMA_MOE_WORKER_PREFETCH_L1=1). Each run records
-                the worker's experts, its GB/s and its time per job from hand-over to answer
+                against the default's 96.0 / 82.8, 2026-12-04); hot-gpu-worker-l1 and -l2 ask for the next row into L1
+                (0030) or 2 KiB ahead into L2 (0034) whatever the CPU (LLAMA_MOE_WORKER_PREFETCH); hot-gpu-worker-whole and adapt-gpu-worker-whole hand
+                the worker whole experts only, as before 0035 (LLAMA_MOE_WORKER_WHOLE=1). Each run records
+                the worker's experts (and how many of them in part), its GB/s and its time per job from hand-over to answer
 
 plus, once per routing, all on the GPU, all experts on the CPU, and every expert hot. The static
 profile P is a trace of other text than the replayed one. Rounds alternate over all runs. Results:
@@ -90,7 +91,7 @@ CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybr
            "hot-gpu-prefetch2-oracle-early", "hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-worker-40", "hot-gpu-worker-60",
            "hot-gpu-worker-70", "hot-gpu-worker-100", "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker",
            "hot-gpu-worker-4k", "adapt-gpu-worker-4k", "hot-gpu-4k", "adapt-gpu-worker-noise1",
-           "hot-gpu-worker-l1")
+           "hot-gpu-worker-l1", "hot-gpu-worker-l2", "hot-gpu-worker-whole", "adapt-gpu-worker-whole")
 PREDICTED = ("hot-gpu-prefetch", "adapt-gpu-prefetch")
 """Configurations that prefetch the experts a routing's ranking trace names (NAME=REPLAY:PROFILE:RANKING): skipped without one."""
 NO_CUDA_GRAPHS = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
@@ -99,6 +100,8 @@ PREFETCH_EARLY = {"LLAMA_MOE_PREFETCH_EARLY": "1"}
 SMALL_PAGES = {"GGML_CUDA_NO_HUGE_PAGES": "1"}
 """The host experts in cudaMallocHost's 4 KiB pages, as before 0031 (the -4k configurations). Upstream's placements run
 so too where they run on the fork's binary (BASELINE=0); the baseline's binary ignores the variable."""
+WHOLE_EXPERTS = {"LLAMA_MOE_WORKER_WHOLE": "1"}
+"""The worker's share in whole experts, as before 0035 shared an expert in parts with the GPU."""
 CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA_MOE_COLD_OVERLAP": "0"},
               "hot-cpu-overlap": {"LLAMA_MOE_COLD_OVERLAP": "1"}, "hot-gpu-counted-wait": {"LLAMA_MOE_HOT_COUNT_WAIT": "1"},
               "hot-gpu-counted-copy": {"LLAMA_MOE_HOT_COUNT_COPY": "1"},
@@ -106,7 +109,8 @@ CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA
               "hot-gpu-prefetch-oracle-early": PREFETCH_EARLY, "hot-gpu-prefetch2-oracle-early": PREFETCH_EARLY,
               "hot-gpu-worker-all": {"LLAMA_MOE_WORKER_MIN_COLD": "0"},
               "hot-gpu-worker-4k": SMALL_PAGES, "adapt-gpu-worker-4k": SMALL_PAGES, "hot-gpu-4k": SMALL_PAGES,
-              "hot-gpu-worker-l1": {"LLAMA_MOE_WORKER_PREFETCH_L1": "1"}}
+              "hot-gpu-worker-l1": {"LLAMA_MOE_WORKER_PREFETCH": "l1"}, "hot-gpu-worker-l2": {"LLAMA_MOE_WORKER_PREFETCH": "l2"},
+              "hot-gpu-worker-whole": WHOLE_EXPERTS, "adapt-gpu-worker-whole": WHOLE_EXPERTS}
 """The environment of the configurations that need one (the others run in the script's)."""
 MIB = 1024 * 1024
 EVAL = re.compile(r"eval time =\s*([\d.]+) ms /\s*(\d+) (?:tokens|runs)")
@@ -189,6 +193,9 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "adapt-gpu-worker-4k": ("fork", worker(8) + adapt_rule),
         "adapt-gpu-worker-noise1": ("fork", worker(8) + adapt_rule + ["--moe-hot-adapt-noise", "1"]),
         "hot-gpu-worker-l1": ("fork", worker(8)),
+        "hot-gpu-worker-l2": ("fork", worker(8)),
+        "hot-gpu-worker-whole": ("fork", worker(8)),
+        "adapt-gpu-worker-whole": ("fork", worker(8) + adapt_rule),
         "hot-gpu-4k": ("fork", hot_gpu),
         "hot-gpu-prefetch-router": ("fork", hot_gpu + prefetch(None)),
         "hot-gpu-prefetch2-router": ("fork", hot_gpu + prefetch(None, 2)),
@@ -237,7 +244,7 @@ def parse_run(text: str) -> dict:
         res.update(cpu_ms_per_token=round(cpu.ms / cpu.tokens, 4) if cpu.tokens else None, cpu_mib=cpu.cold_mib, cpu_gbs=cpu.gbs)
     with suppress(ParseError):  # the runs whose CPU worker computed experts
         work = parse_moe_worker(text)
-        res.update(worker_experts=work.experts, worker_jobs=work.jobs, worker_gbs=work.gbs,
+        res.update(worker_experts=work.experts, worker_in_part=work.in_part, worker_jobs=work.jobs, worker_gbs=work.gbs,
                    worker_us_per_job=work.us_per_job,
                    worker_phase_us=work.phase_us, worker_wait_us=work.wait_us,
                    worker_recv_waited_pct=work.recv_waited_pct, worker_recv_wait_us=work.recv_wait_us_per_job)

@@ -5,7 +5,7 @@
         --threads 1,2 --rounds 3 --out DIR
 
 --env NAME:KEY=VALUE runs build NAME with that variable set, so one binary can run twice under two names, e.g.
-`--build l2=dist/cpu/bin --build l1=dist/cpu/bin --env l1:LLAMA_MOE_WORKER_PREFETCH_L1=1`. A CUDA build runs the same
+`--build l2=dist/cpu/bin --build l1=dist/cpu/bin --env l1:LLAMA_MOE_WORKER_PREFETCH=l1`. A CUDA build runs the same
 on the CPU with the GPU hidden (CUDA_VISIBLE_DEVICES= before the command): the worker's rate without the GPU's reads.
 
 Each run is `llama-perplexity -b 1 -ub 1` with the cold experts read in place by the CPU backend
@@ -135,7 +135,7 @@ def parse_envs(values: list[str], builds: dict[str, Path]) -> dict[str, dict[str
         name, sep, assignment = value.partition(":")
         key, eq, setting = assignment.partition("=")
         if not sep or not eq or not key:
-            sys.exit(f"error: --env {value!r}: give NAME:KEY=VALUE, e.g. --env l1:LLAMA_MOE_WORKER_PREFETCH_L1=1")
+            sys.exit(f"error: --env {value!r}: give NAME:KEY=VALUE, e.g. --env l1:LLAMA_MOE_WORKER_PREFETCH=l1")
         if name not in envs:
             sys.exit(f"error: --env {value!r}: no --build is named {name!r}; name one of {', '.join(envs)}")
         envs[name][key] = setting

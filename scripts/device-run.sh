@@ -286,13 +286,13 @@ cold-cpu)
     ;;
 worker-cpu)
     # the worker's GB/s with no reads of the GPU's beside it (CUDA_VISIBLE_DEVICES=: the CUDA build runs on the CPU, the cold
-    # experts read in place there by 0026's test mode), L2 (0034) against L1 (0030), and what the host's memory gives a process
+    # experts read in place there by 0026's test mode), L2 (0034) against L1 (0030) whatever the CPU, and what the host's memory gives a process
     make_model
     { echo "one process: $(python3 scripts/read-rate.py) GB/s"; echo "8 at once, GB/s each:"
       for i in 1 2 3 4 5 6 7 8; do python3 scripts/read-rate.py & done; wait; } > "$out/read-rate.txt" 2>&1
     bin=${WORKER_BIN:-dist/cuda-sm$arch/bin}  # WORKER_BIN=dist/cpu/bin after `build ARCH --cpu`
     CUDA_VISIBLE_DEVICES= python3 scripts/bench-worker-cpu.py --build l1="$bin" --build l2="$bin" \
-        --env l1:LLAMA_MOE_WORKER_PREFETCH_L1=1 --model "$model" --text README.md --threads "${THREADS:-1,4,8}" --rounds "${ROUNDS:-2}" \
+        --env l1:LLAMA_MOE_WORKER_PREFETCH=l1 --env l2:LLAMA_MOE_WORKER_PREFETCH=l2 --model "$model" --text README.md --threads "${THREADS:-1,4,8}" --rounds "${ROUNDS:-2}" \
         --title "The worker on the device's CPU alone: into L2 2 KiB ahead (0034) against the next row into L1 (0030)" --out "$out"
     ;;
 server-metrics)
@@ -340,7 +340,8 @@ fidelity)
     # time against static's is the predictor's real gain (the bench model's routing is replayed, so its router predicts
     # nothing there); worker, worker-100 and worker-adapt hand half or all of each token's cold experts to a CPU worker of 8
     # threads (0028-0029, up to 4 tokens a step): it computes them as --cpu-moe does (the CPU's dot products), so their KLD
-    # against cpu-moe's is the worker's error (env RUNS=name,name... runs only those, the names below)
+    # against cpu-moe's is the worker's error; they share a lone cold expert in parts with the GPU (0035-0036), worker-whole
+    # hands it whole experts only (env RUNS=name,name... runs only those, the names below)
     bin=dist/cuda-sm$arch/bin
     make_model
     for m in /tmp/learned/model-q8_0.gguf "$model"; do
@@ -359,7 +360,8 @@ fidelity)
                                       "prefetch: $gpu --moe-prefetch 1" "prefetch2: $gpu --moe-prefetch 2"
                                       "prefetch-adapt: $gpu --moe-hot-adapt 8 --moe-prefetch 1"
                                       "worker: $cold gpu --moe-cold-worker 8" "worker-100: $cold gpu --moe-cold-worker 8 --moe-cold-cpu-share 1"
-                                      "worker-adapt: $cold gpu --moe-cold-worker 8 --moe-hot-adapt 8")
+                                      "worker-adapt: $cold gpu --moe-cold-worker 8 --moe-hot-adapt 8"
+                                      "worker-whole: $cold gpu --moe-cold-worker 8")
             # the trained model with its profile of other text, the hot set the placement benchmark's learned rows use
             profile=/tmp/learned/learned-poems.moetrace
             [ "$m" != /tmp/learned/model-q8_0.gguf ] || runs+=("top6-profile: $gpu --moe-hot-profile $profile --moe-cold-top 6 --moe-hot-stats"
@@ -370,6 +372,7 @@ fidelity)
                 env=(); [[ $name == *two-parts ]] && env=(env LLAMA_MOE_HOT_TWO_PARTS=1)
                 [ "$name" = cold-cpu ] && env=(env LLAMA_MOE_COLD_OVERLAP=0)  # 0016-0017 off: the same KLD as cold-cpu-overlap
                 [ "$name" = adapt-copy ] && env=(env LLAMA_MOE_HOT_COUNT_COPY=1)
+                [ "$name" = worker-whole ] && env=(env LLAMA_MOE_WORKER_WHOLE=1)  # whole experts only, as before 0035
                 "${env[@]}" "${ppl[@]}" ${run#*:} --kl-divergence-base /tmp/base.kld --kl-divergence > /tmp/fid.log 2>&1 \
                     || echo "exit $?" >> /tmp/fid.log
                 { echo "## $(basename "$m") -ub $ub $name:${run#*:} (base: all on the GPU, -ub $ub)"

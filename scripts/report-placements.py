@@ -30,7 +30,7 @@ from pathlib import Path
 UPSTREAM = ("ncmoe", "lru", "lru-pinned")
 WORKER = ("hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-worker-40", "hot-gpu-worker-60", "hot-gpu-worker-70", "hot-gpu-worker-100",
           "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker", "hot-gpu-worker-4k", "adapt-gpu-worker-4k",
-          "adapt-gpu-worker-noise1", "hot-gpu-worker-l1")
+          "adapt-gpu-worker-noise1", "hot-gpu-worker-l1", "hot-gpu-worker-l2", "hot-gpu-worker-whole", "adapt-gpu-worker-whole")
 """Configurations whose CPU worker computes a share of each token's cold experts (--moe-cold-worker, 0028-0029)."""
 FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2",
         "adapt-hybrid", "hot-gpu-4k", *WORKER)
@@ -45,7 +45,7 @@ computed elsewhere or the routing itself (the oracle, the mechanism's ceiling), 
 rows there give what the mechanism costs when its predictions miss, not what the router's ranking gains (that is measured
 on the trained model, whose router routes: device-run.sh fidelity's prefetch runs)."""
 ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2", "adapt-hybrid", "adapt-gpu-worker",
-            "adapt-gpu-worker-noise1")
+            "adapt-gpu-worker-noise1", "adapt-gpu-worker-whole")
 STATIC_OTHER, STATIC_IN = "hot-gpu", "hot-gpu-in"  # the same placement from a profile of other text and of the replayed one
 REFS = {"all-gpu": "all on the GPU", "cpu-moe": "all experts on the CPU", "all-hot": "fork, every expert hot"}
 LABELS = {
@@ -100,7 +100,10 @@ LABELS = {
     "hot-gpu-worker-4k": "hot-gpu-worker with the host experts in cudaMallocHost's pages, not huge pages (as before 0031)",
     "adapt-gpu-worker-4k": "adapt-gpu-worker with the host experts in cudaMallocHost's pages, not huge pages (as before 0031)",
     "adapt-gpu-worker-noise1": "adapt-gpu-worker swapping on a lead of 1 standard deviation (--moe-hot-adapt-noise 1)",
-    "hot-gpu-worker-l1": "hot-gpu-worker asking for the next row into L1, as before 0034 (LLAMA_MOE_WORKER_PREFETCH_L1=1)",
+    "hot-gpu-worker-l1": "hot-gpu-worker asking for the next row into L1 (0030; LLAMA_MOE_WORKER_PREFETCH=l1)",
+    "hot-gpu-worker-l2": "hot-gpu-worker asking for its rows 2 KiB ahead into L2 (0034; LLAMA_MOE_WORKER_PREFETCH=l2)",
+    "hot-gpu-worker-whole": "hot-gpu-worker handing the worker whole experts only, as before 0035 (LLAMA_MOE_WORKER_WHOLE=1)",
+    "adapt-gpu-worker-whole": "adapt-gpu-worker handing the worker whole experts only, as before 0035 (LLAMA_MOE_WORKER_WHOLE=1)",
     "hot-gpu-4k": "hot-gpu with the host experts in cudaMallocHost's pages (as before 0031): what huge pages do to the GPU's reads over the bus",
 }
 
@@ -132,6 +135,9 @@ def summarise(runs: list[dict]) -> dict:
             waited = [r["worker_recv_waited_pct"] for r in worker if r.get("worker_recv_waited_pct") is not None]
             if waited:  # 0033: the GPU's recv waited for the worker's answer in this share of the jobs
                 cell["worker_recv_waited_pct"] = statistics.median(waited)
+            in_part = [100 * r["worker_in_part"] / r["worker_experts"] for r in worker if r.get("worker_in_part") is not None and r["worker_experts"]]
+            if in_part:  # 0035: the share of the worker's experts that it computed in part, the GPU the rest
+                cell["worker_in_part_pct"] = round(statistics.median(in_part), 1)
         huge = [r["anon_huge_mib"] for r in rows if r.get("anon_huge_mib") is not None and r["rc"] == 0]
         if huge:  # the fewest MiB in transparent huge pages that any of its runs was seen to hold (bench-placements.py)
             cell["anon_huge_mib"] = min(huge)
@@ -250,8 +256,14 @@ PAIRS = {
     ("adapt-gpu-worker", "adapt-gpu-worker-4k"): "Adaptive with the worker, host experts in huge pages (0031), against 4 KiB pages (the same PPL)",
     ("adapt-gpu-worker-noise1", "adapt-gpu-worker"): "Adaptive with the worker swapping on a lead of 1 standard deviation, "
                                                      "against 2.5 (the default)",
-    ("hot-gpu-worker", "hot-gpu-worker-l1"): "The worker asking for its rows into L2, 2 KiB ahead (0034), against the next row into "
-                                             "L1 (the same PPL)",
+    ("hot-gpu-worker-l2", "hot-gpu-worker-l1"): "The worker asking for its rows into L2, 2 KiB ahead (0034), against the next row into "
+                                                "L1 (0030; the same PPL)",
+    ("hot-gpu-worker", "hot-gpu-worker-l1"): "The worker asking for its rows as this CPU does by default, against the next row into L1 "
+                                             "(0030; the same PPL)",
+    ("hot-gpu-worker", "hot-gpu-worker-whole"): "The worker sharing an expert in parts with the GPU (0035), against whole experts "
+                                                "only (the PPL may differ in its last digits)",
+    ("adapt-gpu-worker", "adapt-gpu-worker-whole"): "Adaptive with the worker sharing an expert in parts with the GPU (0035), against "
+                                                    "whole experts only",
     ("hot-gpu", "hot-gpu-4k"): "The GPU reading cold experts in place from huge pages (0031), against 4 KiB pages (the same PPL)",
 }
 """A configuration and the one it changes, where both ran: the title of their table."""
@@ -336,7 +348,8 @@ def pairs(cells: list[dict]) -> list[dict]:
                        "same_ppl": cell["ppl"] == base["ppl"]}
                 if "worker_gbs" in cell:
                     row["worker"] = f"{cell['worker_gbs']:.1f} GB/s, {cell['worker_us_per_job']:.1f} µs a job" + (
-                        f", the GPU waited for it in {cell['worker_recv_waited_pct']:.1f}% of the jobs" if "worker_recv_waited_pct" in cell else "")
+                        f", the GPU waited for it in {cell['worker_recv_waited_pct']:.1f}% of the jobs" if "worker_recv_waited_pct" in cell else "") + (
+                        f", {cell['worker_in_part_pct']:.1f}% of its experts in part" if "worker_in_part_pct" in cell else "")
                 if "anon_huge_mib" in cell and "anon_huge_mib" in base:
                     row["huge_pages"] = f"{cell['anon_huge_mib']:g} / {base['anon_huge_mib']:g} MiB"
                 if (new, old) in OVERLAPS and cell.get("cpu_ms_per_token"):

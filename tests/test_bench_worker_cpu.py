@@ -52,13 +52,13 @@ def test_bad_builds_are_named(tmp_path, builds, message):
 def test_a_build_s_environment_is_its_own():
     bench = load_script("bench-worker-cpu")
     builds = {"l2": SCRIPTS, "l1": SCRIPTS}
-    envs = bench.parse_envs(["l1:LLAMA_MOE_WORKER_PREFETCH_L1=1", "l1:CUDA_VISIBLE_DEVICES="], builds)
-    assert envs == {"l2": {}, "l1": {"LLAMA_MOE_WORKER_PREFETCH_L1": "1", "CUDA_VISIBLE_DEVICES": ""}}
+    envs = bench.parse_envs(["l1:LLAMA_MOE_WORKER_PREFETCH=l1", "l1:CUDA_VISIBLE_DEVICES="], builds)
+    assert envs == {"l2": {}, "l1": {"LLAMA_MOE_WORKER_PREFETCH": "l1", "CUDA_VISIBLE_DEVICES": ""}}
 
 
 @pytest.mark.parametrize("env, message", [
-    ("l1=LLAMA_MOE_WORKER_PREFETCH_L1=1", "--env 'l1=LLAMA_MOE_WORKER_PREFETCH_L1=1': give NAME:KEY=VALUE"),
-    ("l1:LLAMA_MOE_WORKER_PREFETCH_L1", "give NAME:KEY=VALUE, e.g. --env l1:LLAMA_MOE_WORKER_PREFETCH_L1=1"),
+    ("l1=LLAMA_MOE_WORKER_PREFETCH=l1", "--env 'l1=LLAMA_MOE_WORKER_PREFETCH=l1': give NAME:KEY=VALUE"),
+    ("l1:LLAMA_MOE_WORKER_PREFETCH", "give NAME:KEY=VALUE, e.g. --env l1:LLAMA_MOE_WORKER_PREFETCH=l1"),
     ("l3:K=1", "--env 'l3:K=1': no --build is named 'l3'; name one of l2, l1"),
 ])
 def test_bad_environments_are_named(tmp_path, env, message):

@@ -6,7 +6,9 @@ it can serve. Its speed is measured on the GPU machine (scripts/bench-placements
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
+from pathlib import Path
 
 import pytest
 from llama_tools import final_ppl, perplexity
@@ -210,3 +212,28 @@ def test_llama_bench_takes_the_option(cpu_builds, tiny_moe):
                               stdin=subprocess.DEVNULL, env={**os.environ, **IN_PLACE})
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert proc.stderr.count(f"a CPU worker of {AUTO_THREADS} threads (auto: half the hardware threads, at most 8) computes 50%") == 1
+
+
+@pytest.mark.parametrize("value, says", [("l1", "the next row into L1 (as asked"), ("l2", "their rows into L2, 2 KiB ahead (as asked")])
+def test_the_worker_asks_for_its_rows_where_told(cpu_builds, tiny_moe, story, one_pass, value, says):
+    # 0034: where it asks does not change a sum
+    proc = perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, *GPU, "--moe-cold-worker", "1",
+                      env={**IN_PLACE, "LLAMA_MOE_WORKER_PREFETCH": value})
+    assert final_ppl(proc) == one_pass
+    assert f"llama_moe_worker: the threads ask for {says}; LLAMA_MOE_WORKER_PREFETCH=l1 or l2)" in proc.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists() or platform.machine() not in ("x86_64", "AMD64"), reason="x86 Linux: the vendor in /proc/cpuinfo")
+def test_by_default_amd_cpus_ask_into_l2_and_the_others_for_the_next_row(cpu_builds, tiny_moe, story):
+    amd = "AuthenticAMD" in Path("/proc/cpuinfo").read_text()
+    proc = perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, *GPU, "--moe-cold-worker", "1", env=IN_PLACE)
+    where = "their rows into L2, 2 KiB ahead" if amd else "the next row into L1"
+    assert f"llama_moe_worker: the threads ask for {where} (this CPU's default;" in proc.stderr
+
+
+def test_a_prefetch_other_than_l1_or_l2_is_refused(cpu_builds, tiny_moe, story):
+    proc = perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, *GPU, "--moe-cold-worker", "1",
+                      env={**IN_PLACE, "LLAMA_MOE_WORKER_PREFETCH": "L2"})
+    assert proc.returncode != 0
+    assert ("LLAMA_MOE_WORKER_PREFETCH=L2: give l1 (the next row into L1) or l2 (2 KiB ahead into L2), or unset it for the CPU's "
+            "default") in proc.stderr

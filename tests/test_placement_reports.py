@@ -320,10 +320,16 @@ def test_the_worker_s_rate_is_read_from_its_line_and_shown_beside_its_pair():
     noise1 = bench.placement_args("adapt-gpu-worker-noise1", 1944, 18, Path("p.bin"), Path("r.bin"))
     assert noise1[1] == bench.placement_args("adapt-gpu-worker", 1944, 18, Path("p.bin"), Path("r.bin"))[1] + ["--moe-hot-adapt-noise", "1"]
     assert ("adapt-gpu-worker-noise1", "adapt-gpu-worker") in load_script("report-placements").PAIRS
-    # -l1: 0030's prefetch (the next row into L1) by its environment alone, paired with 0034's default
-    assert bench.placement_args("hot-gpu-worker-l1", 1944, 18, Path("p.bin"), Path("r.bin")) == (
-        *bench.placement_args("hot-gpu-worker", 1944, 18, Path("p.bin"), Path("r.bin"))[:2], {"LLAMA_MOE_WORKER_PREFETCH_L1": "1"})
-    assert ("hot-gpu-worker", "hot-gpu-worker-l1") in load_script("report-placements").PAIRS
+    # -l1, -l2: 0030's and 0034's prefetch by their environment alone, paired with each other and with the CPU's default
+    for config, where in (("hot-gpu-worker-l1", "l1"), ("hot-gpu-worker-l2", "l2")):
+        assert bench.placement_args(config, 1944, 18, Path("p.bin"), Path("r.bin")) == (
+            *bench.placement_args("hot-gpu-worker", 1944, 18, Path("p.bin"), Path("r.bin"))[:2], {"LLAMA_MOE_WORKER_PREFETCH": where})
+    assert {("hot-gpu-worker-l2", "hot-gpu-worker-l1"), ("hot-gpu-worker", "hot-gpu-worker-l1")} <= set(load_script("report-placements").PAIRS)
+    # -whole: 0035's parts off by its environment alone, static and adaptive
+    for config, base in (("hot-gpu-worker-whole", "hot-gpu-worker"), ("adapt-gpu-worker-whole", "adapt-gpu-worker")):
+        assert bench.placement_args(config, 1944, 18, Path("p.bin"), Path("r.bin")) == (
+            *bench.placement_args(base, 1944, 18, Path("p.bin"), Path("r.bin"))[:2], {"LLAMA_MOE_WORKER_WHOLE": "1"})
+        assert (base, config) in load_script("report-placements").PAIRS
     line = "llama_moe_worker: 8 threads computed 24576 jobs, 30000 experts (79.500 GB) in 1.500 s: 53.0 GB/s"
     phases = ("llama_moe_worker: a job's phases (input / gate and up / their product / down), us: thread 0 worked 0.6 / 35.3 / 0.2 / 17.4, "
               "waited for the others 0.1 / 2.0 / 0.0 / 3.5")
@@ -353,6 +359,13 @@ def test_the_worker_s_rate_is_read_from_its_line_and_shown_beside_its_pair():
     runs[-1] = {**runs[-1], **waits}
     assert ("| learned | 25% | 200.0 | 100.0 | 2.0 | NO | 53.0 GB/s, 61.0 µs a job, the GPU waited for it in 25.0% of the jobs |"
             in rendered(report, report.summarise(runs)))
+    # 0035: the share of the worker's experts computed in part (tried: the line not parsed, the share left out of the row)
+    part = "llama_moe_worker: 9000 of the 30000 experts in part, the device computing the rest (ggml_moe_host_send_set_parts)"
+    assert parsed["worker_in_part"] is None
+    runs[-1] = {**runs[-1], **bench.parse_run(line + "\n" + recv + "\n" + part)}
+    assert runs[-1]["worker_in_part"] == 9000
+    assert ("| learned | 25% | 200.0 | 100.0 | 2.0 | NO | 53.0 GB/s, 61.0 µs a job, the GPU waited for it in 25.0% of the jobs, "
+            "30.0% of its experts in part |" in rendered(report, report.summarise(runs)))
 
 
 

@@ -25,6 +25,7 @@ MOE_WORKER_RE = re.compile(r"llama_moe_worker: (\d+) threads computed (\d+) jobs
                            r" s: " + NUM + r" GB/s")
 MOE_WORKER_PHASES_RE = re.compile(r"llama_moe_worker: a job's phases \(input / gate and up / their product / down\), us: thread 0 worked "
                                   r"([\d. /]+), waited for the others ([\d. /]+)")
+MOE_WORKER_PART_RE = re.compile(r"llama_moe_worker: (\d+) of the (\d+) experts in part")
 MOE_WORKER_RECV_RE = re.compile(r"llama_moe_worker: the backend waited for the answer of (\d+) of (\d+) jobs \(" + NUM + r"%\): " + NUM +
                                 r" us a wait, " + NUM + r" us a job")
 PRINT_INFO_RE = re.compile(r"print_info: (arch|n_layer|n_expert|n_expert_used)\s+= (\S+)")
@@ -266,6 +267,8 @@ class MoeWorkerInfo:
     """The jobs whose answer the backend (the GPU) waited for (patch 0033's line; None where the tool printed none)."""
     recv_wait_us_per_job: float | None = None
     """The backend's wait for the worker, over all jobs: what the worker added to the critical path a job."""
+    in_part: int | None = None
+    """Of its experts, the ones it computed in part, the GPU the rest (patch 0035's line; None where the tool printed none)."""
 
     @property
     def us_per_job(self) -> float | None:
@@ -284,8 +287,10 @@ def parse_moe_worker(text: str) -> MoeWorkerInfo:
     phases = MOE_WORKER_PHASES_RE.search(text)
     work, wait = ([_float(v) for v in g.split(" / ")] for g in phases.groups()) if phases else ([], [])
     recv = MOE_WORKER_RECV_RE.search(text)
+    part = MOE_WORKER_PART_RE.search(text)
     return MoeWorkerInfo(int(m.group(1)), int(m.group(2)), int(m.group(3)), _float(m.group(4)), _float(m.group(5)), _float(m.group(6)),
-                         work, wait, int(recv.group(1)) if recv else None, _float(recv.group(5)) if recv else None)
+                         work, wait, int(recv.group(1)) if recv else None, _float(recv.group(5)) if recv else None,
+                         int(part.group(1)) if part else None)
 
 
 @dataclass(frozen=True)
