@@ -56,7 +56,11 @@ report-placements.py's line of decode time against misses. Per routing and budge
                 --moe-hot-adapt-noise 1 (more swaps: trace-stats simulates 97.7 / 83.4 % hits at learned 50 / 25 %
                 against the default's 96.0 / 82.8, 2026-12-04); hot-gpu-worker-l1 and -l2 ask for the next row into L1
                 (0030) or 2 KiB ahead into L2 (0034) whatever the CPU (LLAMA_MOE_WORKER_PREFETCH); hot-gpu-worker-whole and adapt-gpu-worker-whole hand
-                the worker whole experts only, as before 0035 (LLAMA_MOE_WORKER_WHOLE=1). Each run records
+                the worker whole experts only, as before 0035 (LLAMA_MOE_WORKER_WHOLE=1); adapt-gpu-worker-40-noise1 is
+                -noise1 at share 0.4 (a lone cold expert: 1 of its 3 parts to the worker); adapt-gpu-worker-inline and
+                -noise1-inline queue the swaps' copies on the layer's stream ahead of the next ubatch, live at once, as
+                before 0037 (LLAMA_MOE_HOT_SWAP_INLINE=1; against the same without: what the copies' own stream saves).
+                Each run records
                 the worker's experts (and how many of them in part), its GB/s and its time per job from hand-over to answer
 
 plus, once per routing, all on the GPU, all experts on the CPU, and every expert hot. The static
@@ -91,7 +95,8 @@ CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybr
            "hot-gpu-prefetch2-oracle-early", "hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-worker-40", "hot-gpu-worker-60",
            "hot-gpu-worker-70", "hot-gpu-worker-100", "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker",
            "hot-gpu-worker-4k", "adapt-gpu-worker-4k", "hot-gpu-4k", "adapt-gpu-worker-noise1",
-           "hot-gpu-worker-l1", "hot-gpu-worker-l2", "hot-gpu-worker-whole", "adapt-gpu-worker-whole")
+           "hot-gpu-worker-l1", "hot-gpu-worker-l2", "hot-gpu-worker-whole", "adapt-gpu-worker-whole", "adapt-gpu-worker-40-noise1",
+           "adapt-gpu-worker-inline", "adapt-gpu-worker-noise1-inline")
 PREDICTED = ("hot-gpu-prefetch", "adapt-gpu-prefetch")
 """Configurations that prefetch the experts a routing's ranking trace names (NAME=REPLAY:PROFILE:RANKING): skipped without one."""
 NO_CUDA_GRAPHS = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
@@ -102,6 +107,8 @@ SMALL_PAGES = {"GGML_CUDA_NO_HUGE_PAGES": "1"}
 so too where they run on the fork's binary (BASELINE=0); the baseline's binary ignores the variable."""
 WHOLE_EXPERTS = {"LLAMA_MOE_WORKER_WHOLE": "1"}
 """The worker's share in whole experts, as before 0035 shared an expert in parts with the GPU."""
+SWAPS_INLINE = {"LLAMA_MOE_HOT_SWAP_INLINE": "1"}
+"""The adaptive swaps' copies on the layer's stream ahead of the next ubatch, live at once, as before 0037."""
 CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA_MOE_COLD_OVERLAP": "0"},
               "hot-cpu-overlap": {"LLAMA_MOE_COLD_OVERLAP": "1"}, "hot-gpu-counted-wait": {"LLAMA_MOE_HOT_COUNT_WAIT": "1"},
               "hot-gpu-counted-copy": {"LLAMA_MOE_HOT_COUNT_COPY": "1"},
@@ -110,7 +117,8 @@ CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA
               "hot-gpu-worker-all": {"LLAMA_MOE_WORKER_MIN_COLD": "0"},
               "hot-gpu-worker-4k": SMALL_PAGES, "adapt-gpu-worker-4k": SMALL_PAGES, "hot-gpu-4k": SMALL_PAGES,
               "hot-gpu-worker-l1": {"LLAMA_MOE_WORKER_PREFETCH": "l1"}, "hot-gpu-worker-l2": {"LLAMA_MOE_WORKER_PREFETCH": "l2"},
-              "hot-gpu-worker-whole": WHOLE_EXPERTS, "adapt-gpu-worker-whole": WHOLE_EXPERTS}
+              "hot-gpu-worker-whole": WHOLE_EXPERTS, "adapt-gpu-worker-whole": WHOLE_EXPERTS,
+              "adapt-gpu-worker-inline": SWAPS_INLINE, "adapt-gpu-worker-noise1-inline": SWAPS_INLINE}
 """The environment of the configurations that need one (the others run in the script's)."""
 MIB = 1024 * 1024
 EVAL = re.compile(r"eval time =\s*([\d.]+) ms /\s*(\d+) (?:tokens|runs)")
@@ -192,6 +200,9 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "hot-gpu-worker-4k": ("fork", worker(8)),
         "adapt-gpu-worker-4k": ("fork", worker(8) + adapt_rule),
         "adapt-gpu-worker-noise1": ("fork", worker(8) + adapt_rule + ["--moe-hot-adapt-noise", "1"]),
+        "adapt-gpu-worker-40-noise1": ("fork", worker(8, "0.4") + adapt_rule + ["--moe-hot-adapt-noise", "1"]),
+        "adapt-gpu-worker-inline": ("fork", worker(8) + adapt_rule),
+        "adapt-gpu-worker-noise1-inline": ("fork", worker(8) + adapt_rule + ["--moe-hot-adapt-noise", "1"]),
         "hot-gpu-worker-l1": ("fork", worker(8)),
         "hot-gpu-worker-l2": ("fork", worker(8)),
         "hot-gpu-worker-whole": ("fork", worker(8)),

@@ -341,7 +341,9 @@ fidelity)
     # nothing there); worker, worker-100 and worker-adapt hand half or all of each token's cold experts to a CPU worker of 8
     # threads (0028-0029, up to 4 tokens a step): it computes them as --cpu-moe does (the CPU's dot products), so their KLD
     # against cpu-moe's is the worker's error; they share a lone cold expert in parts with the GPU (0035-0036), worker-whole
-    # hands it whole experts only (env RUNS=name,name... runs only those, the names below)
+    # hands it whole experts only; adapt-inline is adapt with the swaps' copies on the layer's stream, live at once, as before
+    # 0037 (LLAMA_MOE_HOT_SWAP_INLINE=1): both must match all on the GPU as static does (env RUNS=name,name... runs only those,
+    # the names below)
     bin=dist/cuda-sm$arch/bin
     make_model
     for m in /tmp/learned/model-q8_0.gguf "$model"; do
@@ -351,7 +353,8 @@ fidelity)
             "${ppl[@]}" --kl-divergence-base /tmp/base.kld > /tmp/fid-base.log 2>&1
             cold="--cpu-moe -lm none --moe-hot-mib $hot --moe-cold"
             gpu="$cold gpu --moe-cold-worker 0"  # the fork starts a worker by default with --moe-cold gpu (0032): the runs name theirs
-            runs=("static: $gpu" "adapt: $gpu --moe-hot-adapt 8" "adapt-copy: $gpu --moe-hot-adapt 8" "cold-cpu: --cpu-moe --moe-hot-mib $hot"
+            runs=("static: $gpu" "adapt: $gpu --moe-hot-adapt 8" "adapt-inline: $gpu --moe-hot-adapt 8" "adapt-copy: $gpu --moe-hot-adapt 8"
+                  "cold-cpu: --cpu-moe --moe-hot-mib $hot"
                   "cold-cpu-overlap: --cpu-moe --moe-hot-mib $hot" "hybrid: $cold hybrid"
                   "hybrid-adapt: $cold hybrid --moe-hot-adapt 8" "cpu-moe: --cpu-moe"
                   "top6: $gpu --moe-cold-top 6 --moe-hot-stats" "top4: $gpu --moe-cold-top 4 --moe-hot-stats"
@@ -373,6 +376,7 @@ fidelity)
                 [ "$name" = cold-cpu ] && env=(env LLAMA_MOE_COLD_OVERLAP=0)  # 0016-0017 off: the same KLD as cold-cpu-overlap
                 [ "$name" = adapt-copy ] && env=(env LLAMA_MOE_HOT_COUNT_COPY=1)
                 [ "$name" = worker-whole ] && env=(env LLAMA_MOE_WORKER_WHOLE=1)  # whole experts only, as before 0035
+                [ "$name" = adapt-inline ] && env=(env LLAMA_MOE_HOT_SWAP_INLINE=1)  # the swaps on the layer's stream, as before 0037
                 "${env[@]}" "${ppl[@]}" ${run#*:} --kl-divergence-base /tmp/base.kld --kl-divergence > /tmp/fid.log 2>&1 \
                     || echo "exit $?" >> /tmp/fid.log
                 { echo "## $(basename "$m") -ub $ub $name:${run#*:} (base: all on the GPU, -ub $ub)"

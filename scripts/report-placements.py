@@ -30,7 +30,8 @@ from pathlib import Path
 UPSTREAM = ("ncmoe", "lru", "lru-pinned")
 WORKER = ("hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-worker-40", "hot-gpu-worker-60", "hot-gpu-worker-70", "hot-gpu-worker-100",
           "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker", "hot-gpu-worker-4k", "adapt-gpu-worker-4k",
-          "adapt-gpu-worker-noise1", "hot-gpu-worker-l1", "hot-gpu-worker-l2", "hot-gpu-worker-whole", "adapt-gpu-worker-whole")
+          "adapt-gpu-worker-noise1", "hot-gpu-worker-l1", "hot-gpu-worker-l2", "hot-gpu-worker-whole", "adapt-gpu-worker-whole",
+          "adapt-gpu-worker-40-noise1", "adapt-gpu-worker-inline", "adapt-gpu-worker-noise1-inline")
 """Configurations whose CPU worker computes a share of each token's cold experts (--moe-cold-worker, 0028-0029)."""
 FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2",
         "adapt-hybrid", "hot-gpu-4k", *WORKER)
@@ -45,7 +46,8 @@ computed elsewhere or the routing itself (the oracle, the mechanism's ceiling), 
 rows there give what the mechanism costs when its predictions miss, not what the router's ranking gains (that is measured
 on the trained model, whose router routes: device-run.sh fidelity's prefetch runs)."""
 ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2", "adapt-hybrid", "adapt-gpu-worker",
-            "adapt-gpu-worker-noise1", "adapt-gpu-worker-whole")
+            "adapt-gpu-worker-noise1", "adapt-gpu-worker-whole", "adapt-gpu-worker-40-noise1", "adapt-gpu-worker-inline",
+            "adapt-gpu-worker-noise1-inline")
 STATIC_OTHER, STATIC_IN = "hot-gpu", "hot-gpu-in"  # the same placement from a profile of other text and of the replayed one
 REFS = {"all-gpu": "all on the GPU", "cpu-moe": "all experts on the CPU", "all-hot": "fork, every expert hot"}
 LABELS = {
@@ -89,7 +91,8 @@ LABELS = {
     "hot-gpu-worker": "fork static as hot-gpu, a CPU worker of 8 threads computing half of each token's cold experts (0028-0029)",
     "hot-gpu-worker-0": "hot-gpu-worker, the worker's share 0 (its two nodes a layer, no job)",
     "hot-gpu-worker-30": "hot-gpu-worker, the worker's share 0.3",
-    "hot-gpu-worker-40": "hot-gpu-worker, the worker's share 0.4 (of m cold selections: 0 of 1, 1 of 2 and 3, 2 of 4 and 5)",
+    "hot-gpu-worker-40": "hot-gpu-worker, the worker's share 0.4 (in parts of 256 rows where an expert has 2 or more: 1 of a lone "
+                         "expert's 3 parts at n_ff 768; in whole experts 0 of 1, 1 of 2 and 3, 2 of 4 and 5)",
     "hot-gpu-worker-60": "hot-gpu-worker, the worker's share 0.6",
     "hot-gpu-worker-70": "hot-gpu-worker, the worker's share 0.7",
     "hot-gpu-worker-100": "hot-gpu-worker, every cold expert on the worker (the CPU's rate alone)",
@@ -104,6 +107,11 @@ LABELS = {
     "hot-gpu-worker-l2": "hot-gpu-worker asking for its rows 2 KiB ahead into L2 (0034; LLAMA_MOE_WORKER_PREFETCH=l2)",
     "hot-gpu-worker-whole": "hot-gpu-worker handing the worker whole experts only, as before 0035 (LLAMA_MOE_WORKER_WHOLE=1)",
     "adapt-gpu-worker-whole": "adapt-gpu-worker handing the worker whole experts only, as before 0035 (LLAMA_MOE_WORKER_WHOLE=1)",
+    "adapt-gpu-worker-40-noise1": "adapt-gpu-worker-noise1 at the worker's share 0.4",
+    "adapt-gpu-worker-inline": "adapt-gpu-worker with the swaps' copies on the layer's stream ahead of the next ubatch, as before 0037 "
+                               "(LLAMA_MOE_HOT_SWAP_INLINE=1)",
+    "adapt-gpu-worker-noise1-inline": "adapt-gpu-worker-noise1 with the swaps' copies on the layer's stream ahead of the next ubatch, as "
+                                      "before 0037 (LLAMA_MOE_HOT_SWAP_INLINE=1)",
     "hot-gpu-4k": "hot-gpu with the host experts in cudaMallocHost's pages (as before 0031): what huge pages do to the GPU's reads over the bus",
 }
 
@@ -265,6 +273,11 @@ PAIRS = {
     ("adapt-gpu-worker", "adapt-gpu-worker-whole"): "Adaptive with the worker sharing an expert in parts with the GPU (0035), against "
                                                     "whole experts only",
     ("hot-gpu", "hot-gpu-4k"): "The GPU reading cold experts in place from huge pages (0031), against 4 KiB pages (the same PPL)",
+    ("hot-gpu-worker-40", "hot-gpu-worker"): "The worker at share 0.4, against 0.5 (the default)",
+    ("adapt-gpu-worker-40-noise1", "adapt-gpu-worker-noise1"): "Adaptive, noise 1, with the worker at share 0.4, against 0.5",
+    ("adapt-gpu-worker", "adapt-gpu-worker-inline"): "Adaptive swaps copied on a stream of their own beside the next ubatch (0037), "
+                                                     "against on the layer's stream ahead of it (the same swaps and PPL)",
+    ("adapt-gpu-worker-noise1", "adapt-gpu-worker-noise1-inline"): "The same at noise 1 (more swaps)",
 }
 """A configuration and the one it changes, where both ran: the title of their table."""
 OVERLAPS = {("hot-cpu-overlap", "hot-cpu")}

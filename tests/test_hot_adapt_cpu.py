@@ -17,9 +17,9 @@ SUMMARY = re.compile(r"llama_moe_hot: adapt: (\d+) updates, (\d+) swaps, ([\d.]+
                      r"([\d.]+)% before the first update \(\d+ tokens\), ([\d.]+)% after it \(\d+ tokens\)")
 
 
-def perplexity(dist: Path, model: Path, text: Path, *args: str) -> subprocess.CompletedProcess:
+def perplexity(dist: Path, model: Path, text: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     # ubatches of 16 tokens: the hot sets are updated between ubatches, every 16 tokens here
-    return llama_tools.perplexity(dist, model, text, "-b", "64", "-ub", "16", *args)
+    return llama_tools.perplexity(dist, model, text, "-b", "64", "-ub", "16", *args, env=env)
 
 
 def summary(proc: subprocess.CompletedProcess) -> dict[str, float]:
@@ -56,6 +56,22 @@ def test_the_hot_set_moves_to_the_experts_the_router_selects(cpu_builds, tiny_mo
     s = summary(proc)
     assert s["swaps"] > 0 and s["mib"] > 0
     assert s["hit_after"] > s["hit_before"]
+
+
+def test_swapped_in_experts_go_live_a_ubatch_after_their_copies(cpu_builds, tiny_moe, story, profile):
+    _, reference = profile
+    # 0037: the ubatch after an update reads the maps without its swaps (their copies run beside it on a GPU), so the
+    # swapped-in experts' selections in that ubatch are cold; LLAMA_MOE_HOT_SWAP_INLINE=1 makes them live at once
+    hot = ["--cpu-moe", "--moe-hot-mib", "1", "--moe-hot-adapt", "16"]
+    later = perplexity(cpu_builds, tiny_moe, story, *hot)
+    inline = perplexity(cpu_builds, tiny_moe, story, *hot, env={"LLAMA_MOE_HOT_SWAP_INLINE": "1"})
+    assert final_ppl(later) == final_ppl(inline) == reference
+    assert "the swaps copy on the layers' streams ahead of the next ubatch" in inline.stderr
+    s_later, s_inline = summary(later), summary(inline)
+    assert s_later["swaps"] > 0
+    assert (s_later["updates"], s_later["swaps"], s_later["mib"]) == (s_inline["updates"], s_inline["swaps"], s_inline["mib"])
+    assert s_later["hit_before"] == s_inline["hit_before"]
+    assert s_later["hit_after"] < s_inline["hit_after"]
 
 
 def test_a_replayed_routing_is_unchanged_by_adaptation(cpu_builds, tiny_moe, story, profile):

@@ -330,6 +330,14 @@ def test_the_worker_s_rate_is_read_from_its_line_and_shown_beside_its_pair():
         assert bench.placement_args(config, 1944, 18, Path("p.bin"), Path("r.bin")) == (
             *bench.placement_args(base, 1944, 18, Path("p.bin"), Path("r.bin"))[:2], {"LLAMA_MOE_WORKER_WHOLE": "1"})
         assert (base, config) in load_script("report-placements").PAIRS
+    # -inline: 0037's own copy stream off by its environment alone, paired with the same rule without it
+    for config, base in (("adapt-gpu-worker-inline", "adapt-gpu-worker"), ("adapt-gpu-worker-noise1-inline", "adapt-gpu-worker-noise1")):
+        assert bench.placement_args(config, 1944, 18, Path("p.bin"), Path("r.bin")) == (
+            *bench.placement_args(base, 1944, 18, Path("p.bin"), Path("r.bin"))[:2], {"LLAMA_MOE_HOT_SWAP_INLINE": "1"})
+        assert (base, config) in load_script("report-placements").PAIRS
+    share40 = bench.placement_args("adapt-gpu-worker-40-noise1", 1944, 18, Path("p.bin"), Path("r.bin"))[1]
+    share50 = bench.placement_args("adapt-gpu-worker-noise1", 1944, 18, Path("p.bin"), Path("r.bin"))[1]
+    assert share40 == [("0.4" if arg == "0.5" else arg) for arg in share50] and "0.5" in share50
     line = "llama_moe_worker: 8 threads computed 24576 jobs, 30000 experts (79.500 GB) in 1.500 s: 53.0 GB/s"
     phases = ("llama_moe_worker: a job's phases (input / gate and up / their product / down), us: thread 0 worked 0.6 / 35.3 / 0.2 / 17.4, "
               "waited for the others 0.1 / 2.0 / 0.0 / 3.5")
