@@ -30,7 +30,8 @@ report-placements.py's line of decode time against misses. Per routing and budge
                 experts of a layer in one mul_mat_id (0011, 0012)
     hot-gpu-2p  the same with LLAMA_MOE_HOT_TWO_PARTS=1: two mul_mat_ids a layer, hot and cold (0005 before 0012)
     hot-gpu-in  hot-gpu with the profile of the replayed text itself (in-sample): the static set's upper bound, which
-                an adaptive set should come within 5 % of (issue 10); not a placement a user could run
+                an adaptive set should come within 5 % of (issue 10); not a placement a user could run; hot-gpu-worker-in
+                the same with the worker of hot-gpu-worker, the bound for the adaptive sets with the worker
     adapt-gpu   fork, --moe-hot-mib B --moe-hot-adapt 8 --moe-cold gpu -lm none, no profile, the swap rule's defaults
                 (0004 + 0005)
     adapt-gpu-profile  fork, starting from the profile, --moe-hot-adapt 32 --moe-hot-adapt-ratio 4, the rule before 0015
@@ -96,7 +97,7 @@ CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybr
            "hot-gpu-worker-70", "hot-gpu-worker-100", "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker",
            "hot-gpu-worker-4k", "adapt-gpu-worker-4k", "hot-gpu-4k", "adapt-gpu-worker-noise1",
            "hot-gpu-worker-l1", "hot-gpu-worker-l2", "hot-gpu-worker-whole", "adapt-gpu-worker-whole", "adapt-gpu-worker-40-noise1",
-           "adapt-gpu-worker-inline", "adapt-gpu-worker-noise1-inline")
+           "adapt-gpu-worker-inline", "adapt-gpu-worker-noise1-inline", "hot-gpu-worker-in")
 PREDICTED = ("hot-gpu-prefetch", "adapt-gpu-prefetch")
 """Configurations that prefetch the experts a routing's ranking trace names (NAME=REPLAY:PROFILE:RANKING): skipped without one."""
 NO_CUDA_GRAPHS = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
@@ -203,6 +204,7 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "adapt-gpu-worker-40-noise1": ("fork", worker(8, "0.4") + adapt_rule + ["--moe-hot-adapt-noise", "1"]),
         "adapt-gpu-worker-inline": ("fork", worker(8) + adapt_rule),
         "adapt-gpu-worker-noise1-inline": ("fork", worker(8) + adapt_rule + ["--moe-hot-adapt-noise", "1"]),
+        "hot-gpu-worker-in": ("fork", static_gpu(replay, workers=8) + ["--moe-cold-cpu-share", "0.5"]),
         "hot-gpu-worker-l1": ("fork", worker(8)),
         "hot-gpu-worker-l2": ("fork", worker(8)),
         "hot-gpu-worker-whole": ("fork", worker(8)),

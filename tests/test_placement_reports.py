@@ -102,6 +102,22 @@ def test_the_in_sample_static_set_is_a_bound_not_the_forks_best_placement():
     assert adaptive["of_static_in"] == round(adaptive["tokens_per_s"] / 1000.0, 3)
 
 
+def test_adaptive_is_compared_with_the_fastest_static_set_of_each_kind():
+    report = load_script("report-placements")
+    runs = [json.loads(line) for line in RUNS.read_text().splitlines()]
+    learned_75 = next(r for r in runs if (r["route"], r["budget_pct"], r["config"]) == ("learned", 75, "hot-gpu"))
+    # the worker's static sets faster than those without it; its in-sample one faster than any placement, yet a bound only
+    for config, speed in (("hot-gpu-worker", learned_75["tokens_per_s"] * 2), ("hot-gpu-in", 900.0), ("hot-gpu-worker-in", 5000.0)):
+        runs.append({**learned_75, "config": config, "tokens_per_s": speed})
+    summary = report.summarise(runs)
+    assert next(c for c in summary["comparisons"] if (c["route"], c["budget_pct"]) == ("learned", 75))["best_fork"] != "hot-gpu-worker-in"
+    row = next(a for a in summary["adaptive"] if (a["route"], a["budget_pct"]) == ("learned", 75))
+    assert (row["static_other"], row["static_in"]) == ("hot-gpu-worker", "hot-gpu-worker-in")
+    assert row["of_static_other"] == round(row["tokens_per_s"] / round(learned_75["tokens_per_s"] * 2, 1), 3)
+    assert row["of_static_in"] == round(row["tokens_per_s"] / 5000.0, 3)
+    assert f"| {row['of_static_in']} (hot-gpu-worker-in) |" in rendered(report, summary)
+
+
 def test_adaptive_is_compared_with_the_static_sets_it_ran_beside():
     report = load_script("report-placements")
     runs = [json.loads(line) for line in RUNS.read_text().splitlines()]
