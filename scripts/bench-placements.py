@@ -60,7 +60,9 @@ report-placements.py's line of decode time against misses. Per routing and budge
                 the worker whole experts only, as before 0035 (LLAMA_MOE_WORKER_WHOLE=1); adapt-gpu-worker-40-noise1 is
                 -noise1 at share 0.4 (a lone cold expert: 1 of its 3 parts to the worker); adapt-gpu-worker-inline and
                 -noise1-inline queue the swaps' copies on the layer's stream ahead of the next ubatch, live at once, as
-                before 0037 (LLAMA_MOE_HOT_SWAP_INLINE=1; against the same without: what the copies' own stream saves).
+                before 0037 (LLAMA_MOE_HOT_SWAP_INLINE=1; against the same without: what the copies' own stream saves);
+                hot-gpu-worker-defer, -defer-100 (share 1) and adapt-gpu-worker-defer defer the worker's experts to the next
+                layer's output (LLAMA_MOE_WORKER_DEFER=1, 0038): lossy, reported apart from the lossless placements
                 Each run records
                 the worker's experts (and how many of them in part), its GB/s and its time per job from hand-over to answer
 
@@ -97,7 +99,8 @@ CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybr
            "hot-gpu-worker-70", "hot-gpu-worker-100", "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker",
            "hot-gpu-worker-4k", "adapt-gpu-worker-4k", "hot-gpu-4k", "adapt-gpu-worker-noise1",
            "hot-gpu-worker-l1", "hot-gpu-worker-l2", "hot-gpu-worker-whole", "adapt-gpu-worker-whole", "adapt-gpu-worker-40-noise1",
-           "adapt-gpu-worker-inline", "adapt-gpu-worker-noise1-inline", "hot-gpu-worker-in")
+           "adapt-gpu-worker-inline", "adapt-gpu-worker-noise1-inline", "hot-gpu-worker-in", "hot-gpu-worker-defer",
+           "hot-gpu-worker-defer-100", "adapt-gpu-worker-defer")
 PREDICTED = ("hot-gpu-prefetch", "adapt-gpu-prefetch")
 """Configurations that prefetch the experts a routing's ranking trace names (NAME=REPLAY:PROFILE:RANKING): skipped without one."""
 NO_CUDA_GRAPHS = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
@@ -110,6 +113,8 @@ WHOLE_EXPERTS = {"LLAMA_MOE_WORKER_WHOLE": "1"}
 """The worker's share in whole experts, as before 0035 shared an expert in parts with the GPU."""
 SWAPS_INLINE = {"LLAMA_MOE_HOT_SWAP_INLINE": "1"}
 """The adaptive swaps' copies on the layer's stream ahead of the next ubatch, live at once, as before 0037."""
+DEFER = {"LLAMA_MOE_WORKER_DEFER": "1"}
+"""The worker's experts of a layer join the next layer's output (0038, lossy)."""
 CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA_MOE_COLD_OVERLAP": "0"},
               "hot-cpu-overlap": {"LLAMA_MOE_COLD_OVERLAP": "1"}, "hot-gpu-counted-wait": {"LLAMA_MOE_HOT_COUNT_WAIT": "1"},
               "hot-gpu-counted-copy": {"LLAMA_MOE_HOT_COUNT_COPY": "1"},
@@ -119,7 +124,8 @@ CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA
               "hot-gpu-worker-4k": SMALL_PAGES, "adapt-gpu-worker-4k": SMALL_PAGES, "hot-gpu-4k": SMALL_PAGES,
               "hot-gpu-worker-l1": {"LLAMA_MOE_WORKER_PREFETCH": "l1"}, "hot-gpu-worker-l2": {"LLAMA_MOE_WORKER_PREFETCH": "l2"},
               "hot-gpu-worker-whole": WHOLE_EXPERTS, "adapt-gpu-worker-whole": WHOLE_EXPERTS,
-              "adapt-gpu-worker-inline": SWAPS_INLINE, "adapt-gpu-worker-noise1-inline": SWAPS_INLINE}
+              "adapt-gpu-worker-inline": SWAPS_INLINE, "adapt-gpu-worker-noise1-inline": SWAPS_INLINE,
+              "hot-gpu-worker-defer": DEFER, "hot-gpu-worker-defer-100": DEFER, "adapt-gpu-worker-defer": DEFER}
 """The environment of the configurations that need one (the others run in the script's)."""
 MIB = 1024 * 1024
 EVAL = re.compile(r"eval time =\s*([\d.]+) ms /\s*(\d+) (?:tokens|runs)")
@@ -205,6 +211,9 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "adapt-gpu-worker-inline": ("fork", worker(8) + adapt_rule),
         "adapt-gpu-worker-noise1-inline": ("fork", worker(8) + adapt_rule + ["--moe-hot-adapt-noise", "1"]),
         "hot-gpu-worker-in": ("fork", static_gpu(replay, workers=8) + ["--moe-cold-cpu-share", "0.5"]),
+        "hot-gpu-worker-defer": ("fork", worker(8)),
+        "hot-gpu-worker-defer-100": ("fork", worker(8, "1")),
+        "adapt-gpu-worker-defer": ("fork", worker(8) + adapt_rule),
         "hot-gpu-worker-l1": ("fork", worker(8)),
         "hot-gpu-worker-l2": ("fork", worker(8)),
         "hot-gpu-worker-whole": ("fork", worker(8)),

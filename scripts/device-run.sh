@@ -341,7 +341,8 @@ fidelity)
     # nothing there); worker, worker-100 and worker-adapt hand half or all of each token's cold experts to a CPU worker of 8
     # threads (0028-0029, up to 4 tokens a step): it computes them as --cpu-moe does (the CPU's dot products), so their KLD
     # against cpu-moe's is the worker's error; they share a lone cold expert in parts with the GPU (0035-0036), worker-whole
-    # hands it whole experts only; adapt-inline is adapt with the swaps' copies on the layer's stream, live at once, as before
+    # hands it whole experts only; worker-defer and worker-defer-100 defer the worker's experts (half or all of the cold ones) to the
+    # next layer's output (LLAMA_MOE_WORKER_DEFER=1, 0038, lossy: their KLD is its cost in accuracy); adapt-inline is adapt with the swaps' copies on the layer's stream, live at once, as before
     # 0037 (LLAMA_MOE_HOT_SWAP_INLINE=1): both must match all on the GPU as static does (env RUNS=name,name... runs only those,
     # the names below)
     bin=dist/cuda-sm$arch/bin
@@ -364,7 +365,8 @@ fidelity)
                                       "prefetch-adapt: $gpu --moe-hot-adapt 8 --moe-prefetch 1"
                                       "worker: $cold gpu --moe-cold-worker 8" "worker-100: $cold gpu --moe-cold-worker 8 --moe-cold-cpu-share 1"
                                       "worker-adapt: $cold gpu --moe-cold-worker 8 --moe-hot-adapt 8"
-                                      "worker-whole: $cold gpu --moe-cold-worker 8")
+                                      "worker-whole: $cold gpu --moe-cold-worker 8" "worker-defer: $cold gpu --moe-cold-worker 8"
+                                      "worker-defer-100: $cold gpu --moe-cold-worker 8 --moe-cold-cpu-share 1")
             # the trained model with its profile of other text, the hot set the placement benchmark's learned rows use
             profile=/tmp/learned/learned-poems.moetrace
             [ "$m" != /tmp/learned/model-q8_0.gguf ] || runs+=("top6-profile: $gpu --moe-hot-profile $profile --moe-cold-top 6 --moe-hot-stats"
@@ -377,6 +379,7 @@ fidelity)
                 [ "$name" = adapt-copy ] && env=(env LLAMA_MOE_HOT_COUNT_COPY=1)
                 [ "$name" = worker-whole ] && env=(env LLAMA_MOE_WORKER_WHOLE=1)  # whole experts only, as before 0035
                 [ "$name" = adapt-inline ] && env=(env LLAMA_MOE_HOT_SWAP_INLINE=1)  # the swaps on the layer's stream, as before 0037
+                [[ $name == worker-defer* ]] && env=(env LLAMA_MOE_WORKER_DEFER=1)  # lossy, 0038
                 "${env[@]}" "${ppl[@]}" ${run#*:} --kl-divergence-base /tmp/base.kld --kl-divergence > /tmp/fid.log 2>&1 \
                     || echo "exit $?" >> /tmp/fid.log
                 { echo "## $(basename "$m") -ub $ub $name:${run#*:} (base: all on the GPU, -ub $ub)"

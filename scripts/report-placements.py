@@ -35,8 +35,9 @@ WORKER = ("hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-wo
 """Configurations whose CPU worker computes a share of each token's cold experts (--moe-cold-worker, 0028-0029)."""
 FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2",
         "adapt-hybrid", "hot-gpu-4k", *WORKER)
-LOSSY = ("hot-gpu-top6", "hot-gpu-top4", "adapt-gpu-top6")
-"""Configurations that skip cold experts (--moe-cold-top): compared with upstream apart from the lossless ones."""
+LOSSY = ("hot-gpu-top6", "hot-gpu-top4", "adapt-gpu-top6", "hot-gpu-worker-defer", "hot-gpu-worker-defer-100", "adapt-gpu-worker-defer")
+"""Configurations that skip cold experts (--moe-cold-top) or defer the worker's to the next layer (LLAMA_MOE_WORKER_DEFER):
+compared with upstream apart from the lossless ones."""
 PREFETCH = ("hot-gpu-prefetch", "adapt-gpu-prefetch", "hot-gpu-prefetch-oracle", "adapt-gpu-prefetch-oracle", "hot-gpu-prefetch2-oracle",
             "hot-gpu-prefetch-router", "hot-gpu-prefetch2-router", "adapt-gpu-prefetch-router", "hot-gpu-prefetch-oracle-early",
             "hot-gpu-prefetch2-oracle-early")
@@ -110,6 +111,9 @@ LABELS = {
     "hot-gpu-worker-whole": "hot-gpu-worker handing the worker whole experts only, as before 0035 (LLAMA_MOE_WORKER_WHOLE=1)",
     "adapt-gpu-worker-whole": "adapt-gpu-worker handing the worker whole experts only, as before 0035 (LLAMA_MOE_WORKER_WHOLE=1)",
     "adapt-gpu-worker-40-noise1": "adapt-gpu-worker-noise1 at the worker's share 0.4",
+    "hot-gpu-worker-defer": "lossy: hot-gpu-worker with the worker's experts joining the next layer's output (LLAMA_MOE_WORKER_DEFER=1, 0038)",
+    "hot-gpu-worker-defer-100": "lossy: hot-gpu-worker-defer with every cold expert on the worker (share 1)",
+    "adapt-gpu-worker-defer": "lossy: adapt-gpu-worker with the worker's experts joining the next layer's output (LLAMA_MOE_WORKER_DEFER=1)",
     "adapt-gpu-worker-inline": "adapt-gpu-worker with the swaps' copies on the layer's stream ahead of the next ubatch, as before 0037 "
                                "(LLAMA_MOE_HOT_SWAP_INLINE=1)",
     "adapt-gpu-worker-noise1-inline": "adapt-gpu-worker-noise1 with the swaps' copies on the layer's stream ahead of the next ubatch, as "
@@ -282,6 +286,10 @@ PAIRS = {
     ("adapt-gpu-worker", "adapt-gpu-worker-inline"): "Adaptive swaps copied on a stream of their own beside the next ubatch (0037), "
                                                      "against on the layer's stream ahead of it (the same swaps and PPL)",
     ("adapt-gpu-worker-noise1", "adapt-gpu-worker-noise1-inline"): "The same at noise 1 (more swaps)",
+    ("hot-gpu-worker-defer", "hot-gpu-worker"): "Lossy: the worker's experts deferred to the next layer's output (0038), against "
+                                                "joining their own layer's (the PPL differs by design; its KLD is the fidelity stage's)",
+    ("hot-gpu-worker-defer-100", "hot-gpu-worker-100"): "Lossy: every cold expert on the worker, deferred, against not deferred",
+    ("adapt-gpu-worker-defer", "adapt-gpu-worker"): "Lossy, adaptive: the worker's experts deferred, against not deferred",
 }
 """A configuration and the one it changes, where both ran: the title of their table."""
 OVERLAPS = {("hot-cpu-overlap", "hot-cpu")}

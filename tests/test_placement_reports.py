@@ -351,6 +351,13 @@ def test_the_worker_s_rate_is_read_from_its_line_and_shown_beside_its_pair():
         assert bench.placement_args(config, 1944, 18, Path("p.bin"), Path("r.bin")) == (
             *bench.placement_args(base, 1944, 18, Path("p.bin"), Path("r.bin"))[:2], {"LLAMA_MOE_HOT_SWAP_INLINE": "1"})
         assert (base, config) in load_script("report-placements").PAIRS
+    # -defer: 0038's lossy deferral by its environment alone, reported apart from the lossless placements
+    report = load_script("report-placements")
+    for config, base in (("hot-gpu-worker-defer", "hot-gpu-worker"), ("hot-gpu-worker-defer-100", "hot-gpu-worker-100"),
+                         ("adapt-gpu-worker-defer", "adapt-gpu-worker")):
+        assert bench.placement_args(config, 1944, 18, Path("p.bin"), Path("r.bin")) == (
+            *bench.placement_args(base, 1944, 18, Path("p.bin"), Path("r.bin"))[:2], {"LLAMA_MOE_WORKER_DEFER": "1"})
+        assert (config, base) in report.PAIRS and config in report.LOSSY and config not in report.FORK
     share40 = bench.placement_args("adapt-gpu-worker-40-noise1", 1944, 18, Path("p.bin"), Path("r.bin"))[1]
     share50 = bench.placement_args("adapt-gpu-worker-noise1", 1944, 18, Path("p.bin"), Path("r.bin"))[1]
     assert share40 == [("0.4" if arg == "0.5" else arg) for arg in share50] and "0.5" in share50
