@@ -157,9 +157,10 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         """--moe-prefetch: the ranking replayed from `trace`, or without one the next layer's router's (0025)."""
         return ["--moe-prefetch", str(slots)] + (["--moe-prefetch-route", f"trace:{trace}"] if trace else [])
 
-    def worker(threads: int, share: str = "0.5") -> list[str]:
-        """hot-gpu with --moe-cold-worker: `threads` CPU threads compute `share` of each token's cold experts while the GPU reads the rest."""
-        return static_gpu(profile, workers=threads) + ["--moe-cold-cpu-share", share]
+    def worker(threads: int, share: str = "0.5", trace: Path = profile) -> list[str]:
+        """hot-gpu with --moe-cold-worker: `threads` CPU threads compute `share` of each token's cold experts while the GPU reads the
+        rest; the hot set from `trace` (the profile, or the replayed text for the in-sample bound)."""
+        return static_gpu(trace, workers=threads) + ["--moe-cold-cpu-share", share]
     variant, args = {
         "ncmoe": ("base", ["-ncmoe", str(n_cpu_layers)]),
         "lru": ("base", ["--cpu-moe", "--moe-cache-mib", str(budget_mib)]),
@@ -210,7 +211,7 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "adapt-gpu-worker-40-noise1": ("fork", worker(8, "0.4") + adapt_rule + ["--moe-hot-adapt-noise", "1"]),
         "adapt-gpu-worker-inline": ("fork", worker(8) + adapt_rule),
         "adapt-gpu-worker-noise1-inline": ("fork", worker(8) + adapt_rule + ["--moe-hot-adapt-noise", "1"]),
-        "hot-gpu-worker-in": ("fork", static_gpu(replay, workers=8) + ["--moe-cold-cpu-share", "0.5"]),
+        "hot-gpu-worker-in": ("fork", worker(8, trace=replay)),
         "hot-gpu-worker-defer": ("fork", worker(8)),
         "hot-gpu-worker-defer-100": ("fork", worker(8, "1")),
         "adapt-gpu-worker-defer": ("fork", worker(8) + adapt_rule),

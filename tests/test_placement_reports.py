@@ -358,6 +358,9 @@ def test_the_worker_s_rate_is_read_from_its_line_and_shown_beside_its_pair():
         assert bench.placement_args(config, 1944, 18, Path("p.bin"), Path("r.bin")) == (
             *bench.placement_args(base, 1944, 18, Path("p.bin"), Path("r.bin"))[:2], {"LLAMA_MOE_WORKER_DEFER": "1"})
         assert (config, base) in report.PAIRS and config in report.LOSSY and config not in report.FORK
+    # -in: hot-gpu-worker's placement from the replayed text itself
+    in_sample = bench.placement_args("hot-gpu-worker-in", 1944, 18, Path("p.bin"), Path("r.bin"))[1]
+    assert in_sample == [("r.bin" if arg == "p.bin" else arg) for arg in bench.placement_args("hot-gpu-worker", 1944, 18, Path("p.bin"), Path("r.bin"))[1]]
     share40 = bench.placement_args("adapt-gpu-worker-40-noise1", 1944, 18, Path("p.bin"), Path("r.bin"))[1]
     share50 = bench.placement_args("adapt-gpu-worker-noise1", 1944, 18, Path("p.bin"), Path("r.bin"))[1]
     assert share40 == [("0.4" if arg == "0.5" else arg) for arg in share50] and "0.5" in share50
