@@ -355,7 +355,7 @@ def add_variant_arguments(parser: argparse.ArgumentParser) -> argparse._Argument
     parser.add_argument("--cpu", action="store_true", help="build the CPU-only variant")
     parser.add_argument("--upstream", action="store_true", help="also build each variant unpatched: upstream-<variant>")
     parser.add_argument("--baseline", action="store_true",
-                        help="also build each variant as upstream plus the series' `baseline` patches (routing control): baseline-<variant>")
+                        help="also build each variant as upstream plus the series' `baseline` patches (routing control, log flush): baseline-<variant>")
     parser.add_argument("--series-until", metavar="NNNN",
                         help="also build each variant with the series up to and with patch NNNN: fork-NNNN-<variant> "
                         "(to find which patch changed speed or output)")

@@ -21,7 +21,7 @@ PATCHES_DIR = REPO_ROOT / "patches"
 SERIES_HEADER = (
     "# The fork, as patches against the pinned llama.cpp, applied in this order.\n"
     "# A line is a patch file name, then optional flags: `baseline` also applies the patch to the\n"
-    "# baseline variants (upstream + routing control). Edit the series with\n"
+    "# baseline variants (upstream + routing control, log flush). Edit the series with\n"
     "# `python -m builder patches dev DIR` and `python -m builder patches export DIR`.\n"
 )
 UPSTREAM_TAG = "upstream"

@@ -1,9 +1,10 @@
 """Build variants: which backend, which CUDA arch, and which patches.
 
 Flavors: "fork" is the whole series; "upstream" is the pinned tree alone; "baseline" is
-upstream plus only the patches marked `baseline` in the series (the routing control), so
-that speed comparisons with upstream see the same expert routing; "fork-NNNN" is the series
-up to and with patch NNNN, to find which patch a change of speed or output comes from.
+upstream plus only the patches marked `baseline` in the series (the routing control, and the
+log's last lines flushed at exit), so that speed comparisons with upstream see the same expert
+routing and print whole results; "fork-NNNN" is the series up to and with patch NNNN, to find
+which patch a change of speed or output comes from.
 """
 
 from __future__ import annotations

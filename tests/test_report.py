@@ -36,6 +36,15 @@ def test_upstream_perplexity_and_model_shape():
     assert (info.arch, info.n_layer, info.n_expert, info.n_expert_used) == ("qwen3moe", 4, 16, 4)
 
 
+def test_a_perplexity_run_that_lost_its_last_lines_gives_its_last_chunks_estimate():
+    # upstream's logger may die at exit with the final lines (llama.cpp #22142): the last chunk's running estimate is the same
+    text = read("perplexity-upstream.log")
+    lost = text[:text.index("Final estimate")]
+    assert parse_perplexity(lost).ppl == parse_perplexity(text).ppl == 175718.4429
+    with pytest.raises(ParseError, match="Final estimate"):
+        parse_perplexity(lost[:lost.index("[2]")])  # the second chunk lost too: no estimate of both
+
+
 def test_dense_model_has_no_experts():
     info = parse_model_info(read("perplexity-gemma-upstream.log"))
     assert (info.arch, info.n_layer, info.n_expert) == ("gemma3", 18, 0)

@@ -101,8 +101,11 @@ def _chunks(text: str, tool: str) -> tuple[int, int]:
 
 
 def parse_perplexity(text: str) -> PerplexityRun:
+    """The final estimate, or where the line is missing the running estimate after the last chunk, the same number printed
+    the same way: upstream's logger at the pin may lose a tool's last lines at exit (llama.cpp #22142; the fork and the
+    baseline flush it, patch 0039)."""
     chunks, n_ctx = _chunks(text, "llama-perplexity")
-    m = FINAL_PPL_RE.search(text)
+    m = FINAL_PPL_RE.search(text) or re.search(rf"\[{chunks}\]" + NUM + ",", text)
     if not m:
         raise ParseError("llama-perplexity output has no 'Final estimate: PPL = ...' line", "see the tool's log for why it stopped")
     return PerplexityRun(_float(m.group(1)), chunks, n_ctx)
