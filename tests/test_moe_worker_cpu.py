@@ -5,6 +5,7 @@ it can serve. Its speed is measured on the GPU machine (scripts/bench-placements
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -212,6 +213,30 @@ def test_llama_bench_takes_the_option(cpu_builds, tiny_moe):
                               stdin=subprocess.DEVNULL, env={**os.environ, **IN_PLACE})
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert proc.stderr.count(f"a CPU worker of {AUTO_THREADS} threads (auto: half the hardware threads, at most 8) computes 50%") == 1
+
+
+def test_llama_bench_sweeps_the_cold_options(cpu_builds, tiny_moe):
+    # 0040: one run holds where the cold experts go, the worker's share and threads and adaptation side by side, a row each
+    bench = [cpu_builds / "cpu" / "bin" / "llama-bench", "-m", tiny_moe, "-p", "0", "-n", "4", "-r", "1", "-t", "2",
+             "-ncmoe", "9", "--repack", "0", "-lm", "none", "--moe-hot-mib", "1"]
+    sweep = ["--moe-cold", "cpu,gpu", "--moe-cold-cpu-share", "0.3,0.7", "--moe-cold-worker", "0,1", "--moe-hot-adapt", "0,8"]
+    proc = subprocess.run([*bench, *sweep, "-o", "jsonl", "-v"], check=False, capture_output=True, text=True, timeout=600,
+                          stdin=subprocess.DEVNULL, env={**os.environ, **IN_PLACE})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = sorted((r["moe_cold"], r["moe_cold_cpu_share"], r["moe_cold_worker"], r["moe_hot_adapt"])
+                  for r in map(json.loads, proc.stdout.splitlines()))
+    # a worker only beside the GPU's reads in place: the cpu tests run without one
+    assert rows == sorted((cold, share, worker, adapt) for cold in ("cpu", "gpu") for share in (0.3, 0.7) for worker in ("0", "1")
+                          for adapt in (0, 8) if worker == "0" or cold == "gpu")
+    for share in (30, 70):  # each share reached its two contexts with a worker (adaptive and not)
+        assert proc.stderr.count(f"a CPU worker of 1 threads computes {share}% of each token's cold experts") == 2
+    table = subprocess.run([*bench, "--moe-cold-cpu-share", "0.3,0.7"], check=False, capture_output=True, text=True, timeout=300,
+                           stdin=subprocess.DEVNULL, env={**os.environ, **IN_PLACE})
+    header = table.stdout.splitlines()[0]
+    assert "moe_cold_cpu_share" in header and "moe_cold_worker" not in header  # a column for what varies or is not the default
+    for flag, value in (("--moe-cold", "gpu,tpu"), ("--moe-cold-cpu-share", "0.5,1.5"), ("--moe-hot-adapt", "8,-1")):
+        bad = subprocess.run([*bench, flag, value], check=False, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert bad.returncode != 0 and "error: invalid parameter for argument: " + flag in bad.stderr
 
 
 @pytest.mark.parametrize("value, says", [("l1", "the next row into L1 (as asked"), ("l2", "their rows into L2, 2 KiB ahead (as asked")])
