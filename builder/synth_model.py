@@ -52,7 +52,9 @@ somewhat weaker skew as the residual stream grows (the bias term shrinks by up t
 in the last layers, the random part grows by about as much).
 
 Types: F32, F16, BF16 and the random blocks of Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and Q4_K
-(all read back with ``gguf.quants.dequantize``); other K-quants are refused. Where floats
+(all read back with ``gguf.quants.dequantize``); other K-quants are refused, except Q6_K for the
+routed experts' down projections (``ModelSpec.down_types``, a type per MoE layer in turn, as
+llama-quantize's Q4_K_M mixes Q6_K and Q4_K there), which read no bias channel. Where floats
 are quantized after all (the embedding's first block of each row under a router skew,
 which holds the constant channel 0), ``gguf.quants`` does it, or for Q4_K a plain min/max
 fit per 32-value sub-block here (``gguf.quants`` cannot quantize K-quants).
@@ -91,6 +93,8 @@ ARCH_ALIASES = {"mixtral": "llama", "llama-moe": "llama", "qwen3-moe": "qwen3moe
 DEFAULT_VOCAB = {"qwen3moe": "qwen2", "olmoe": "gpt-2", "llama": "llama-spm", "deepseek2": "deepseek-llm"}
 
 TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K")
+DOWN_TYPES = (*TYPES, "Q6_K")
+"""What --down-type takes: the types, and Q6_K as random blocks (down experts read no bias channel, so need no quantizer)."""
 
 ENV_LLAMA_TREE = "EXPERTS_FIRST_LLAMA_TREE"
 
@@ -146,8 +150,15 @@ class ModelSpec:
     """RoPE base frequency. None: 1e6 for qwen3moe, 10000 otherwise."""
     name: str = ""
     """general.name. Empty: "synthetic-<arch>"."""
+    down_types: tuple[str, ...] = ()
+    """The routed experts' down projection type of each MoE layer in turn, cycling (empty: type). Q6_K too: llama-quantize's
+    Q4_K_M keeps the down experts of some layers in Q6_K, so a model's layers differ in their experts' bytes."""
 
     # --- derived values -------------------------------------------------------------
+
+    def down_type(self, moe_layer: int) -> str:
+        """The type of the down experts of the moe_layer-th layer with experts."""
+        return self.down_types[moe_layer % len(self.down_types)] if self.down_types else self.type
 
     def kv_heads(self) -> int:
         if self.arch == "deepseek2":
@@ -200,7 +211,7 @@ def normalize_spec(spec: ModelSpec) -> ModelSpec:
     """Return a copy with aliases resolved (arch, type case); raise UsageError on bad input."""
     arch = ARCH_ALIASES.get(spec.arch.lower(), spec.arch.lower())
     qtype = spec.type.upper()
-    spec = dataclasses.replace(spec, arch=arch, type=qtype)
+    spec = dataclasses.replace(spec, arch=arch, type=qtype, down_types=tuple(t.upper() for t in spec.down_types))
     validate_spec(spec)
     return spec
 
@@ -222,6 +233,12 @@ def validate_spec(spec: ModelSpec) -> None:
         if spec.type.endswith("_K") or "_K_" in spec.type:
             extra = " (gguf.quants cannot quantize K-quants; only Q4_K has a quantizer here)"
         raise UsageError(f"unknown or unsupported tensor type {spec.type!r}{extra}", f"use one of: {', '.join(TYPES)}")
+    for t in spec.down_types:
+        if t not in DOWN_TYPES:
+            raise UsageError(f"unknown or unsupported down expert type {t!r}", f"use one of: {', '.join(DOWN_TYPES)}")
+        if spec.expert_ff % _block_size(t):
+            raise UsageError(f"{t} packs rows in blocks of {_block_size(t)} values, but expert-ff = {spec.expert_ff} is not a multiple",
+                             f"pick --expert-ff as a multiple of {_block_size(t)}, or another --down-type")
     for fname in ("n_layer", "n_embd", "n_expert", "n_expert_used", "expert_ff", "n_head", "n_ctx"):
         if getattr(spec, fname) < 1:
             raise UsageError(f"{fname} must be at least 1, got {getattr(spec, fname)}")
@@ -464,6 +481,8 @@ class RandomBlocks:
     """The type's fp16 min at byte 2 (Q4_1, Q5_1: m; Q4_K: dmin) is min_factor * d; 0: no min."""
     zero: tuple[tuple[int, int, int], ...] = ()
     """(byte, keep mask, set bits) edits that make the block's first value q = z, an exact 0."""
+    d_offset: int = 0
+    """Where the block's fp16 d is (Q6_K: after its quants and scales)."""
 
 
 def _uniform_rms(n: int, z: int) -> float:
@@ -484,6 +503,9 @@ RANDOM_BLOCKS = {
     "Q5_1": RandomBlocks(_uniform_rms(32, 16), -16.0, ((4, 0xFF, 0x01), (8, 0xF0, 0x00))),
     # Q4_K: d, dmin, 12 bytes of 6-bit scales and mins, nibbles; value d*sc*q - dmin*m with dmin = 8d, m = sc
     "Q4_K": RandomBlocks(_uniform_rms(16, 8) * Q4_K_SCALE_RMS, 8.0, ((16, 0xF0, 0x08),)),
+    # Q6_K: 128 bytes of low nibbles, 64 of high bit pairs, 16 int8 scales, d; value d*sc*(q - 32), sc in 32..63;
+    # value 0: low nibble 0 in byte 0, bits 0-1 of byte 128 = 2
+    "Q6_K": RandomBlocks(_uniform_rms(64, 32) * Q4_K_SCALE_RMS, zero=((0, 0xF0, 0x00), (128, 0xFC, 0x02)), d_offset=208),
 }
 
 
@@ -515,13 +537,15 @@ def random_blocks(qtype: str, n_blocks: int, std: float, rng: "np.random.Generat
     size = tensor_nbytes((_block_size(qtype),), qtype)
     n = n_blocks * size
     blocks = rng.bit_generator.random_raw(-(-n // 8)).view(np.uint8)[:n].reshape(n_blocks, size)
-    sign = blocks[:, 1] & 0x80  # the random sign of each block's d
+    sign = blocks[:, fmt.d_offset + 1] & 0x80  # the random sign of each block's d
     d = np.float16(std / fmt.rms)
-    _set_fp16(blocks, 0, d, sign)
+    _set_fp16(blocks, fmt.d_offset, d, sign)
     if fmt.min_factor:
         _set_fp16(blocks, 2, np.float16(fmt.min_factor * d), sign if fmt.min_factor > 0 else sign ^ 0x80)
     if qtype == "Q4_K":
         _set_q4_k_scales(blocks[:, 4:16])
+    if qtype == "Q6_K":
+        blocks[:, 192:208] = (blocks[:, 192:208] & 0x1F) | 0x20  # scales 32..63
     return blocks
 
 
@@ -642,7 +666,7 @@ def plan_tensors(spec: ModelSpec, n_vocab: int) -> list[TensorPlan]:
         F, X = s.expert_ff, s.n_expert
         add(p + "ffn_gate_inp.weight", (X, E), "router", layer=il)
         add(p + "ffn_gate_exps.weight", (X, F, E), "normal", in_std(E), reads=True, layer=il)
-        mat_out(p + "ffn_down_exps.weight", F, il, n_expert=X)
+        mat_out(p + "ffn_down_exps.weight", F, il, qtype=s.down_type(s.moe_layers().index(il)), n_expert=X)
         add(p + "ffn_up_exps.weight", (X, F, E), "normal", in_std(E), reads=True, layer=il)
         if s.arch == "deepseek2":
             sf = F * s.n_shared_experts
@@ -946,6 +970,9 @@ def populate_parser(parser: argparse.ArgumentParser) -> None:
     a("--head-dim", type=int, default=None, help="per-head size (default embd/heads)")
     a("--ctx", type=int, default=d.n_ctx, help="training context length (default %(default)s)")
     a("--type", default=d.type, help=f"weight type: {', '.join(TYPES)} (default %(default)s)")
+    a("--down-type", default="", metavar="TYPE[,TYPE...]",
+      help=f"the routed experts' down projection type of each MoE layer in turn, cycling, e.g. Q6_K,Q4_K "
+           f"(llama-quantize's Q4_K_M mixes them so): {', '.join(DOWN_TYPES)} (default: --type)")
     a("--seed", type=int, default=d.seed, help="random seed (default %(default)s)")
     a("--router-skew", type=float, default=d.router_skew, metavar="S",
       help="0: uniform random router; S>0: the expert at popularity rank r (a random permutation per layer) "
@@ -973,7 +1000,7 @@ def spec_from_args(args: argparse.Namespace) -> ModelSpec:
         head_dim=args.head_dim, n_ctx=args.ctx, type=args.type, seed=args.seed, router_skew=args.router_skew,
         tie_embeddings=args.tied, n_ff=args.ff, n_dense_layers=args.dense_layers,
         n_shared_experts=args.shared_experts, q_lora_rank=args.q_lora_rank, kv_lora_rank=args.kv_lora_rank,
-        rope_dim=args.rope_dim,
+        rope_dim=args.rope_dim, down_types=tuple(t for t in args.down_type.split(",") if t),
     )
 
 

@@ -1,22 +1,32 @@
 """The engine on the other MoE architectures make-model writes (olmoe; llama, Mixtral's layout; deepseek2 with a leading dense
-layer and a shared expert), in the CPU build with the cold experts read in place (LLAMA_MOE_COLD_IN_PLACE_CPU=1, 0026): the
+layer and a shared expert) and on qwen3moe with Q4_K_M's mix of types (Q4_K gate and up, the down experts Q6_K in every other
+layer, so that the layers' experts differ in bytes), in the CPU build with the cold experts read in place (LLAMA_MOE_COLD_IN_PLACE_CPU=1, 0026): the
 CPU worker sharing experts in parts (0028-0036), the adaptive set swapping beside the next ubatch (0037) and the worker's
 deferral (0038) run there as on qwen3moe, and the exact ones keep the answer of the experts all on the CPU up to rounding."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from llama_tools import final_ppl, perplexity
 
 from builder.report.parse import parse_kld, parse_moe_adapt, parse_moe_worker
-from builder.synth_model import ModelSpec, resolve_vocab, write_moe_model
+from builder.synth_model import ModelSpec, normalize_spec, resolve_vocab, write_moe_model
 
 pytestmark = pytest.mark.slow
 
 N_LAYER = 4
-MOE_LAYERS = {"olmoe": 4, "llama": 4, "deepseek2": 3}
+MODELS = {
+    "olmoe": ModelSpec(arch="olmoe"),
+    "llama": ModelSpec(arch="llama"),
+    "deepseek2": ModelSpec(arch="deepseek2"),
+    "qwen3moe-q4k-q6k": ModelSpec(arch="qwen3moe", type="Q4_K", down_types=("Q6_K", "Q4_K")),
+}
+"""Each with 4 layers, experts of 512 rows (two parts) and a Zipf-skewed router (below)."""
+MOE_LAYERS = {"olmoe": 4, "llama": 4, "deepseek2": 3, "qwen3moe-q4k-q6k": 4}
 """deepseek2's first layer is dense (make-model's default)."""
-DEFERRING_LAYERS = {"olmoe": 2, "llama": 2, "deepseek2": 1}
+DEFERRING_LAYERS = {"olmoe": 2, "llama": 2, "deepseek2": 1, "qwen3moe-q4k-q6k": 2}
 """Layers whose next layer has experts and is not the last (0038's rule): 0-1 of 4, and deepseek2's layer 1."""
 SPLIT = ("-b", "1", "-ub", "1", "--cpu-moe", "--moe-hot-mib", "2", "--moe-cold", "gpu", "--moe-cold-worker", "2",
          "--moe-cold-cpu-share", "0.5")
@@ -32,14 +42,14 @@ PARTS = "the worker and the CPU backend share the cold experts of {} of these la
 DEFERRING = "LLAMA_MOE_WORKER_DEFER: the worker's experts of {} layers join the next layer's output"
 
 
-@pytest.fixture(scope="module", params=sorted(MOE_LAYERS))
+@pytest.fixture(scope="module", params=sorted(MODELS))
 def arch_model(request, pinned_tree, tmp_path_factory):
-    """A 4-layer model of the architecture, experts of 512 rows (two parts) routed with a Zipf skew, so that the hot experts
-    are selected and the adaptive set has swaps to make."""
-    arch = request.param
-    path = tmp_path_factory.mktemp("models") / f"{arch}.gguf"
-    write_moe_model(path, ModelSpec(arch=arch, n_layer=N_LAYER, expert_ff=512, router_skew=1.0), resolve_vocab(None, arch, pinned_tree))
-    return arch, path
+    """The model, routed with a Zipf skew so that the hot experts are selected and the adaptive set has swaps to make."""
+    name = request.param
+    spec = normalize_spec(dataclasses.replace(MODELS[name], n_layer=N_LAYER, expert_ff=512, router_skew=1.0))
+    path = tmp_path_factory.mktemp("models") / f"{name}.gguf"
+    write_moe_model(path, spec, resolve_vocab(None, spec.arch, pinned_tree))
+    return name, path
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +68,10 @@ def against_all_on_cpu(cpu_builds, model, story, logits, *args, env):
 
 
 def test_the_worker_shares_experts_in_parts_and_the_answer_holds(cpu_builds, arch_model, story, all_on_cpu):
-    arch, model = arch_model
+    name, model = arch_model
     proc, kld = against_all_on_cpu(cpu_builds, model, story, all_on_cpu, *SPLIT, env=IN_PLACE)
     assert kld.mean_kld <= ROUNDING
-    assert PARTS.format(MOE_LAYERS[arch]) in proc.stderr
+    assert PARTS.format(MOE_LAYERS[name]) in proc.stderr
     work = parse_moe_worker(proc.stderr)
     assert 0 < work.in_part <= work.experts
 
@@ -76,6 +86,6 @@ def test_the_adaptive_set_swaps_and_the_answer_holds(cpu_builds, arch_model, sto
 
 def test_the_worker_defers_into_the_next_layer_with_experts(cpu_builds, arch_model, story, all_on_cpu):
     # lossy: its accuracy is measured on a trained model (device-run.sh fidelity worker-defer), not on random weights
-    arch, model = arch_model
+    name, model = arch_model
     proc, _ = against_all_on_cpu(cpu_builds, model, story, all_on_cpu, *SPLIT, env={**IN_PLACE, "LLAMA_MOE_WORKER_DEFER": "1"})
-    assert DEFERRING.format(DEFERRING_LAYERS[arch]) in proc.stderr
+    assert DEFERRING.format(DEFERRING_LAYERS[name]) in proc.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 from pathlib import Path
 
@@ -187,7 +188,7 @@ def test_random_blocks_mean_and_std(qtype, std):
     assert abs(float(y.mean())) < 0.03 * std
 
 
-@pytest.mark.parametrize("qtype", sorted(sm.RANDOM_BLOCKS))
+@pytest.mark.parametrize("qtype", sorted(set(sm.RANDOM_BLOCKS) & set(sm.TYPES)))
 def test_random_blocks_bias_line(tmp_path, tiny_vocab, monkeypatch, qtype):
     monkeypatch.setattr(sm, "CHUNK_BYTES", 5000)  # chunks end inside matrices
     spec = _tiny("qwen3moe", n_embd=256, expert_ff=256, n_head=4, router_skew=2.0, type=qtype)
@@ -207,6 +208,29 @@ def test_random_blocks_bias_line(tmp_path, tiny_vocab, monkeypatch, qtype):
     assert 0.9 < float(emb[:, 1:].std()) < 1.1
     up = ts["blk.1.ffn_up_exps.weight"][:, :, 1:]
     assert abs(float(up.std()) * 16 - 1) < 0.05  # N(0, 1/256)
+
+
+@pytest.mark.parametrize("qtype", sorted(sm.RANDOM_BLOCKS))
+def test_random_blocks_zero_edits_make_the_first_value_zero(qtype):
+    blocks = sm.random_blocks(qtype, 256, 0.02, np.random.Generator(np.random.SFC64(3)))
+    for byte, keep, bits in sm.RANDOM_BLOCKS[qtype].zero:
+        blocks[:, byte] = (blocks[:, byte] & keep) | bits
+    y = gguf.quants.dequantize(blocks, TYPE[qtype]).reshape(256, -1)
+    assert np.all(y[:, 0] == 0.0) and np.count_nonzero(y[:, 1:]) > 0
+
+
+def test_down_types_cycle_over_the_layers_with_experts(tmp_path, tiny_vocab):
+    # Q4_K_M's kind of mix: the layers' down experts differ in type, so their experts differ in bytes
+    spec = _tiny("deepseek2", n_layer=4, n_embd=256, expert_ff=256, type="Q4_K", down_types=("q6_k", "Q4_K"), router_skew=1.0)
+    out = tmp_path / "mix.gguf"
+    summary = sm.write_moe_model(out, spec, tiny_vocab)
+    tensors = {t.name: t for t in gguf.GGUFReader(out).tensors}
+    assert [tensors[f"blk.{il}.ffn_down_exps.weight"].tensor_type for il in (1, 2, 3)] == [TYPE.Q6_K, TYPE.Q4_K, TYPE.Q6_K]
+    assert tensors["blk.1.ffn_gate_exps.weight"].tensor_type == TYPE.Q4_K and "blk.0.ffn_down_exps.weight" not in tensors
+    down = gguf.quants.dequantize(tensors["blk.1.ffn_down_exps.weight"].data, TYPE.Q6_K)
+    assert np.all(down[:, 0, :] == 0.0)  # the bias line: no expert writes channel 0
+    assert abs(float(down[:, 1:, :].std()) / math.sqrt(0.5 / (256 * 4)) - 1) < 0.05
+    assert tuple(summary["spec"]["down_types"]) == ("Q6_K", "Q4_K")
 
 
 @pytest.mark.parametrize("qtype", ["F32", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "BF16"])
@@ -277,6 +301,8 @@ def test_uniform_router_has_no_bias_line(tmp_path, tiny_vocab):
         (dict(arch="olmoe", n_head_kv=2), "olmoe needs kv-heads"),
         (dict(arch="deepseek2", n_layer=2, n_dense_layers=2), "dense layers"),
         (dict(router_skew=-1.0), "router skew"),
+        (dict(down_types=("Q3_K",)), "unknown or unsupported down expert type 'Q3_K'"),
+        (dict(down_types=("Q6_K",)), "expert-ff = 64 is not a multiple"),
     ],
 )
 def test_bad_spec(tmp_path, tiny_vocab, kw, match):
