@@ -73,6 +73,12 @@ make_model() {
     builder make-model --arch qwen3moe --layers "${LAYERS:-24}" --embd 2048 --experts 128 --experts-used 8 --expert-ff 768 \
         --heads 32 --kv-heads 4 --head-dim 128 --type Q4_K --llama-tree .cache/src/llama.cpp-b11549 -o "$model" --json > "$out/bench-model.json"
 }
+make_mix_model() {  # 8 layers of the same shape in Q4_K_M's kind of mix: Q4_K, the down experts Q6_K in every other layer
+    [ -f /tmp/mix-q4k-q6k.gguf ] && return
+    builder make-model --arch qwen3moe --layers 8 --embd 2048 --experts 128 --experts-used 8 --expert-ff 768 --heads 32 \
+        --kv-heads 4 --head-dim 128 --type Q4_K --down-type Q6_K,Q4_K --router-skew 1.0 --llama-tree .cache/src/llama.cpp-b11549 \
+        -o /tmp/mix-q4k-q6k.gguf --json > "$out/mix-model.json"
+}
 quarter_mib() {  # a quarter of a model's expert bytes in MiB (at least one expert a layer): a hot budget that splits every layer
     python3 -c 'import sys; from builder.hot_experts import budget_mib, read_layout
 print(budget_mib(read_layout(sys.argv[1]), 0.25))' "$1"
@@ -344,10 +350,21 @@ fidelity)
     # hands it whole experts only; worker-defer and worker-defer-100 defer the worker's experts (half or all of the cold ones) to the
     # next layer's output (LLAMA_MOE_WORKER_DEFER=1, 0038, lossy: their KLD is its cost in accuracy); adapt-inline is adapt with the swaps' copies on the layer's stream, live at once, as before
     # 0037 (LLAMA_MOE_HOT_SWAP_INLINE=1): both must match all on the GPU as static does (env RUNS=name,name... runs only those,
-    # the names below)
+    # the names below); env MODELS=learned,bench,mix picks the models (default learned,bench): mix is 8 layers of the bench
+    # shape in Q4_K_M's kind of mix (Q6_K down experts in every other layer), for the kernels' Q6_K paths in a whole model
     bin=dist/cuda-sm$arch/bin
     make_model
-    for m in /tmp/learned/model-q8_0.gguf "$model"; do
+    models=()
+    names=${MODELS:-learned,bench}
+    for name in ${names//,/ }; do
+        case $name in
+            learned) models+=(/tmp/learned/model-q8_0.gguf) ;;
+            bench) models+=("$model") ;;
+            mix) make_mix_model; models+=(/tmp/mix-q4k-q6k.gguf) ;;
+            *) echo "fidelity: unknown model $name in MODELS (learned, bench, mix)" >&2; exit 2 ;;
+        esac
+    done
+    for m in "${models[@]}"; do
         hot=$(quarter_mib "$m")
         for ub in 1 16; do
             ppl=("$bin/llama-perplexity" -m "$m" -f /tmp/learned/heldout-prose.txt -c 512 --chunks 2 -ub "$ub" -ngl 99 -fit off -t 8 -lv 4)
