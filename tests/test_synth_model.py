@@ -371,8 +371,10 @@ def test_default_spec_is_small():
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", sm.ARCHS)
 def test_llama_loads_and_generates(tmp_path, arch, cpu_builds, pinned_tree):
-    """Each architecture loads and generates with the upstream build of the pinned tree."""
-    exe = cpu_builds / "upstream-cpu" / "bin" / "llama-completion"
+    """Each architecture loads and generates with the baseline build of the pinned tree: upstream with only the routing
+    control (off here) and the log flushed at exit (0039); upstream's own logger may die at exit with all of a short run's
+    output, the generated text included (llama.cpp #22142; it happened in CI on 2026-12-05)."""
+    exe = cpu_builds / "baseline-cpu" / "bin" / "llama-completion"
     out = tmp_path / f"{arch}.gguf"
     sm.write_moe_model(out, sm.ModelSpec(arch=arch, n_layer=3, router_skew=1.0), sm.resolve_vocab(None, arch, pinned_tree))
     proc = subprocess.run(
@@ -380,6 +382,5 @@ def test_llama_loads_and_generates(tmp_path, arch, cpu_builds, pinned_tree):
         capture_output=True, text=True, errors="replace", timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # the generated text follows the prompt on stdout (libllama's timing lines on stderr come from
-    # an asynchronous logger and were seen missing once on a loaded machine)
+    # the generated text follows the prompt on stdout
     assert proc.stdout.lstrip().startswith("hello") and len(proc.stdout.strip()) > len("hello"), (proc.stdout, proc.stderr[-3000:])
