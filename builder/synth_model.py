@@ -94,6 +94,9 @@ DEFAULT_VOCAB = {"qwen3moe": "qwen2", "olmoe": "gpt-2", "llama": "llama-spm", "d
 
 TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K")
 DOWN_TYPES = (*TYPES, "Q6_K")
+V3_WEIGHTS_SCALE = 2.5
+"""DeepSeek-V3's routed_scaling_factor."""
+V3_BIAS_STD = 0.1
 """What --down-type takes: the types, and Q6_K as random blocks (down experts read no bias channel, so need no quantizer)."""
 
 ENV_LLAMA_TREE = "EXPERTS_FIRST_LLAMA_TREE"
@@ -140,6 +143,10 @@ class ModelSpec:
     """deepseek2: number of leading dense (non-MoE) layers."""
     n_shared_experts: int = 1
     """deepseek2: shared experts per MoE layer (one FFN of width expert_ff * n_shared_experts)."""
+    v3_routing: bool = False
+    """deepseek2: DeepSeek-V3's routing (GLM-4.5's and Kimi K2's too): sigmoid gating, a per-expert selection bias
+    (exp_probs_b, random N(0, 0.1)) that picks the experts but not their weights, and the weights normalised and scaled
+    by 2.5. False: softmax gating, weights as they come (DeepSeek-V2)."""
     q_lora_rank: Optional[int] = None
     """deepseek2: rank of the query compression (attn_q_a/attn_q_b). None: n_embd // 2; 0: plain attn_q."""
     kv_lora_rank: Optional[int] = None
@@ -274,6 +281,8 @@ def validate_spec(spec: ModelSpec) -> None:
             )
         if spec.n_shared_experts < 1:
             raise UsageError("deepseek2 needs at least one shared expert", "pass --shared-experts 1 or more")
+    elif spec.v3_routing:
+        raise UsageError(f"DeepSeek-V3's routing (--v3-routing) is deepseek2's, not {spec.arch}'s", "pass --arch deepseek2")
         rope = spec.mla_rope()
         if rope < 2 or rope % 2:
             raise UsageError(f"deepseek2 rope dim must be even and >= 2, got {rope}", "pass --rope-dim")
@@ -665,6 +674,8 @@ def plan_tensors(spec: ModelSpec, n_vocab: int) -> list[TensorPlan]:
             continue
         F, X = s.expert_ff, s.n_expert
         add(p + "ffn_gate_inp.weight", (X, E), "router", layer=il)
+        if s.v3_routing:
+            add(p + "exp_probs_b.bias", (X,), "normal", V3_BIAS_STD, layer=il)
         add(p + "ffn_gate_exps.weight", (X, F, E), "normal", in_std(E), reads=True, layer=il)
         mat_out(p + "ffn_down_exps.weight", F, il, qtype=s.down_type(s.moe_layers().index(il)), n_expert=X)
         add(p + "ffn_up_exps.weight", (X, F, E), "normal", in_std(E), reads=True, layer=il)
@@ -819,9 +830,9 @@ def _write_metadata(w, spec: ModelSpec, n_vocab: int) -> None:
         w.add_uint32(f"{a}.rope.dimension_count", rope)
         w.add_uint32(f"{a}.expert_feed_forward_length", s.expert_ff)
         w.add_uint32(f"{a}.expert_shared_count", s.n_shared_experts)
-        w.add_float32(f"{a}.expert_weights_scale", 1.0)
-        w.add_bool(f"{a}.expert_weights_norm", False)
-        w.add_uint32(f"{a}.expert_gating_func", 1)  # softmax
+        w.add_float32(f"{a}.expert_weights_scale", V3_WEIGHTS_SCALE if s.v3_routing else 1.0)
+        w.add_bool(f"{a}.expert_weights_norm", s.v3_routing)
+        w.add_uint32(f"{a}.expert_gating_func", 2 if s.v3_routing else 1)  # sigmoid or softmax
     else:
         w.add_uint32(f"{a}.attention.key_length", hd)
         w.add_uint32(f"{a}.attention.value_length", hd)
@@ -982,6 +993,9 @@ def populate_parser(parser: argparse.ArgumentParser) -> None:
     a("--ff", type=int, default=None, help="deepseek2: dense-layer intermediate size (default expert-ff*experts-used)")
     a("--dense-layers", type=int, default=d.n_dense_layers, help="deepseek2: leading dense layers (default %(default)s)")
     a("--shared-experts", type=int, default=d.n_shared_experts, help="deepseek2: shared experts (default %(default)s)")
+    a("--v3-routing", action="store_true",
+      help="deepseek2: DeepSeek-V3's routing: sigmoid gating, a per-expert selection bias (exp_probs_b), weights normalised "
+           f"and scaled by {V3_WEIGHTS_SCALE} (default: V2's softmax)")
     a("--q-lora-rank", type=int, default=None, help="deepseek2: query compression rank, 0 = none (default embd/2)")
     a("--kv-lora-rank", type=int, default=None, help="deepseek2: KV latent rank (default 4*rope-dim)")
     a("--rope-dim", type=int, default=None, help="deepseek2: rotary dims per head (default head-dim/2)")
@@ -999,7 +1013,7 @@ def spec_from_args(args: argparse.Namespace) -> ModelSpec:
         n_expert_used=args.experts_used, expert_ff=args.expert_ff, n_head=args.heads, n_head_kv=args.kv_heads,
         head_dim=args.head_dim, n_ctx=args.ctx, type=args.type, seed=args.seed, router_skew=args.router_skew,
         tie_embeddings=args.tied, n_ff=args.ff, n_dense_layers=args.dense_layers,
-        n_shared_experts=args.shared_experts, q_lora_rank=args.q_lora_rank, kv_lora_rank=args.kv_lora_rank,
+        n_shared_experts=args.shared_experts, v3_routing=args.v3_routing, q_lora_rank=args.q_lora_rank, kv_lora_rank=args.kv_lora_rank,
         rope_dim=args.rope_dim, down_types=tuple(t for t in args.down_type.split(",") if t),
     )
 

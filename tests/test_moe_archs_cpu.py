@@ -1,5 +1,6 @@
 """The engine on the other MoE architectures make-model writes (olmoe; llama, Mixtral's layout; deepseek2 with a leading dense
-layer and a shared expert) and on qwen3moe with Q4_K_M's mix of types (Q4_K gate and up, the down experts Q6_K in every other
+layer and a shared expert, with V2's routing and with V3's: sigmoid gating, a selection bias, weights normalised and
+scaled) and on qwen3moe with Q4_K_M's mix of types (Q4_K gate and up, the down experts Q6_K in every other
 layer, so that the layers' experts differ in bytes), in the CPU build with the cold experts read in place (LLAMA_MOE_COLD_IN_PLACE_CPU=1, 0026): the
 CPU worker sharing experts in parts (0028-0036), the adaptive set swapping beside the next ubatch (0037) and the worker's
 deferral (0038) run there as on qwen3moe, and the exact ones keep the answer of the experts all on the CPU up to rounding."""
@@ -21,12 +22,13 @@ MODELS = {
     "olmoe": ModelSpec(arch="olmoe"),
     "llama": ModelSpec(arch="llama"),
     "deepseek2": ModelSpec(arch="deepseek2"),
+    "deepseek2-v3-routing": ModelSpec(arch="deepseek2", v3_routing=True),
     "qwen3moe-q4k-q6k": ModelSpec(arch="qwen3moe", type="Q4_K", down_types=("Q6_K", "Q4_K")),
 }
 """Each with 4 layers, experts of 512 rows (two parts) and a Zipf-skewed router (below)."""
-MOE_LAYERS = {"olmoe": 4, "llama": 4, "deepseek2": 3, "qwen3moe-q4k-q6k": 4}
+MOE_LAYERS = {"olmoe": 4, "llama": 4, "deepseek2": 3, "deepseek2-v3-routing": 3, "qwen3moe-q4k-q6k": 4}
 """deepseek2's first layer is dense (make-model's default)."""
-DEFERRING_LAYERS = {"olmoe": 2, "llama": 2, "deepseek2": 1, "qwen3moe-q4k-q6k": 2}
+DEFERRING_LAYERS = {"olmoe": 2, "llama": 2, "deepseek2": 1, "deepseek2-v3-routing": 1, "qwen3moe-q4k-q6k": 2}
 """Layers whose next layer has experts and is not the last (0038's rule): 0-1 of 4, and deepseek2's layer 1."""
 SPLIT = ("-b", "1", "-ub", "1", "--cpu-moe", "--moe-hot-mib", "2", "--moe-cold", "gpu", "--moe-cold-worker", "2",
          "--moe-cold-cpu-share", "0.5")

@@ -233,6 +233,18 @@ def test_down_types_cycle_over_the_layers_with_experts(tmp_path, tiny_vocab):
     assert tuple(summary["spec"]["down_types"]) == ("Q6_K", "Q4_K")
 
 
+def test_deepseek_v3_routing(tmp_path, tiny_vocab):
+    out = tmp_path / "v3.gguf"
+    sm.write_moe_model(out, _tiny("deepseek2", v3_routing=True), tiny_vocab)
+    reader = gguf.GGUFReader(out)
+    fields = _fields(reader)
+    assert fields["deepseek2.expert_gating_func"] == 2 and fields["deepseek2.expert_weights_norm"] is True
+    assert fields["deepseek2.expert_weights_scale"] == pytest.approx(2.5)
+    bias = {t.name: t for t in reader.tensors if "exp_probs_b" in t.name}
+    assert sorted(bias) == ["blk.1.exp_probs_b.bias", "blk.2.exp_probs_b.bias"]  # the MoE layers, not the dense one
+    assert bias["blk.1.exp_probs_b.bias"].tensor_type == TYPE.F32 and 0.02 < float(bias["blk.1.exp_probs_b.bias"].data.std()) < 0.3
+
+
 @pytest.mark.parametrize("qtype", ["F32", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "BF16"])
 def test_other_types(tmp_path, tiny_vocab, qtype):
     out = tmp_path / "m.gguf"
@@ -302,6 +314,7 @@ def test_uniform_router_has_no_bias_line(tmp_path, tiny_vocab):
         (dict(arch="deepseek2", n_layer=2, n_dense_layers=2), "dense layers"),
         (dict(router_skew=-1.0), "router skew"),
         (dict(down_types=("Q3_K",)), "unknown or unsupported down expert type 'Q3_K'"),
+        (dict(v3_routing=True), "deepseek2's, not qwen3moe's"),
         (dict(down_types=("Q6_K",)), "expert-ff = 64 is not a multiple"),
     ],
 )
