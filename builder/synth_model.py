@@ -94,10 +94,11 @@ DEFAULT_VOCAB = {"qwen3moe": "qwen2", "olmoe": "gpt-2", "llama": "llama-spm", "d
 
 TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K")
 DOWN_TYPES = (*TYPES, "Q6_K")
+"""What --down-type takes: the types, and Q6_K as random blocks (down experts read no bias channel, so need no quantizer)."""
 V3_WEIGHTS_SCALE = 2.5
 """DeepSeek-V3's routed_scaling_factor."""
 V3_BIAS_STD = 0.1
-"""What --down-type takes: the types, and Q6_K as random blocks (down experts read no bias channel, so need no quantizer)."""
+"""The standard deviation of the random selection bias (exp_probs_b) of --v3-routing."""
 
 ENV_LLAMA_TREE = "EXPERTS_FIRST_LLAMA_TREE"
 
@@ -243,9 +244,6 @@ def validate_spec(spec: ModelSpec) -> None:
     for t in spec.down_types:
         if t not in DOWN_TYPES:
             raise UsageError(f"unknown or unsupported down expert type {t!r}", f"use one of: {', '.join(DOWN_TYPES)}")
-        if spec.expert_ff % _block_size(t):
-            raise UsageError(f"{t} packs rows in blocks of {_block_size(t)} values, but expert-ff = {spec.expert_ff} is not a multiple",
-                             f"pick --expert-ff as a multiple of {_block_size(t)}, or another --down-type")
     for fname in ("n_layer", "n_embd", "n_expert", "n_expert_used", "expert_ff", "n_head", "n_ctx"):
         if getattr(spec, fname) < 1:
             raise UsageError(f"{fname} must be at least 1, got {getattr(spec, fname)}")
@@ -281,26 +279,31 @@ def validate_spec(spec: ModelSpec) -> None:
             )
         if spec.n_shared_experts < 1:
             raise UsageError("deepseek2 needs at least one shared expert", "pass --shared-experts 1 or more")
-    elif spec.v3_routing:
-        raise UsageError(f"DeepSeek-V3's routing (--v3-routing) is deepseek2's, not {spec.arch}'s", "pass --arch deepseek2")
         rope = spec.mla_rope()
         if rope < 2 or rope % 2:
             raise UsageError(f"deepseek2 rope dim must be even and >= 2, got {rope}", "pass --rope-dim")
         if spec.mla_kv_lora() < 1 or spec.mla_q_lora() < 0:
             raise UsageError("deepseek2 lora ranks must be positive", "pass --kv-lora-rank / --q-lora-rank")
-    # block sizes: the main row sizes must fit the quant block
-    bs = _block_size(spec.type)
-    if bs > 1:
-        rows = {"embd": spec.n_embd, "expert-ff": spec.expert_ff, "heads*head-dim": spec.n_head * hd}
-        if spec.arch == "deepseek2":
-            if spec.n_dense_layers:
-                rows["ff (dense layers)"] = spec.dense_ff()
-        for what, n in rows.items():
-            if n % bs:
-                raise UsageError(
-                    f"{spec.type} packs rows in blocks of {bs} values, but {what} = {n} is not a multiple of {bs}",
-                    f"pick sizes that are multiples of {bs}, or a type with smaller blocks (Q8_0/Q4_0: 32, F16/F32: 1)",
-                )
+    elif spec.v3_routing:
+        raise UsageError(f"DeepSeek-V3's routing (--v3-routing) is deepseek2's, not {spec.arch}'s", "pass --arch deepseek2")
+    # block sizes: the main row sizes must fit the quant block, the down experts' rows (expert-ff) their own types' blocks
+    rows = {"embd": spec.n_embd, "expert-ff": spec.expert_ff, "heads*head-dim": spec.n_head * hd}
+    if spec.arch == "deepseek2" and spec.n_dense_layers:
+        rows["ff (dense layers)"] = spec.dense_ff()
+    _check_blocks(spec.type, rows)
+    for t in spec.down_types:
+        _check_blocks(t, {"expert-ff": spec.expert_ff})
+
+
+def _check_blocks(qtype: str, rows: dict[str, int]) -> None:
+    """Raise UsageError where a row size is not a multiple of the type's block size."""
+    bs = _block_size(qtype)
+    for what, n in rows.items():
+        if n % bs:
+            raise UsageError(
+                f"{qtype} packs rows in blocks of {bs} values, but {what} = {n} is not a multiple of {bs}",
+                f"pick sizes that are multiples of {bs}, or a type with smaller blocks (Q8_0/Q4_0: 32, F16/F32: 1)",
+            )
 
 
 # ------------------------------------------------------------------------------------

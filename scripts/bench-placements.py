@@ -62,9 +62,8 @@ report-placements.py's line of decode time against misses. Per routing and budge
                 -noise1-inline queue the swaps' copies on the layer's stream ahead of the next ubatch, live at once, as
                 before 0037 (LLAMA_MOE_HOT_SWAP_INLINE=1; against the same without: what the copies' own stream saves);
                 hot-gpu-worker-defer, -defer-100 (share 1) and adapt-gpu-worker-defer defer the worker's experts to the next
-                layer's output (LLAMA_MOE_WORKER_DEFER=1, 0038): lossy, reported apart from the lossless placements
-                Each run records
-                the worker's experts (and how many of them in part), its GB/s and its time per job from hand-over to answer
+                layer's output (LLAMA_MOE_WORKER_DEFER=1, 0038): lossy, reported apart from the lossless placements.
+                Each run records the worker's experts (and how many of them in part), its GB/s and its time per job from hand-over to answer
 
 plus, once per routing, all on the GPU, all experts on the CPU, and every expert hot. The static
 profile P is a trace of other text than the replayed one. Rounds alternate over all runs. Results:

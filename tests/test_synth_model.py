@@ -315,6 +315,8 @@ def test_uniform_router_has_no_bias_line(tmp_path, tiny_vocab):
         (dict(router_skew=-1.0), "router skew"),
         (dict(down_types=("Q3_K",)), "unknown or unsupported down expert type 'Q3_K'"),
         (dict(v3_routing=True), "deepseek2's, not qwen3moe's"),
+        (dict(arch="deepseek2", rope_dim=3), "rope dim must be even"),
+        (dict(arch="deepseek2", kv_lora_rank=0), "lora ranks must be positive"),
         (dict(down_types=("Q6_K",)), "expert-ff = 64 is not a multiple"),
     ],
 )
