@@ -6,15 +6,17 @@ it can serve. Its speed is measured on the GPU machine (scripts/bench-placements
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 from llama_tools import final_ppl, perplexity
 
-from builder.report.parse import ParseError, parse_moe_adapt, parse_moe_worker
+from builder.report.parse import ParseError, parse_moe_adapt, parse_moe_worker, parse_moe_worker_follow
 
 pytestmark = pytest.mark.slow
 
@@ -160,6 +162,58 @@ def test_the_adaptive_set_counts_the_worker_s_experts_too(cpu_builds, tiny_moe, 
     swaps = [parse_moe_adapt(p.stderr).swaps for p in (proc, without)]
     assert swaps[0] == swaps[1] != 0
     assert worker_line(proc)[1] > 0
+
+
+ADAPT_FAST = ("-b", "1", "-ub", "1", "--moe-hot-adapt", "4", "--moe-hot-adapt-noise", "0", "--moe-cold-worker", "1")
+"""One-token steps, the hot set updated every 4 tokens, and a worker of one thread."""
+FIXED = {"LLAMA_MOE_WORKER_FOLLOW": "0"}
+"""The worker's layers as the load chose them (0041 off)."""
+
+
+def graphs_reused(proc) -> int:
+    """llama.cpp's count of the steps that reused the step before's graph."""
+    return int(re.search(r"graphs reused =\s*(\d+)", proc.stderr).group(1))
+
+
+def test_layers_whose_misses_the_adaptive_set_makes_rare_leave_the_worker(cpu_builds, tiny_moe, story):
+    # 4 of 16 experts hot without a profile: 3 cold selections a token expected, above 2.9, so both layers start on the
+    # worker; zipf routing lets the adaptive set hit ~80 %, below 2.9 cold selections a token, and both leave it
+    args = (*GPU, *ADAPT_FAST, "--moe-route", "zipf:3")
+    env = {**IN_PLACE, "LLAMA_MOE_WORKER_MIN_COLD": "2.9"}
+    follow = perplexity(cpu_builds, tiny_moe, story, *args, env=env)
+    fixed = perplexity(cpu_builds, tiny_moe, story, *args, env={**env, **FIXED})
+    assert final_ppl(follow) == final_ppl(fixed)
+    assert "in 2 of the 2 split layers" in follow.stderr
+    moved = parse_moe_worker_follow(follow.stderr)
+    assert (moved.layers_at_end, moved.layers) == (0, 2) and moved.changes >= 2
+    with pytest.raises(ParseError):
+        parse_moe_worker_follow(fixed.stderr)
+    # a layer off the worker sends it nothing: the graphs that sent are built anew, not reused (tried: reused, 394 jobs)
+    assert 0 < worker_line(follow)[1] < worker_line(fixed)[1] // 4
+    assert graphs_reused(follow) < graphs_reused(fixed)
+
+
+@pytest.mark.parametrize("min_cold, joined", [("1", True), ("2", False)])
+def test_layers_whose_misses_stay_frequent_join_the_worker(cpu_builds, tiny_moe, story, tmp_path, min_cold, joined):
+    # a profile of zipf routing expects few cold selections, so no layer starts on the worker; uniform routing keeps ~3 a
+    # token: above twice the threshold of 1, and both layers join it, but not twice 2 (a layer joins at twice the threshold
+    # at which it leaves, so that one near it does not move at every update)
+    profile = tmp_path / "zipf.moetrace"
+    final_ppl(perplexity(cpu_builds, tiny_moe, story, "--moe-route", "zipf:3", "--moe-trace-out", str(profile)))
+    args = (*GPU, *ADAPT_FAST, "--moe-route", "uniform", "--moe-hot-profile", str(profile))
+    env = {**IN_PLACE, "LLAMA_MOE_WORKER_MIN_COLD": min_cold}
+    follow = perplexity(cpu_builds, tiny_moe, story, *args, env=env)
+    fixed = perplexity(cpu_builds, tiny_moe, story, *args, env={**env, **FIXED})
+    # the worker sums its share apart from the CPU backend's experts, in another order: with uniform routing's three cold
+    # experts a token the two differ by 8e-7 here
+    assert math.isclose(float(final_ppl(follow)), float(final_ppl(fixed)), rel_tol=1e-5)
+    assert "for now: the adaptive set moves layers to and from the worker" in follow.stderr
+    assert "in 0 of the 2 split layers" in follow.stderr
+    moved = parse_moe_worker_follow(follow.stderr)
+    assert (moved.layers_at_end, moved.layers, moved.changes) == ((2, 2, 2) if joined else (0, 2, 0))
+    assert (worker_line(follow)[1] > 0) == joined
+    assert "no split layer expects cold selections enough, the worker is not started" in fixed.stderr
+    assert worker_line(fixed) == (0, 0, 0)
 
 
 AUTO_THREADS = min(8, max(1, (os.cpu_count() or 1) // 2))

@@ -351,6 +351,14 @@ def test_the_worker_s_rate_is_read_from_its_line_and_shown_beside_its_pair():
         assert bench.placement_args(config, 1944, 18, Path("p.bin"), Path("r.bin")) == (
             *bench.placement_args(base, 1944, 18, Path("p.bin"), Path("r.bin"))[:2], {"LLAMA_MOE_HOT_SWAP_INLINE": "1"})
         assert (base, config) in load_script("report-placements").PAIRS
+    # -fixed: 0041's worker following the adaptive set off by its environment alone, paired with the same rule with it
+    for config, base in (("adapt-gpu-worker-fixed", "adapt-gpu-worker"), ("adapt-gpu-worker-noise1-fixed", "adapt-gpu-worker-noise1")):
+        assert bench.placement_args(config, 1944, 18, Path("p.bin"), Path("r.bin")) == (
+            *bench.placement_args(base, 1944, 18, Path("p.bin"), Path("r.bin"))[:2], {"LLAMA_MOE_WORKER_FOLLOW": "0"})
+        assert (base, config) in load_script("report-placements").PAIRS
+    followed = bench.parse_run("llama_moe_hot: adapt: the worker took part in 3 of its 15 layers at the end, after 14 changes (a layer "
+                               "goes without it below 0.5 cold selections a token; LLAMA_MOE_WORKER_FOLLOW=0: never)")
+    assert (followed["worker_layers_at_end"], followed["worker_layer_changes"]) == (3, 14)
     # -defer: 0038's lossy deferral by its environment alone, reported apart from the lossless placements
     report = load_script("report-placements")
     for config, base in (("hot-gpu-worker-defer", "hot-gpu-worker"), ("hot-gpu-worker-defer-100", "hot-gpu-worker-100"),
@@ -379,6 +387,7 @@ def test_the_worker_s_rate_is_read_from_its_line_and_shown_beside_its_pair():
     without = ("llama_moe_hot: --moe-cold-worker: 6 split layers do without the worker: they expect fewer than 0.5 cold "
                "selections a token (by the profile; LLAMA_MOE_WORKER_MIN_COLD)")
     assert bench.parse_run(without)["worker_layers_without"] == 6 and "worker_layers_without" not in parsed
+    assert "worker_layers_at_end" not in parsed
     assert "worker_gbs" not in bench.parse_run(line.replace("llama_moe_worker", "llama_moe_hot"))
     report = load_script("report-placements")
     runs, r = committed_runs()

@@ -18,6 +18,7 @@ CHUNKS_RE = re.compile(r"(?:calculating perplexity|computing) over (\d+) chunks,
 EVAL_RE = re.compile(r"llama_perf_context_print:\s+eval time =\s*" + NUM + r" ms /\s*(\d+) runs.*?" + NUM + r" tokens per second")
 MOE_HOT_RE = re.compile(r"llama_moe_hot: \S+: (\d+) layers, (\d+)(?:-(\d+))? of \d+ experts hot per layer")
 MOE_ADAPT_RE = re.compile(r"llama_moe_hot: adapt: (\d+) updates, (\d+) swaps, " + NUM + r" MiB copied; hot hit rate " + NUM + r"% over (\d+) tokens")
+MOE_WORKER_FOLLOW_RE = re.compile(r"llama_moe_hot: adapt: the worker took part in (\d+) of its (\d+) layers at the end, after (\d+) changes")
 MOE_COLD_TOP_RE = re.compile(r"llama_moe_hot: --moe-cold-top (\d+): (\d+) of (\d+) selections \(" + NUM + r"%\) were of cold experts "
                              r"that were not computed; (\d+) cold experts computed \(" + NUM + r" MiB\)")
 MOE_CPU_RE = re.compile(r"moe CPU compute =\s*" + NUM + r" ms /\s*(\d+) tokens .*?, " + NUM + r" MiB of cold experts \(" + NUM + r" GB/s\)")
@@ -228,6 +229,24 @@ def parse_moe_adapt(text: str) -> MoeAdaptInfo:
     m = _search_line(MOE_ADAPT_RE, text, "llama_moe_hot: adapt: ...",
                      "it needs --moe-hot-adapt, -lv 4, and a tool that ends normally (the line is printed when the context is freed)")
     return MoeAdaptInfo(int(m.group(1)), int(m.group(2)), _float(m.group(3)), _float(m.group(4)), int(m.group(5)))
+
+
+@dataclass(frozen=True)
+class MoeWorkerFollowInfo:
+    """Where the CPU worker's layers follow the adaptive hot set (patch 0041's "llama_moe_hot: adapt: the worker took part
+    in N of its M layers at the end, after C changes" line, logged with the adapt line)."""
+
+    layers_at_end: int
+    layers: int
+    """The layers the worker could take part in: those of its GPU whose experts it can compute."""
+    changes: int
+    """The moves of a layer to or from the worker, each of which builds the graph anew."""
+
+
+def parse_moe_worker_follow(text: str) -> MoeWorkerFollowInfo:
+    m = _search_line(MOE_WORKER_FOLLOW_RE, text, "llama_moe_hot: adapt: the worker took part in ...",
+                     "it needs --moe-hot-adapt with a worker (--moe-cold-worker), -lv 4, and LLAMA_MOE_WORKER_FOLLOW unset or 1")
+    return MoeWorkerFollowInfo(int(m.group(1)), int(m.group(2)), int(m.group(3)))
 
 
 @dataclass(frozen=True)
