@@ -237,16 +237,14 @@ class MoeWorkerFollowInfo:
     in N of its M layers at the end, after C changes" line, logged with the adapt line)."""
 
     layers_at_end: int
-    layers: int
-    """The layers the worker could take part in: those of its GPU whose experts it can compute."""
-    changes: int
-    """The moves of a layer to or from the worker, each of which builds the graph anew."""
+    layers: int  # those of the worker's GPU whose experts it can compute
+    changes: int  # a layer's moves to or from the worker, each of which builds the graph anew
 
 
 def parse_moe_worker_follow(text: str) -> MoeWorkerFollowInfo:
     m = _search_line(MOE_WORKER_FOLLOW_RE, text, "llama_moe_hot: adapt: the worker took part in ...",
                      "it needs --moe-hot-adapt with a worker (--moe-cold-worker), -lv 4, and LLAMA_MOE_WORKER_FOLLOW unset or 1")
-    return MoeWorkerFollowInfo(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    return MoeWorkerFollowInfo(*(int(g) for g in m.groups()))
 
 
 @dataclass(frozen=True)
