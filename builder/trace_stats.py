@@ -28,6 +28,8 @@ WINDOW = 32
 LABEL = 27
 HALF_LIFE = 32.0
 """Default half-life in tokens of the decayed-frequency cache's counts."""
+WORKER_MIN_COLD = 0.5
+"""The engine's LLAMA_MOE_WORKER_MIN_COLD: a layer with fewer cold selections a token does without the CPU worker."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,12 @@ def reuse_distances(trace: Trace) -> np.ndarray:
     return (token[1:] - token[:-1])[same]
 
 
+def worker_layers(hit_rates, n_expert_used: int) -> int:
+    """The layers whose misses under a cache of these hit rates reach the worker's threshold, WORKER_MIN_COLD cold
+    selections a token over the trace (0041 moves layers as the adaptive set's running rate crosses it)."""
+    return sum(1 for hit in hit_rates if hit is not None and n_expert_used * (1.0 - hit) >= WORKER_MIN_COLD)
+
+
 def _layer_summary(values) -> dict:
     per_layer = [None if v is None else float(v) for v in values]
     known = [v for v in per_layer if v is not None]
@@ -104,12 +112,14 @@ def trace_stats(path: Path, profile_path: Path | None = None, half_life: float =
             "lru": expert_cache.lru_hit_rates(trace.ids, trace.n_expert, n),
             "decayed-frequency": expert_cache.decayed_frequency_hit_rates(trace.ids, trace.n_expert, n, half_life),
         }
-        caches += [{"policy": policy, "share": share, "experts": n, **_layer_summary(r)} for policy, r in rates.items()]
+        caches += [{"policy": policy, "share": share, "experts": n, **_layer_summary(r),
+                    **({"worker_layers": worker_layers(r, trace.n_expert_used)} if policy == "static" else {})}
+                   for policy, r in rates.items()]
         start = hot_sets(profile_counts, dict.fromkeys(range(trace.n_layer), n))
         adaptive, swaps = expert_cache.hysteresis_hit_rates(trace.ids, trace.n_expert, [start[layer] for layer in range(trace.n_layer)],
                                                             adapt.every, adapt.ratio, adapt.margin, noise=adapt.noise)
         caches.append({"policy": "adaptive", "share": share, "experts": n, **_layer_summary(adaptive),
-                       "swaps_per_token": swaps / trace.n_tokens})
+                       "swaps_per_token": swaps / trace.n_tokens, "worker_layers": worker_layers(adaptive, trace.n_expert_used)})
     return {
         "trace": str(path),
         "n_layer": trace.n_layer,
@@ -157,12 +167,16 @@ def render_text(stats: dict) -> str:
         lines.append(f"{'hit rate ' + policy:<{LABEL}}" + "".join(f"  {_pct(c['mean'])}" for c in rows))
     adaptive = [c for c in s["caches"] if c["policy"] == "adaptive"]
     lines.append(f"{'adaptive swaps per token':<{LABEL}}" + "".join(f"{c['swaps_per_token']:>8.2f}" for c in adaptive))
+    for policy in ("static", "adaptive"):
+        rows = [c for c in s["caches"] if c["policy"] == policy]
+        lines.append(f"{'worker layers, ' + policy:<{LABEL}}" + "".join(f"{c['worker_layers']:>5}/{s['n_layer']:<2}" for c in rows))
     a = s["adapt"]
     lines.append(f"(static: hot set from {s['cache_profile']}"
                  + (", an upper bound" if s["cache_profile"] == "in-sample" else "")
                  + f"; decayed-frequency: half-life {s['decay_half_life_tokens']:g} tokens; adaptive: from the static set, "
                  + f"--moe-hot-adapt {a['every']} --moe-hot-adapt-ratio {a['ratio']:g} --moe-hot-adapt-margin {a['margin']:g} "
-                 + f"--moe-hot-adapt-noise {a['noise']:g}; per layer in --json)")
+                 + f"--moe-hot-adapt-noise {a['noise']:g}; worker layers: those with {WORKER_MIN_COLD:g} cold selections a token "
+                 + "or more, which keep the CPU worker; per layer in --json)")
     return "\n".join(lines)
 
 

@@ -113,6 +113,11 @@ def direct_adaptive(rows: list[list[int]], profile_rows: list[list[int]], n_hot:
     return hits / sum(len(row) for row in rows), swaps
 
 
+def direct_worker_layers(hit_rates: list[float], n_used: int) -> int:
+    """The layers with half a cold selection a token or more (the engine's LLAMA_MOE_WORKER_MIN_COLD)."""
+    return sum(n_used * (1 - hit) >= 0.5 for hit in hit_rates)
+
+
 def direct_reuse_median(per_layer: list[list[list[int]]]) -> float:
     distances = []
     for rows in per_layer:
@@ -142,9 +147,12 @@ def assert_matches_direct_count(stats: dict, path: Path, profile: Path | None = 
                     for layer, rows in enumerate(per_layer)]
             assert c["per_layer"] == pytest.approx([hit for hit, _ in runs])
             assert c["swaps_per_token"] == pytest.approx(sum(swaps for _, swaps in runs) / len(per_layer[0]))
+            assert c["worker_layers"] == direct_worker_layers([hit for hit, _ in runs], trace.n_expert_used)
             continue
         expected = [direct[c["policy"]](rows, layer, c["experts"]) for layer, rows in enumerate(per_layer)]
         assert c["per_layer"] == pytest.approx(expected), c["policy"]
+        if c["policy"] == "static":
+            assert c["worker_layers"] == direct_worker_layers(expected, trace.n_expert_used)
     assert stats["reuse_distance_tokens"]["median"] == direct_reuse_median(per_layer)
     windows = len(per_layer[0]) // 32
     distinct = [statistics.mean(len({e for row in rows[w * 32:(w + 1) * 32] for e in row}) for w in range(windows))
