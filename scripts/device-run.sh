@@ -347,7 +347,8 @@ fidelity)
     # nothing there); worker, worker-100 and worker-adapt hand half or all of each token's cold experts to a CPU worker of 8
     # threads (0028-0029, up to 4 tokens a step): it computes them as --cpu-moe does (the CPU's dot products), so their KLD
     # against cpu-moe's is the worker's error; they share a lone cold expert in parts with the GPU (0035-0036), worker-whole
-    # hands it whole experts only; worker-defer and worker-defer-100 defer the worker's experts (half or all of the cold ones) to the
+    # hands it whole experts only; worker-adapt-fixed keeps the worker's layers as the load chose them (LLAMA_MOE_WORKER_FOLLOW=0, as
+    # before 0041 moved them with the adaptive set); worker-defer and worker-defer-100 defer the worker's experts (half or all of the cold ones) to the
     # next layer's output (LLAMA_MOE_WORKER_DEFER=1, 0038, lossy: their KLD is its cost in accuracy); adapt-inline is adapt with the swaps' copies on the layer's stream, live at once, as before
     # 0037 (LLAMA_MOE_HOT_SWAP_INLINE=1): both must match all on the GPU as static does (env RUNS=name,name... runs only those,
     # the names below); env MODELS=learned,bench,mix picks the models (default learned,bench): mix is 8 layers of the bench
@@ -382,6 +383,7 @@ fidelity)
                                       "prefetch-adapt: $gpu --moe-hot-adapt 8 --moe-prefetch 1"
                                       "worker: $cold gpu --moe-cold-worker 8" "worker-100: $cold gpu --moe-cold-worker 8 --moe-cold-cpu-share 1"
                                       "worker-adapt: $cold gpu --moe-cold-worker 8 --moe-hot-adapt 8"
+                                      "worker-adapt-fixed: $cold gpu --moe-cold-worker 8 --moe-hot-adapt 8"
                                       "worker-whole: $cold gpu --moe-cold-worker 8" "worker-defer: $cold gpu --moe-cold-worker 8"
                                       "worker-defer-100: $cold gpu --moe-cold-worker 8 --moe-cold-cpu-share 1")
             # the trained model with its profile of other text, the hot set the placement benchmark's learned rows use
@@ -397,6 +399,7 @@ fidelity)
                 [ "$name" = worker-whole ] && env=(env LLAMA_MOE_WORKER_WHOLE=1)  # whole experts only, as before 0035
                 [ "$name" = adapt-inline ] && env=(env LLAMA_MOE_HOT_SWAP_INLINE=1)  # the swaps on the layer's stream, as before 0037
                 [[ $name == worker-defer* ]] && env=(env LLAMA_MOE_WORKER_DEFER=1)  # lossy, 0038
+                [ "$name" = worker-adapt-fixed ] && env=(env LLAMA_MOE_WORKER_FOLLOW=0)  # the worker's layers as the load chose them, as before 0041
                 "${env[@]}" "${ppl[@]}" ${run#*:} --kl-divergence-base /tmp/base.kld --kl-divergence > /tmp/fid.log 2>&1 \
                     || echo "exit $?" >> /tmp/fid.log
                 { echo "## $(basename "$m") -ub $ub $name:${run#*:} (base: all on the GPU, -ub $ub)"
