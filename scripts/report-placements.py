@@ -156,6 +156,10 @@ def summarise(runs: list[dict]) -> dict:
             in_part = [100 * r["worker_in_part"] / r["worker_experts"] for r in worker if r.get("worker_in_part") is not None and r["worker_experts"]]
             if in_part:  # 0035: the share of the worker's experts that it computed in part, the GPU the rest
                 cell["worker_in_part_pct"] = round(statistics.median(in_part), 1)
+        followed = [r for r in rows if r.get("worker_layers_at_end") is not None and r["rc"] == 0]
+        if followed:  # 0041: the layers the worker took part in at the end, as the adaptive set moved them, and the moves
+            cell.update(worker_layers_at_end=statistics.median(r["worker_layers_at_end"] for r in followed),
+                        worker_layer_changes=statistics.median(r["worker_layer_changes"] for r in followed))
         huge = [r["anon_huge_mib"] for r in rows if r.get("anon_huge_mib") is not None and r["rc"] == 0]
         if huge:  # the fewest MiB in transparent huge pages that any of its runs was seen to hold (bench-placements.py)
             cell["anon_huge_mib"] = min(huge)
@@ -378,10 +382,15 @@ def pairs(cells: list[dict]) -> list[dict]:
                 row = {"config": new, "against": old, "route": route, "budget_pct": pct, "tokens_per_s": cell["median"],
                        "against_tokens_per_s": base["median"], "ratio": round(cell["median"] / base["median"], 3),
                        "same_ppl": cell["ppl"] == base["ppl"]}
+                worker = []
                 if "worker_gbs" in cell:
-                    row["worker"] = f"{cell['worker_gbs']:.1f} GB/s, {cell['worker_us_per_job']:.1f} µs a job" + (
+                    worker.append(f"{cell['worker_gbs']:.1f} GB/s, {cell['worker_us_per_job']:.1f} µs a job" + (
                         f", the GPU waited for it in {cell['worker_recv_waited_pct']:.1f}% of the jobs" if "worker_recv_waited_pct" in cell else "") + (
-                        f", {cell['worker_in_part_pct']:.1f}% of its experts in part" if "worker_in_part_pct" in cell else "")
+                        f", {cell['worker_in_part_pct']:.1f}% of its experts in part" if "worker_in_part_pct" in cell else ""))
+                if "worker_layers_at_end" in cell:
+                    worker.append(f"in {cell['worker_layers_at_end']:g} layers at the end after {cell['worker_layer_changes']:g} moves")
+                if worker:
+                    row["worker"] = ", ".join(worker)
                 if "anon_huge_mib" in cell and "anon_huge_mib" in base:
                     row["huge_pages"] = f"{cell['anon_huge_mib']:g} / {base['anon_huge_mib']:g} MiB"
                 if (new, old) in OVERLAPS and cell.get("cpu_ms_per_token"):

@@ -359,6 +359,12 @@ def test_the_worker_s_rate_is_read_from_its_line_and_shown_beside_its_pair():
     followed = bench.parse_run("llama_moe_hot: adapt: the worker took part in 3 of its 15 layers at the end, after 14 changes (a layer "
                                "goes without it below 0.5 cold selections a token; LLAMA_MOE_WORKER_FOLLOW=0: never)")
     assert (followed["worker_layers_at_end"], followed["worker_layer_changes"]) == (3, 14)
+    report = load_script("report-placements")
+    runs, r = committed_runs()
+    runs += [{**r, "config": "adapt-gpu-worker", "tokens_per_s": 120.0, **followed},  # every layer off: no worker line
+             {**r, "config": "adapt-gpu-worker-fixed", "tokens_per_s": 100.0}]
+    pair = next(p for p in report.summarise(runs)["pairs"] if p["config"] == "adapt-gpu-worker")
+    assert (pair["against"], pair["ratio"], pair["worker"]) == ("adapt-gpu-worker-fixed", 1.2, "in 3 layers at the end after 14 moves")
     # -defer: 0038's lossy deferral by its environment alone, reported apart from the lossless placements
     report = load_script("report-placements")
     for config, base in (("hot-gpu-worker-defer", "hot-gpu-worker"), ("hot-gpu-worker-defer-100", "hot-gpu-worker-100"),
