@@ -1,7 +1,8 @@
-"""Patches 0028-0029 and 0032 in the CPU build: --moe-cold-worker's bad input is refused before anything loads, and with the
-cold experts read in place by the CPU (LLAMA_MOE_COLD_IN_PLACE_CPU=1, 0026; otherwise --moe-cold gpu needs a CUDA GPU) the
-worker computes its share of each token's cold experts and changes no answer; the tools start it by default (auto) where
-it can serve. Its speed is measured on the GPU machine (scripts/bench-placements.py hot-gpu-worker*)."""
+"""Patches 0028-0029, 0032 and 0041 in the CPU build: --moe-cold-worker's bad input is refused before anything loads, and
+with the cold experts read in place by the CPU (LLAMA_MOE_COLD_IN_PLACE_CPU=1, 0026; otherwise --moe-cold gpu needs a CUDA
+GPU) the worker computes its share of each token's cold experts and changes no answer; the tools start it by default
+(auto) where it can serve; where the hot set adapts, layers leave and join it as their misses change (0041). Its speed is
+measured on the GPU machine (scripts/bench-placements.py hot-gpu-worker*, adapt-gpu-worker*)."""
 
 from __future__ import annotations
 
