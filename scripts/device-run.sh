@@ -23,6 +23,8 @@
 #   bash scripts/device-run.sh cold-cpu ARCH   scripts/bench-cold-cpu.py: cold experts' GB/s per thread count (THREADS=1,2,4,8,16)
 #   bash scripts/device-run.sh worker-cpu ARCH the MoE worker on the host's CPU alone (the GPU hidden), 0034's reads ahead into
 #                                              L2 against 0030's into L1 (THREADS=1,4,8, ROUNDS=2), and numpy's read rate
+#   bash scripts/device-run.sh worker-llc ARCH the MoE worker on the host's CPU alone, one layer's experts from the last-level
+#                                              cache (8 experts) against from DRAM (128): what bounds its rate there
 #   bash scripts/device-run.sh predict ARCH [ARGS]  after learned(-train): scripts/predict-experts.py ARGS on the trained
 #                                              model (how well a layer's cold experts are known before its router)
 #   bash scripts/device-run.sh server-identity ARCH [ARGS]  after learned(-train), with the fork and the baseline built:
@@ -300,6 +302,21 @@ worker-cpu)
     CUDA_VISIBLE_DEVICES= python3 scripts/bench-worker-cpu.py --build l1="$bin" --build l2="$bin" \
         --env l1:LLAMA_MOE_WORKER_PREFETCH=l1 --env l2:LLAMA_MOE_WORKER_PREFETCH=l2 --model "$model" --text README.md --threads "${THREADS:-1,4,8}" --rounds "${ROUNDS:-2}" \
         --title "The worker on the device's CPU alone: into L2 2 KiB ahead (0034) against the next row into L1 (0030)" --out "$out"
+    ;;
+worker-llc)
+    # the worker's rate from the last-level cache against from DRAM on this host's CPU alone (CUDA_VISIBLE_DEVICES=): one
+    # MoE layer of the bench shape with 8 experts (20 MiB: in the cache once read) and with 128 (324 MiB), 2 used a token;
+    # equal rates say its dot products bound it, a faster rate from the cache that its reads wait on DRAM (what a prefetch
+    # into the cache ahead of a job could then win)
+    bin=dist/cuda-sm$arch/bin
+    for n in 8 128; do
+        m=/tmp/llc-$n.gguf
+        [ -f "$m" ] || builder make-model --arch qwen3moe --layers 1 --embd 2048 --experts "$n" --experts-used 2 --expert-ff 768 \
+            --heads 16 --kv-heads 4 --head-dim 128 --type Q4_K --llama-tree .cache/src/llama.cpp-b11549 -o "$m" > /dev/null
+        CUDA_VISIBLE_DEVICES= python3 scripts/bench-worker-cpu.py --build fork="$bin" --model "$m" --text README.md \
+            --threads "${THREADS:-1,8}" --rounds "${ROUNDS:-2}" --title "The worker on the device's CPU alone, $n experts a layer" \
+            --out "$out/experts-$n"
+    done
     ;;
 server-metrics)
     # what --metrics' read-back of a static hot set costs llama-server's decode (0014), a quarter of the experts hot
