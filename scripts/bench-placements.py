@@ -87,8 +87,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from builder import hot_experts, huge_pages, moe_trace  # noqa: E402
-from builder.report.parse import (ParseError, parse_moe_adapt, parse_moe_cold_top, parse_moe_cpu, parse_moe_worker,  # noqa: E402
-                                  parse_moe_worker_follow)
+from builder.report.parse import (ParseError, parse_graphs_reused, parse_moe_adapt, parse_moe_cold_top, parse_moe_cpu,  # noqa: E402
+                                  parse_moe_worker, parse_moe_worker_follow)
 
 CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "hot-gpu-in", "adapt-gpu",
            "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2", "adapt-hybrid", "hot-gpu-top6", "hot-gpu-top4", "adapt-gpu-top6",
@@ -135,8 +135,6 @@ EVAL = re.compile(r"eval time =\s*([\d.]+) ms /\s*(\d+) (?:tokens|runs)")
 PPL = re.compile(r"Final estimate: PPL = ([\d.]+)")
 WORKERLESS = re.compile(r"--moe-cold-worker: (\d+) split layers do without the worker")
 """The split layers that expect too few cold selections for the worker (0029's threshold)."""
-REUSED = re.compile(r"graphs reused =\s*(\d+)")
-"""llama.cpp's count of the steps that reused the previous step's graph (not rebuilt, not allocated again)."""
 
 
 def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Path, replay: Path,
@@ -261,8 +259,8 @@ def parse_run(text: str) -> dict:
         res.update(tokens=n, tokens_per_s=round(1000.0 * n / ms, 2) if ms > 0 else None)
     if m := PPL.search(text):
         res["ppl"] = float(m.group(1))
-    if m := REUSED.search(text):
-        res["graphs_reused"] = int(m.group(1))
+    if (reused := parse_graphs_reused(text)) is not None:
+        res["graphs_reused"] = reused
     if m := WORKERLESS.search(text):
         res["worker_layers_without"] = int(m.group(1))
     with suppress(ParseError):  # the adaptive runs whose worker's layers follow the hot set (0041)

@@ -10,14 +10,13 @@ import json
 import math
 import os
 import platform
-import re
 import subprocess
 from pathlib import Path
 
 import pytest
 from llama_tools import final_ppl, perplexity
 
-from builder.report.parse import ParseError, parse_moe_adapt, parse_moe_worker, parse_moe_worker_follow
+from builder.report.parse import ParseError, parse_graphs_reused, parse_moe_adapt, parse_moe_worker, parse_moe_worker_follow
 
 pytestmark = pytest.mark.slow
 
@@ -171,11 +170,6 @@ FIXED = {"LLAMA_MOE_WORKER_FOLLOW": "0"}
 """The worker's layers as the load chose them (0041 off)."""
 
 
-def graphs_reused(proc) -> int:
-    """llama.cpp's count of the steps that reused the step before's graph."""
-    return int(re.search(r"graphs reused =\s*(\d+)", proc.stderr).group(1))
-
-
 def test_layers_whose_misses_the_adaptive_set_makes_rare_leave_the_worker(cpu_builds, tiny_moe, story):
     # 4 of 16 experts hot without a profile: 3 cold selections a token expected, above 2.9, so both layers start on the
     # worker; zipf routing lets the adaptive set hit ~80 %, below 2.9 cold selections a token, and both leave it
@@ -191,7 +185,7 @@ def test_layers_whose_misses_the_adaptive_set_makes_rare_leave_the_worker(cpu_bu
         parse_moe_worker_follow(fixed.stderr)
     # a layer off the worker sends it nothing: the graphs that sent are built anew, not reused (tried: reused, 394 jobs)
     assert 0 < worker_line(follow)[1] < worker_line(fixed)[1] // 4
-    assert graphs_reused(follow) < graphs_reused(fixed)
+    assert parse_graphs_reused(follow.stderr) < parse_graphs_reused(fixed.stderr)
 
 
 @pytest.mark.parametrize("min_cold, joined", [("1", True), ("2", False)])

@@ -341,27 +341,23 @@ def test_the_worker_s_rate_is_read_from_its_line_and_shown_beside_its_pair():
         assert bench.placement_args(config, 1944, 18, Path("p.bin"), Path("r.bin")) == (
             *bench.placement_args("hot-gpu-worker", 1944, 18, Path("p.bin"), Path("r.bin"))[:2], {"LLAMA_MOE_WORKER_PREFETCH": where})
     assert {("hot-gpu-worker-l2", "hot-gpu-worker-l1"), ("hot-gpu-worker", "hot-gpu-worker-l1")} <= set(load_script("report-placements").PAIRS)
-    # -whole: 0035's parts off by its environment alone, static and adaptive
-    for config, base in (("hot-gpu-worker-whole", "hot-gpu-worker"), ("adapt-gpu-worker-whole", "adapt-gpu-worker")):
+    # a mechanism off by its environment alone, paired with the same configuration with it: -whole 0035's parts (static and
+    # adaptive), -inline 0037's own copy stream, -fixed 0041's worker following the adaptive set
+    whole, inline, fixed = {"LLAMA_MOE_WORKER_WHOLE": "1"}, {"LLAMA_MOE_HOT_SWAP_INLINE": "1"}, {"LLAMA_MOE_WORKER_FOLLOW": "0"}
+    for config, base, env in (("hot-gpu-worker-whole", "hot-gpu-worker", whole), ("adapt-gpu-worker-whole", "adapt-gpu-worker", whole),
+                              ("adapt-gpu-worker-inline", "adapt-gpu-worker", inline),
+                              ("adapt-gpu-worker-noise1-inline", "adapt-gpu-worker-noise1", inline),
+                              ("adapt-gpu-worker-fixed", "adapt-gpu-worker", fixed),
+                              ("adapt-gpu-worker-noise1-fixed", "adapt-gpu-worker-noise1", fixed)):
         assert bench.placement_args(config, 1944, 18, Path("p.bin"), Path("r.bin")) == (
-            *bench.placement_args(base, 1944, 18, Path("p.bin"), Path("r.bin"))[:2], {"LLAMA_MOE_WORKER_WHOLE": "1"})
-        assert (base, config) in load_script("report-placements").PAIRS
-    # -inline: 0037's own copy stream off by its environment alone, paired with the same rule without it
-    for config, base in (("adapt-gpu-worker-inline", "adapt-gpu-worker"), ("adapt-gpu-worker-noise1-inline", "adapt-gpu-worker-noise1")):
-        assert bench.placement_args(config, 1944, 18, Path("p.bin"), Path("r.bin")) == (
-            *bench.placement_args(base, 1944, 18, Path("p.bin"), Path("r.bin"))[:2], {"LLAMA_MOE_HOT_SWAP_INLINE": "1"})
-        assert (base, config) in load_script("report-placements").PAIRS
-    # -fixed: 0041's worker following the adaptive set off by its environment alone, paired with the same rule with it
-    for config, base in (("adapt-gpu-worker-fixed", "adapt-gpu-worker"), ("adapt-gpu-worker-noise1-fixed", "adapt-gpu-worker-noise1")):
-        assert bench.placement_args(config, 1944, 18, Path("p.bin"), Path("r.bin")) == (
-            *bench.placement_args(base, 1944, 18, Path("p.bin"), Path("r.bin"))[:2], {"LLAMA_MOE_WORKER_FOLLOW": "0"})
+            *bench.placement_args(base, 1944, 18, Path("p.bin"), Path("r.bin"))[:2], env)
         assert (base, config) in load_script("report-placements").PAIRS
     followed = bench.parse_run("llama_moe_hot: adapt: the worker took part in 3 of its 15 layers at the end, after 14 changes (a layer "
                                "goes without it below 0.5 cold selections a token; LLAMA_MOE_WORKER_FOLLOW=0: never)")
     assert (followed["worker_layers_at_end"], followed["worker_layer_changes"]) == (3, 14)
     report = load_script("report-placements")
     runs, r = committed_runs()
-    runs += [{**r, "config": "adapt-gpu-worker", "tokens_per_s": 120.0, **followed},  # every layer off: no worker line
+    runs += [{**r, "config": "adapt-gpu-worker", "tokens_per_s": 120.0, **followed},  # no rate line: as where no job was sent
              {**r, "config": "adapt-gpu-worker-fixed", "tokens_per_s": 100.0}]
     pair = next(p for p in report.summarise(runs)["pairs"] if p["config"] == "adapt-gpu-worker")
     assert (pair["against"], pair["ratio"], pair["worker"]) == ("adapt-gpu-worker-fixed", 1.2, "in 3 layers at the end after 14 moves")

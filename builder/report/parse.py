@@ -18,6 +18,7 @@ CHUNKS_RE = re.compile(r"(?:calculating perplexity|computing) over (\d+) chunks,
 EVAL_RE = re.compile(r"llama_perf_context_print:\s+eval time =\s*" + NUM + r" ms /\s*(\d+) runs.*?" + NUM + r" tokens per second")
 MOE_HOT_RE = re.compile(r"llama_moe_hot: \S+: (\d+) layers, (\d+)(?:-(\d+))? of \d+ experts hot per layer")
 MOE_ADAPT_RE = re.compile(r"llama_moe_hot: adapt: (\d+) updates, (\d+) swaps, " + NUM + r" MiB copied; hot hit rate " + NUM + r"% over (\d+) tokens")
+GRAPHS_REUSED_RE = re.compile(r"graphs reused =\s*(\d+)")
 MOE_WORKER_FOLLOW_RE = re.compile(r"llama_moe_hot: adapt: the worker took part in (\d+) of its (\d+) layers at the end, after (\d+) changes")
 MOE_COLD_TOP_RE = re.compile(r"llama_moe_hot: --moe-cold-top (\d+): (\d+) of (\d+) selections \(" + NUM + r"%\) were of cold experts "
                              r"that were not computed; (\d+) cold experts computed \(" + NUM + r" MiB\)")
@@ -229,6 +230,13 @@ def parse_moe_adapt(text: str) -> MoeAdaptInfo:
     m = _search_line(MOE_ADAPT_RE, text, "llama_moe_hot: adapt: ...",
                      "it needs --moe-hot-adapt, -lv 4, and a tool that ends normally (the line is printed when the context is freed)")
     return MoeAdaptInfo(int(m.group(1)), int(m.group(2)), _float(m.group(3)), _float(m.group(4)), int(m.group(5)))
+
+
+def parse_graphs_reused(text: str) -> int | None:
+    """llama.cpp's count of the steps that reused the step before's graph (not rebuilt, not allocated again), from the
+    performance summary; None where the tool printed none."""
+    m = GRAPHS_REUSED_RE.search(text)
+    return int(m.group(1)) if m else None
 
 
 @dataclass(frozen=True)
