@@ -87,6 +87,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from builder import hot_experts, huge_pages, moe_trace  # noqa: E402
+from builder.errors import UsageError  # noqa: E402
+from builder.report import gpu_timeline  # noqa: E402
 from builder.report.parse import (ParseError, parse_graphs_reused, parse_moe_adapt, parse_moe_cold_top, parse_moe_cpu,  # noqa: E402
                                   parse_moe_worker, parse_moe_worker_follow)
 
@@ -256,7 +258,8 @@ def parse_run(text: str) -> dict:
     res: dict = {}
     if evals:
         ms, n = max(evals, key=lambda e: e[1])
-        res.update(tokens=n, tokens_per_s=round(1000.0 * n / ms, 2) if ms > 0 else None)
+        res.update(tokens=n, tokens_per_s=round(1000.0 * n / ms, 2) if ms > 0 else None,
+                   steps=sum(n for _, n in evals))  # the prompt's and the eval's ubatches: with -b 1 all one token each
     if m := PPL.search(text):
         res["ppl"] = float(m.group(1))
     if (reused := parse_graphs_reused(text)) is not None:
@@ -304,6 +307,10 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--first-round", type=int, default=0, help="number of the first round (to continue a run in another call)")
     p.add_argument("--timeout", type=int, default=240)
+    p.add_argument("--timeline", type=Path, metavar="LIB",
+                   help="a CUPTI injection library built from scripts/gpu-timeline.c: each run's kernels and copies on the GPU "
+                        "are recorded and summed up a step (builder/report/gpu_timeline.py) into its row as `timeline`; the "
+                        "recording slows a run down, so compare such runs with each other")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
 
@@ -353,10 +360,20 @@ def main() -> int:
                 cmd = [str(binary), "-m", str(args.model), "-f", str(args.text), "-c", "512", "--chunks", str(args.chunks),
                        "-b", str(args.ubatch), "-ub", str(args.ubatch), "--perf", "-lv", "4", "-t", str(args.threads), "-fit", "off", "-ngl", "99",
                        "--moe-route", f"trace:{routes[name][0]}", *extra, *(["--moe-hot-stats"] if args.stats and variant == "fork" else [])]
+                run_env = {**os.environ, **env}
+                timeline = args.out / f"timeline-{name}-{pct}-{config}-{rnd}.txt"
+                if args.timeline:
+                    run_env.update(CUDA_INJECTION64_PATH=str(args.timeline.resolve()), GPU_TIMELINE_OUT=str(timeline))
                 start = time.monotonic()
-                finished = huge_pages.run(cmd, args.timeout, env={**os.environ, **env})
+                finished = huge_pages.run(cmd, args.timeout, env=run_env)
                 text, rc = finished.output, finished.rc
                 result = parse_run(text)
+                if args.timeline and result.get("steps"):
+                    try:
+                        result["timeline"] = gpu_timeline.summarize(timeline, result["steps"])
+                    except (UsageError, OSError) as e:
+                        result["timeline_error"] = str(e)
+                    timeline.unlink(missing_ok=True)  # tens of MB a run
                 if rc == 0 and "ppl" not in result:
                     rc = "no result"  # llama-perplexity exits 0 when the text is too short
                 row = {"round": rnd, "route": name, "budget_pct": pct, "budget_mib": budget, "config": config,

@@ -99,6 +99,19 @@ release_vram() {
     kill "$holder" 2>/dev/null || true
     wait "$holder" 2>/dev/null || true
 }
+gpu_timeline_lib() {  # scripts/gpu-timeline.c built against the CUDA toolkit's CUPTI into /tmp/libgpu-timeline.so
+    local cuda=${CUDA_HOME:-$(python3 -c 'from builder.cuda_toolkit import find_toolkit; print(find_toolkit("nvcc").root)')} inc lib cupti= wheel
+    wheel=$(python3 -c 'import nvidia.cuda_cupti as m; print(m.__path__[0])' 2>/dev/null || true)  # PyTorch's CUPTI wheel
+    for inc in "$cuda/include" "$cuda/extras/CUPTI/include" "$cuda/targets/x86_64-linux/include" "$wheel/include"; do
+        [ ! -f "$inc/cupti.h" ] || break
+    done
+    for lib in "$cuda/lib64" "$cuda/extras/CUPTI/lib64" "$cuda/targets/x86_64-linux/lib" "$wheel/lib"; do
+        cupti=$(ls "$lib"/libcupti.so* 2>/dev/null | head -1)
+        [ -z "$cupti" ] || break
+    done
+    [ -f "$inc/cupti.h" ] && [ -n "$cupti" ] || { echo "gpu_timeline_lib: no CUPTI (cupti.h, libcupti.so) under $cuda: set CUDA_HOME" >&2; exit 2; }
+    gcc -shared -fPIC -O2 -I"$inc" scripts/gpu-timeline.c "$cupti" -Wl,-rpath,"$lib" -o /tmp/libgpu-timeline.so
+}
 train_moe() {  # train_moe [ARGS]: scripts/train-moe.py into /tmp/learned, its log and summary in $out
     log "train-moe.py $*"
     python3 scripts/train-moe.py --out /tmp/learned --force "$@" > "$out/learned-train.log" 2>&1 \
@@ -431,7 +444,8 @@ placements)
     # (with LAYERS set, the model of that depth, to $out/placements-LAYERS/; with UBATCH=512, prompt processing in steps of
     # 512 tokens instead of decode, to $out/placements[-LAYERS]-ub512/; with STATS=1, the fork's runs with --moe-hot-stats and the
     # CPU's time and rate, to $out/placements[...]-stats/; with PLACEMENT_THREADS=N, N threads instead of 8, to
-    # $out/placements[...]-tN/; upstream's placements run with the fork's binary, options off, where no baseline was built;
+    # $out/placements[...]-tN/; with TIMELINE=1, each run's kernels and copies recorded with CUPTI (scripts/gpu-timeline.c)
+    # and summed up into its row, to $out/placements[...]-timeline/; upstream's placements run with the fork's binary, options off, where no baseline was built;
     # with ROUTINGS=learned,zipf, only those of the three routings; with TORCH_ROUTE=1, after predict and placements-prep,
     # the routing `torch` too, whose ranking the prefetch configurations read)
     text=/tmp/learned/heldout-prose.txt
@@ -442,9 +456,11 @@ placements)
     for name in ${routings//,/ }; do
         routes+=(--route "$name=$bt/$name-replay.bin:$bt/$name-profile.bin")
     done
+    [ -z "${TIMELINE:-}" ] || gpu_timeline_lib
     python3 scripts/bench-placements.py --model "$model" --text "$text" --fork "dist/cuda-sm$arch/bin" \
         --base "$base" --rounds "${ROUNDS:-1}" --chunks "${CHUNKS:-1}" --ubatch "${UBATCH:-1}" ${STATS:+--stats} \
-        --threads "${PLACEMENT_THREADS:-8}" --out "$out/placements${LAYERS:+-$LAYERS}${UBATCH:+-ub$UBATCH}${STATS:+-stats}${PLACEMENT_THREADS:+-t$PLACEMENT_THREADS}" \
+        ${TIMELINE:+--timeline /tmp/libgpu-timeline.so} --threads "${PLACEMENT_THREADS:-8}" \
+        --out "$out/placements${LAYERS:+-$LAYERS}${UBATCH:+-ub$UBATCH}${STATS:+-stats}${PLACEMENT_THREADS:+-t$PLACEMENT_THREADS}${TIMELINE:+-timeline}" \
         "${routes[@]}" ${TORCH_ROUTE:+--route "torch=$bt/torch-replay.bin:$bt/torch-profile.bin:$bt/torch-layer-ahead-prose.bin"} "${@:3}"
     ;;
 regress)

@@ -2,7 +2,7 @@
 # A whole device session in one detached pipeline, so that device calls only start it and bring back what finished:
 #   call 1:  setsid nohup bash scripts/device-session.sh 90 EARLY... -- LATE... > /tmp/session.log 2>&1 < /dev/null &
 #   later:   bash scripts/device-session.sh --collect "$OUT"     (waits up to WAIT seconds, default 500, packing
-#            /tmp/res into $OUT/res.tgz every minute and at the end: a call stopped at its limit still brings back
+#            /tmp/res into $OUT/res.tgz every PACK_EVERY seconds, default 60, and at the end: a call stopped at its limit still brings back
 #            its last pack, since the limit of a call can be below its timeout when little device time is left)
 # It builds the fork and then the baseline for the arch while the GPU trains the learned model (learned-train); the
 # EARLY stages run once the fork is built (they use only the fork: tests, fidelity), the LATE ones once the baseline is
@@ -27,7 +27,7 @@ if [ "${1:-}" = --collect ]; then
     packed=$SECONDS
     while [ ! -f "$res/DONE" ] && [ $SECONDS -lt $end ]; do
         sleep 5
-        if [ $((SECONDS - packed)) -ge 60 ]; then pack; packed=$SECONDS; fi
+        if [ $((SECONDS - packed)) -ge "${PACK_EVERY:-60}" ]; then pack; packed=$SECONDS; fi
     done
     pack && tail -15 /tmp/session.log
     exit 0
@@ -51,7 +51,13 @@ stage build build $with_baseline ${SERIES_UNTIL:+--series-until "$SERIES_UNTIL"}
 build=$!
 # training converts with the fetched tree: wait for its marker, written once the tree is verified (the folder comes first)
 while [ ! -f .cache/src/llama.cpp-b11549/.experts-first-source.json ] && kill -0 "$build" 2>/dev/null; do sleep 2; done
-stage learned-train learned-train --max-seconds "${TRAIN_SECONDS:-180}"
+# LEARNED_FROM=DIR (carried: learned-prose.moetrace, learned-poems.moetrace, heldout-prose.txt, e.g. an earlier machine's)
+# trains nothing: the placements replay those traces, comparable with that machine's runs; leave out `learned` then
+if [ -n "${LEARNED_FROM:-}" ]; then
+    mkdir -p /tmp/learned && cp "$LEARNED_FROM"/* /tmp/learned/
+else
+    stage learned-train learned-train --max-seconds "${TRAIN_SECONDS:-180}"
+fi
 while [ ! -f "dist/cuda-sm$arch/manifest.json" ] && kill -0 "$build" 2>/dev/null; do sleep 2; done
 late=0
 for s in "$@"; do
