@@ -74,7 +74,8 @@ def reuse_distances(trace: Trace) -> np.ndarray:
 
 def worker_layers(hit_rates, n_expert_used: int) -> int:
     """The layers whose misses under a cache of these hit rates reach the worker's threshold, WORKER_MIN_COLD cold
-    selections a token over the trace (0041 moves layers as the adaptive set's running rate crosses it)."""
+    selections a token over the trace (0041, with LLAMA_MOE_WORKER_FOLLOW=1, moves layers as the adaptive set's running rate
+    crosses it)."""
     return sum(1 for hit in hit_rates if hit is not None and n_expert_used * (1.0 - hit) >= WORKER_MIN_COLD)
 
 

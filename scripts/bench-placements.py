@@ -102,7 +102,7 @@ CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybr
            "hot-gpu-worker-4k", "adapt-gpu-worker-4k", "hot-gpu-4k", "adapt-gpu-worker-noise1",
            "hot-gpu-worker-l1", "hot-gpu-worker-l2", "hot-gpu-worker-whole", "adapt-gpu-worker-whole", "adapt-gpu-worker-40-noise1",
            "adapt-gpu-worker-inline", "adapt-gpu-worker-noise1-inline", "hot-gpu-worker-in", "hot-gpu-worker-defer",
-           "hot-gpu-worker-defer-100", "adapt-gpu-worker-defer", "adapt-gpu-worker-fixed", "adapt-gpu-worker-noise1-fixed")
+           "hot-gpu-worker-defer-100", "adapt-gpu-worker-defer", "adapt-gpu-worker-follow", "adapt-gpu-worker-noise1-follow")
 PREDICTED = ("hot-gpu-prefetch", "adapt-gpu-prefetch")
 """Configurations that prefetch the experts a routing's ranking trace names (NAME=REPLAY:PROFILE:RANKING): skipped without one."""
 NO_CUDA_GRAPHS = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
@@ -117,8 +117,9 @@ SWAPS_INLINE = {"LLAMA_MOE_HOT_SWAP_INLINE": "1"}
 """The adaptive swaps' copies on the layer's stream ahead of the next ubatch, live at once, as before 0037."""
 DEFER = {"LLAMA_MOE_WORKER_DEFER": "1"}
 """The worker's experts of a layer join the next layer's output (0038, lossy)."""
-WORKER_FIXED = {"LLAMA_MOE_WORKER_FOLLOW": "0"}
-"""The worker's layers as the load chose them from the profile, as before 0041 moved them with the adaptive set."""
+WORKER_FOLLOWS = {"LLAMA_MOE_WORKER_FOLLOW": "1"}
+"""The worker's layers move with the adaptive set (0041, off by default: 0.95x the load's choice at learned 50 and 75 %,
+reports/2026-12-05-worker-follows)."""
 CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA_MOE_COLD_OVERLAP": "0"},
               "hot-cpu-overlap": {"LLAMA_MOE_COLD_OVERLAP": "1"}, "hot-gpu-counted-wait": {"LLAMA_MOE_HOT_COUNT_WAIT": "1"},
               "hot-gpu-counted-copy": {"LLAMA_MOE_HOT_COUNT_COPY": "1"},
@@ -130,7 +131,7 @@ CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA
               "hot-gpu-worker-whole": WHOLE_EXPERTS, "adapt-gpu-worker-whole": WHOLE_EXPERTS,
               "adapt-gpu-worker-inline": SWAPS_INLINE, "adapt-gpu-worker-noise1-inline": SWAPS_INLINE,
               "hot-gpu-worker-defer": DEFER, "hot-gpu-worker-defer-100": DEFER, "adapt-gpu-worker-defer": DEFER,
-              "adapt-gpu-worker-fixed": WORKER_FIXED, "adapt-gpu-worker-noise1-fixed": WORKER_FIXED}
+              "adapt-gpu-worker-follow": WORKER_FOLLOWS, "adapt-gpu-worker-noise1-follow": WORKER_FOLLOWS}
 """The environment of the configurations that need one (the others run in the script's)."""
 MIB = 1024 * 1024
 EVAL = re.compile(r"eval time =\s*([\d.]+) ms /\s*(\d+) (?:tokens|runs)")
@@ -214,8 +215,8 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "adapt-gpu-worker-40-noise1": ("fork", worker(8, "0.4") + adapt_rule + ["--moe-hot-adapt-noise", "1"]),
         "adapt-gpu-worker-inline": ("fork", worker(8) + adapt_rule),
         "adapt-gpu-worker-noise1-inline": ("fork", worker(8) + adapt_rule + ["--moe-hot-adapt-noise", "1"]),
-        "adapt-gpu-worker-fixed": ("fork", worker(8) + adapt_rule),
-        "adapt-gpu-worker-noise1-fixed": ("fork", worker(8) + adapt_rule + ["--moe-hot-adapt-noise", "1"]),
+        "adapt-gpu-worker-follow": ("fork", worker(8) + adapt_rule),
+        "adapt-gpu-worker-noise1-follow": ("fork", worker(8) + adapt_rule + ["--moe-hot-adapt-noise", "1"]),
         "hot-gpu-worker-in": ("fork", worker(8, trace=replay)),
         "hot-gpu-worker-defer": ("fork", worker(8)),
         "hot-gpu-worker-defer-100": ("fork", worker(8, "1")),
@@ -266,7 +267,7 @@ def parse_run(text: str) -> dict:
         res["graphs_reused"] = reused
     if m := WORKERLESS.search(text):
         res["worker_layers_without"] = int(m.group(1))
-    with suppress(ParseError):  # the adaptive runs whose worker's layers follow the hot set (0041)
+    with suppress(ParseError):  # the adaptive runs whose worker's layers follow the hot set (0041, LLAMA_MOE_WORKER_FOLLOW=1)
         follow = parse_moe_worker_follow(text)
         res.update(worker_layers_at_end=follow.layers_at_end, worker_layer_changes=follow.changes)
     with suppress(ParseError):  # only the adaptive runs print the line

@@ -377,8 +377,8 @@ fidelity)
     # nothing there); worker, worker-100 and worker-adapt hand half or all of each token's cold experts to a CPU worker of 8
     # threads (0028-0029, up to 4 tokens a step): it computes them as --cpu-moe does (the CPU's dot products), so their KLD
     # against cpu-moe's is the worker's error; they share a lone cold expert in parts with the GPU (0035-0036), worker-whole
-    # hands it whole experts only; worker-adapt-fixed keeps the worker's layers as the load chose them (LLAMA_MOE_WORKER_FOLLOW=0, as
-    # before 0041 moved them with the adaptive set); worker-defer and worker-defer-100 defer the worker's experts (half or all of the cold ones) to the
+    # hands it whole experts only; worker-adapt-follow moves the worker's layers with the adaptive set (LLAMA_MOE_WORKER_FOLLOW=1,
+    # 0041, off by default); worker-defer and worker-defer-100 defer the worker's experts (half or all of the cold ones) to the
     # next layer's output (LLAMA_MOE_WORKER_DEFER=1, 0038, lossy: their KLD is its cost in accuracy); adapt-inline is adapt with the swaps' copies on the layer's stream, live at once, as before
     # 0037 (LLAMA_MOE_HOT_SWAP_INLINE=1): both must match all on the GPU as static does (env RUNS=name,name... runs only those,
     # the names below); env MODELS=learned,bench,mix picks the models (default learned,bench): mix is 8 layers of the bench
@@ -413,7 +413,7 @@ fidelity)
                                       "prefetch-adapt: $gpu --moe-hot-adapt 8 --moe-prefetch 1"
                                       "worker: $cold gpu --moe-cold-worker 8" "worker-100: $cold gpu --moe-cold-worker 8 --moe-cold-cpu-share 1"
                                       "worker-adapt: $cold gpu --moe-cold-worker 8 --moe-hot-adapt 8"
-                                      "worker-adapt-fixed: $cold gpu --moe-cold-worker 8 --moe-hot-adapt 8"
+                                      "worker-adapt-follow: $cold gpu --moe-cold-worker 8 --moe-hot-adapt 8"
                                       "worker-whole: $cold gpu --moe-cold-worker 8" "worker-defer: $cold gpu --moe-cold-worker 8"
                                       "worker-defer-100: $cold gpu --moe-cold-worker 8 --moe-cold-cpu-share 1")
             # the trained model with its profile of other text, the hot set the placement benchmark's learned rows use
@@ -429,7 +429,7 @@ fidelity)
                 [ "$name" = worker-whole ] && env=(env LLAMA_MOE_WORKER_WHOLE=1)  # whole experts only, as before 0035
                 [ "$name" = adapt-inline ] && env=(env LLAMA_MOE_HOT_SWAP_INLINE=1)  # the swaps on the layer's stream, as before 0037
                 [[ $name == worker-defer* ]] && env=(env LLAMA_MOE_WORKER_DEFER=1)  # lossy, 0038
-                [ "$name" = worker-adapt-fixed ] && env=(env LLAMA_MOE_WORKER_FOLLOW=0)  # the worker's layers as the load chose them, as before 0041
+                [ "$name" = worker-adapt-follow ] && env=(env LLAMA_MOE_WORKER_FOLLOW=1)  # the worker's layers move with the adaptive set (0041)
                 "${env[@]}" "${ppl[@]}" ${run#*:} --kl-divergence-base /tmp/base.kld --kl-divergence > /tmp/fid.log 2>&1 \
                     || echo "exit $?" >> /tmp/fid.log
                 { echo "## $(basename "$m") -ub $ub $name:${run#*:} (base: all on the GPU, -ub $ub)"
@@ -445,7 +445,9 @@ placements)
     # 512 tokens instead of decode, to $out/placements[-LAYERS]-ub512/; with STATS=1, the fork's runs with --moe-hot-stats and the
     # CPU's time and rate, to $out/placements[...]-stats/; with PLACEMENT_THREADS=N, N threads instead of 8, to
     # $out/placements[...]-tN/; with TIMELINE=1, each run's kernels and copies recorded with CUPTI (scripts/gpu-timeline.c)
-    # and summed up into its row, to $out/placements[...]-timeline/; upstream's placements run with the fork's binary, options off, where no baseline was built;
+    # and summed up into its row, to $out/placements[...]-timeline/; with FORK=fork-NNNN (a prefix of the series that
+    # device-session.sh's SERIES_UNTIL=NNNN built), the fork's configurations run with that build, to
+    # $out/placements[...]-fork-NNNN/, for an A/B of the patches after NNNN on one machine; upstream's placements run with the fork's binary, options off, where no baseline was built;
     # with ROUTINGS=learned,zipf, only those of the three routings; with TORCH_ROUTE=1, after predict and placements-prep,
     # the routing `torch` too, whose ranking the prefetch configurations read)
     text=/tmp/learned/heldout-prose.txt
@@ -457,10 +459,10 @@ placements)
         routes+=(--route "$name=$bt/$name-replay.bin:$bt/$name-profile.bin")
     done
     [ -z "${TIMELINE:-}" ] || gpu_timeline_lib
-    python3 scripts/bench-placements.py --model "$model" --text "$text" --fork "dist/cuda-sm$arch/bin" \
+    python3 scripts/bench-placements.py --model "$model" --text "$text" --fork "dist/${FORK:+$FORK-}cuda-sm$arch/bin" \
         --base "$base" --rounds "${ROUNDS:-1}" --chunks "${CHUNKS:-1}" --ubatch "${UBATCH:-1}" ${STATS:+--stats} \
         ${TIMELINE:+--timeline /tmp/libgpu-timeline.so} --threads "${PLACEMENT_THREADS:-8}" \
-        --out "$out/placements${LAYERS:+-$LAYERS}${UBATCH:+-ub$UBATCH}${STATS:+-stats}${PLACEMENT_THREADS:+-t$PLACEMENT_THREADS}${TIMELINE:+-timeline}" \
+        --out "$out/placements${LAYERS:+-$LAYERS}${UBATCH:+-ub$UBATCH}${STATS:+-stats}${PLACEMENT_THREADS:+-t$PLACEMENT_THREADS}${TIMELINE:+-timeline}${FORK:+-$FORK}" \
         "${routes[@]}" ${TORCH_ROUTE:+--route "torch=$bt/torch-replay.bin:$bt/torch-profile.bin:$bt/torch-layer-ahead-prose.bin"} "${@:3}"
     ;;
 regress)

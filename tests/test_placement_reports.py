@@ -342,25 +342,26 @@ def test_the_worker_s_rate_is_read_from_its_line_and_shown_beside_its_pair():
             *bench.placement_args("hot-gpu-worker", 1944, 18, Path("p.bin"), Path("r.bin"))[:2], {"LLAMA_MOE_WORKER_PREFETCH": where})
     assert {("hot-gpu-worker-l2", "hot-gpu-worker-l1"), ("hot-gpu-worker", "hot-gpu-worker-l1")} <= set(load_script("report-placements").PAIRS)
     # a mechanism off by its environment alone, paired with the same configuration with it: -whole 0035's parts (static and
-    # adaptive), -inline 0037's own copy stream, -fixed 0041's worker following the adaptive set
-    whole, inline, fixed = {"LLAMA_MOE_WORKER_WHOLE": "1"}, {"LLAMA_MOE_HOT_SWAP_INLINE": "1"}, {"LLAMA_MOE_WORKER_FOLLOW": "0"}
+    # adaptive), -inline 0037's own copy stream; and one on by its environment alone, -follow 0041's worker following the
+    # adaptive set, paired with the configuration without it
+    whole, inline, follow = {"LLAMA_MOE_WORKER_WHOLE": "1"}, {"LLAMA_MOE_HOT_SWAP_INLINE": "1"}, {"LLAMA_MOE_WORKER_FOLLOW": "1"}
     for config, base, env in (("hot-gpu-worker-whole", "hot-gpu-worker", whole), ("adapt-gpu-worker-whole", "adapt-gpu-worker", whole),
                               ("adapt-gpu-worker-inline", "adapt-gpu-worker", inline),
                               ("adapt-gpu-worker-noise1-inline", "adapt-gpu-worker-noise1", inline),
-                              ("adapt-gpu-worker-fixed", "adapt-gpu-worker", fixed),
-                              ("adapt-gpu-worker-noise1-fixed", "adapt-gpu-worker-noise1", fixed)):
+                              ("adapt-gpu-worker-follow", "adapt-gpu-worker", follow),
+                              ("adapt-gpu-worker-noise1-follow", "adapt-gpu-worker-noise1", follow)):
         assert bench.placement_args(config, 1944, 18, Path("p.bin"), Path("r.bin")) == (
             *bench.placement_args(base, 1944, 18, Path("p.bin"), Path("r.bin"))[:2], env)
-        assert (base, config) in load_script("report-placements").PAIRS
+        assert ((config, base) if env is follow else (base, config)) in load_script("report-placements").PAIRS
     followed = bench.parse_run("llama_moe_hot: adapt: the worker took part in 3 of its 15 layers at the end, after 14 changes (a layer "
-                               "goes without it below 0.5 cold selections a token; LLAMA_MOE_WORKER_FOLLOW=0: never)")
+                               "goes without it below 0.5 cold selections a token; LLAMA_MOE_WORKER_FOLLOW=1)")
     assert (followed["worker_layers_at_end"], followed["worker_layer_changes"]) == (3, 14)
     report = load_script("report-placements")
     runs, r = committed_runs()
-    runs += [{**r, "config": "adapt-gpu-worker", "tokens_per_s": 120.0, **followed},  # no rate line: as where no job was sent
-             {**r, "config": "adapt-gpu-worker-fixed", "tokens_per_s": 100.0}]
-    pair = next(p for p in report.summarise(runs)["pairs"] if p["config"] == "adapt-gpu-worker")
-    assert (pair["against"], pair["ratio"], pair["worker"]) == ("adapt-gpu-worker-fixed", 1.2, "in 3 layers at the end after 14 moves")
+    runs += [{**r, "config": "adapt-gpu-worker-follow", "tokens_per_s": 120.0, **followed},  # no rate line: as where no job was sent
+             {**r, "config": "adapt-gpu-worker", "tokens_per_s": 100.0}]
+    pair = next(p for p in report.summarise(runs)["pairs"] if p["config"] == "adapt-gpu-worker-follow")
+    assert (pair["against"], pair["ratio"], pair["worker"]) == ("adapt-gpu-worker", 1.2, "in 3 layers at the end after 14 moves")
     # -defer: 0038's lossy deferral by its environment alone, reported apart from the lossless placements
     report = load_script("report-placements")
     for config, base in (("hot-gpu-worker-defer", "hot-gpu-worker"), ("hot-gpu-worker-defer-100", "hot-gpu-worker-100"),
