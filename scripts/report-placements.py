@@ -27,6 +27,10 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from builder.report import gpu_timeline  # noqa: E402
+
 UPSTREAM = ("ncmoe", "lru", "lru-pinned")
 WORKER = ("hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-worker-40", "hot-gpu-worker-60", "hot-gpu-worker-70", "hot-gpu-worker-100",
           "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker", "hot-gpu-worker-4k", "adapt-gpu-worker-4k",
@@ -470,9 +474,27 @@ def render_md(report: dict) -> str:
                       + "".join(f" {name} |" for _, name in extra), "|---|---|---|---|---|---|" + "---|" * len(extra)]
             lines += [f"| {p['route']} | {p['budget_pct']}% | {p['tokens_per_s']} | {p['against_tokens_per_s']} | {p['ratio']} | "
                       f"{'yes' if p['same_ppl'] else 'NO'} |" + "".join(f" {p.get(key, '')} |" for key, _ in extra) for p in rows]
+    lines += timeline_tables(report.get("runs", []))
     lines += ["", "## Commands (first round)", ""]
     lines += [f"- {c['route']} {c['budget_pct']}% {c['config']}: `{c['cmd']}`" for c in cells]
     return "\n".join(lines) + "\n"
+
+
+TIMELINE_KERNELS = 10
+"""The kernels a traced run's table shows, the most time first."""
+
+
+def timeline_tables(runs: list[dict]) -> list[str]:
+    """The GPU's time in each run recorded with bench-placements --timeline (scripts/gpu-timeline.c)."""
+    traced = [r for r in runs if r.get("timeline")]
+    if not traced:
+        return []
+    lines = ["", "## The GPU's time in the traced runs (bench-placements --timeline; the recording slows a run: compare traced "
+             "runs with each other)"]
+    for r in traced:
+        lines += ["", f"### {r['route']} {r['budget_pct']}% {r['config']}, round {r['round']}: {r.get('tokens_per_s')} t/s traced", "",
+                  gpu_timeline.render(r["timeline"], TIMELINE_KERNELS)]
+    return lines
 
 
 def miss_tables(lines_by_route: list[dict]) -> list[str]:

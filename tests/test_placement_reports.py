@@ -593,3 +593,21 @@ def test_stages_of_other_settings_or_without_their_files_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"empty: no runs.jsonl: pass the folders bench-placements.py wrote"):
         report.merge_stages([eight, tmp_path / "empty"], tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_traced_runs_get_a_table_of_their_gpu_time():
+    # the H200 run of 2026-12-05 recorded with bench-placements --timeline: all on the GPU and the adaptive set at learned
+    # 25 %, with and without the worker
+    traced = Path(__file__).resolve().parent.parent / "reports" / "2026-12-05-worker-follows" / "timeline-24" / "runs.jsonl"
+    runs = [json.loads(line) for line in traced.read_text().splitlines()]
+    report = load_script("report-placements")
+    md = rendered(report, {**report.summarise(runs), "runs": runs})
+    section = md[md.index("## The GPU's time in the traced runs"):md.index("## Commands")]
+    assert section.count("### learned ") == 3
+    assert "### learned 25% adapt-gpu-worker, round 0: 218.57 t/s traced" in section
+    # the split layer's kernels with their µs a launch: the gate/up mat-vec reading the cold experts, the worker's nodes
+    assert "| mul_mat_vec_q<(ggml_type)12, 1, true, false, false, true> | 23.5 | 1131.9 | 48.07 | 0.1 |" in section
+    assert "| moe_host_send | 23.5 | 267.3 | 11.35 | 3.1 |" in section
+    # untraced runs add no section
+    untraced = [{k: v for k, v in r.items() if k != "timeline"} for r in runs]
+    assert "## The GPU's time" not in rendered(report, {**report.summarise(untraced), "runs": untraced})
