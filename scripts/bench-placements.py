@@ -369,12 +369,13 @@ def main() -> int:
                 finished = huge_pages.run(cmd, args.timeout, env=run_env)
                 text, rc = finished.output, finished.rc
                 result = parse_run(text)
-                if args.timeline and result.get("steps"):
-                    try:
-                        result["timeline"] = gpu_timeline.summarize(timeline, result["steps"])
-                    except (UsageError, OSError) as e:
-                        result["timeline_error"] = str(e)
-                    timeline.unlink(missing_ok=True)  # tens of MB a run
+                if args.timeline:
+                    if result.get("steps"):
+                        try:
+                            result["timeline"] = gpu_timeline.summarize(timeline, result["steps"])
+                        except (UsageError, OSError) as e:
+                            result["timeline_error"] = str(e)
+                    timeline.unlink(missing_ok=True)  # tens of MB a run, also where the run failed
                 if rc == 0 and "ppl" not in result:
                     rc = "no result"  # llama-perplexity exits 0 when the text is too short
                 row = {"round": rnd, "route": name, "budget_pct": pct, "budget_mib": budget, "config": config,

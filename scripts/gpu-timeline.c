@@ -5,7 +5,7 @@
 //   K start_ns end_ns stream name           a kernel (name as the compiler mangled it)
 //   C start_ns end_ns stream bytes kind     a copy (kind: CUPTI's CUpti_ActivityMemcpyKind, 1 HtoD, 2 DtoH, 8 DtoD)
 //   S start_ns end_ns stream bytes          a memset
-// scripts/gpu-timeline.py sums them up. Build (scripts/device-run.sh timeline does):
+// scripts/gpu-timeline.py sums them up. Build (device-run.sh's gpu_timeline_lib does, for TIMELINE=1 placements):
 //   gcc -shared -fPIC -O2 -I$CUDA/include scripts/gpu-timeline.c -L$CUPTI_LIB -lcupti -o libgpu-timeline.so
 #include <cupti.h>
 

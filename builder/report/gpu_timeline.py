@@ -1,6 +1,7 @@
 """The GPU's time in a decode, from a timeline that scripts/gpu-timeline.c (a CUPTI injection library) wrote.
 
-Per kernel (demangled with c++filt where it is installed, templates and arguments left out): launches, µs in all, µs a
+Per kernel (demangled with c++filt where it is installed; the return type, namespaces and parameters left out, the
+template arguments kept): launches, µs in all, µs a
 token and µs a launch; per copy kind: copies, MiB and µs; and the GPU's idle time a token: the gaps between the end of
 all work on every stream and the next start, each gap under `long_gap_us` put on the kernel that ran after it (the one
 that waited: after a split layer's wait for the CPU worker, the kernel that takes its answer). Longer gaps are host work
@@ -29,8 +30,8 @@ def read_timeline(path: Path) -> tuple[list[tuple[int, int, str]], list[tuple[in
             if fields[0] == "K":
                 kernels.append((int(fields[1]), int(fields[2]), fields[4]))
             elif fields[0] == "C":
-                copies.append((int(fields[1]), int(fields[2]), int(fields[4].split()[0]),
-                               COPY_KINDS.get(int(fields[4].split()[1]), "other copy")))
+                nbytes, kind = fields[4].split()
+                copies.append((int(fields[1]), int(fields[2]), int(nbytes), COPY_KINDS.get(int(kind), "other copy")))
             elif fields[0] == "S":
                 copies.append((int(fields[1]), int(fields[2]), int(fields[4]), "memset"))
             elif fields[0] == "D":
@@ -75,12 +76,11 @@ def summarize(path: Path, tokens: int, long_gap_us: float = 1000.0) -> dict:
     names = short_names({k[2] for k in kernels})
     per_kernel = defaultdict(lambda: {"launches": 0, "us": 0.0, "idle_before_us": 0.0})
     work = sorted([(s, e, names[n]) for s, e, n in kernels] + [(s, e, None) for s, e, _, _ in copies])
+    busy_until, busy_us, idle_us, long_gaps_us, n_long = work[0][0], 0.0, 0.0, 0.0, 0
     for s, e, name in work:
         if name is not None:
             per_kernel[name]["launches"] += 1
             per_kernel[name]["us"] += (e - s) / 1e3
-    busy_until, busy_us, idle_us, long_gaps_us, n_long = work[0][0], 0.0, 0.0, 0.0, 0
-    for s, e, name in work:
         gap_us = (s - busy_until) / 1e3
         if gap_us > 0:
             if gap_us >= long_gap_us:

@@ -251,7 +251,7 @@ class MoeWorkerFollowInfo:
 
 def parse_moe_worker_follow(text: str) -> MoeWorkerFollowInfo:
     m = _search_line(MOE_WORKER_FOLLOW_RE, text, "llama_moe_hot: adapt: the worker took part in ...",
-                     "it needs --moe-hot-adapt with a worker (--moe-cold-worker), -lv 4, and LLAMA_MOE_WORKER_FOLLOW unset or 1")
+                     "it needs --moe-hot-adapt with a worker (--moe-cold-worker), -lv 4, and LLAMA_MOE_WORKER_FOLLOW=1 (0041 is off without it)")
     return MoeWorkerFollowInfo(*(int(g) for g in m.groups()))
 
 
