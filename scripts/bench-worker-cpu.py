@@ -12,7 +12,9 @@ Each run is `llama-perplexity -b 1 -ub 1` with the cold experts read in place by
 (LLAMA_MOE_COLD_IN_PLACE_CPU=1, 0026), routing drawn uniformly (`--moe-route uniform:1`: a random-weight model's router
 picks the same few experts for every token, which then stay in the caches), one expert a layer hot, and every cold
 selection handed to a worker of T threads (`--moe-cold-cpu-share 1`); the builds alternate in each round, their order
-turning every round. The worker times each job from its hand-over to its answer and logs its GB/s of expert bytes; the
+turning every round. `--hot-share 0.875 --cpu-share 0.5` gives the worker the small jobs it gets beside a GPU: about one
+cold selection a token and layer (7/8 of the expert bytes hot), shared in parts with the CPU backend, which computes the
+rest in place as the GPU would. The worker times each job from its hand-over to its answer and logs its GB/s of expert bytes; the
 builds' PPL must be equal where the change keeps the sums. `-t` of the CPU backend is 1, so on a small machine the
 worker's threads share the cores with it: a lower bound of the worker's rate alone. Use a model whose experts are
 larger than the last-level cache, or the rate is the cache's.
@@ -42,7 +44,8 @@ ENV = {"LLAMA_MOE_COLD_IN_PLACE_CPU": "1"}
 def command(bin_dir: Path, args, threads: int) -> list[str]:
     return [str(bin_dir / "llama-perplexity"), "-m", str(args.model), "-f", str(args.text), "-c", str(args.ctx), "--chunks", "1",
             "-b", "1", "-ub", "1", "-t", "1", "-nr", "-lv", "4", "--moe-route", "uniform:1", "--cpu-moe",
-            "--moe-hot-mib", str(args.hot_mib), "--moe-cold", "gpu", "--moe-cold-worker", str(threads), "--moe-cold-cpu-share", "1"]
+            "--moe-hot-mib", str(args.hot_mib), "--moe-cold", "gpu", "--moe-cold-worker", str(threads),
+            "--moe-cold-cpu-share", str(args.cpu_share)]
 
 
 def run(build: str, bin_dir: Path, args, threads: int, env: dict[str, str]) -> dict:
@@ -153,10 +156,18 @@ def main() -> int:
     ap.add_argument("--threads", default="1,2", help="worker thread counts, comma-separated")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--ctx", type=int, default=128, help="tokens a run (-c; one chunk)")
+    ap.add_argument("--hot-share", type=float, default=0.0,
+                    help="the share of the expert bytes hot, from 0 (one expert a layer, the default) to below 1")
+    ap.add_argument("--cpu-share", type=float, default=1.0,
+                    help="--moe-cold-cpu-share: the worker's share of each token's cold selections, above 0 up to 1 (default)")
     ap.add_argument("--timeout", type=int, default=900)
     ap.add_argument("--title", default="The CPU worker's rate")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
+    if not 0.0 <= args.hot_share < 1.0:
+        sys.exit(f"error: --hot-share {args.hot_share}: give a share of the expert bytes from 0 to below 1, e.g. 0.875")
+    if not 0.0 < args.cpu_share <= 1.0:
+        sys.exit(f"error: --cpu-share {args.cpu_share}: give the worker's share of the cold selections, above 0 up to 1, e.g. 0.5")
     builds = parse_builds(args.build)
     envs = parse_envs(args.env, builds)
     for name, bin_dir in builds.items():
@@ -169,7 +180,7 @@ def main() -> int:
         layout = read_moe_layout(args.model)
     except ValueError as e:
         sys.exit(f"error: {e}")
-    args.hot_mib = budget_mib(layout, 0.0)  # one expert of every layer hot, the smallest budget the tools take
+    args.hot_mib = budget_mib(layout, args.hot_share)  # at least one expert of every layer hot, the smallest budget the tools take
     try:
         threads = [int(t) for t in args.threads.split(",")]
     except ValueError:

@@ -22,7 +22,8 @@
 #   bash scripts/device-run.sh server-metrics ARCH  llama-server's decode with and without --metrics (ROUNDS=3)
 #   bash scripts/device-run.sh cold-cpu ARCH   scripts/bench-cold-cpu.py: cold experts' GB/s per thread count (THREADS=1,2,4,8,16)
 #   bash scripts/device-run.sh worker-cpu ARCH the MoE worker on the host's CPU alone (the GPU hidden), 0034's reads ahead into
-#                                              L2 against 0030's into L1 (THREADS=1,4,8, ROUNDS=2), and numpy's read rate
+#                                              L2 against 0030's into L1 (THREADS=1,4,8, ROUNDS=2), and numpy's read rate; with
+#                                              FORK=fork-NNNN that prefix build against the series instead, big and small jobs
 #   bash scripts/device-run.sh worker-llc ARCH the MoE worker on the host's CPU alone, one layer's experts from the last-level
 #                                              cache (8 experts) against from DRAM (128): what bounds its rate there
 #   bash scripts/device-run.sh predict ARCH [ARGS]  after learned(-train): scripts/predict-experts.py ARGS on the trained
@@ -312,9 +313,21 @@ worker-cpu)
     { echo "one process: $(python3 scripts/read-rate.py) GB/s"; echo "8 at once, GB/s each:"
       for i in 1 2 3 4 5 6 7 8; do python3 scripts/read-rate.py & done; wait; } > "$out/read-rate.txt" 2>&1
     bin=${WORKER_BIN:-dist/cuda-sm$arch/bin}  # WORKER_BIN=dist/cpu/bin after `build ARCH --cpu`
-    CUDA_VISIBLE_DEVICES= python3 scripts/bench-worker-cpu.py --build l1="$bin" --build l2="$bin" \
-        --env l1:LLAMA_MOE_WORKER_PREFETCH=l1 --env l2:LLAMA_MOE_WORKER_PREFETCH=l2 --model "$model" --text README.md --threads "${THREADS:-1,4,8}" --rounds "${ROUNDS:-2}" \
-        --title "The worker on the device's CPU alone: into L2 2 KiB ahead (0034) against the next row into L1 (0030)" --out "$out"
+    if [ -z "${FORK:-}" ]; then
+        CUDA_VISIBLE_DEVICES= python3 scripts/bench-worker-cpu.py --build l1="$bin" --build l2="$bin" \
+            --env l1:LLAMA_MOE_WORKER_PREFETCH=l1 --env l2:LLAMA_MOE_WORKER_PREFETCH=l2 --model "$model" --text README.md --threads "${THREADS:-1,4,8}" --rounds "${ROUNDS:-2}" \
+            --title "The worker on the device's CPU alone: into L2 2 KiB ahead (0034) against the next row into L1 (0030)" --out "$out"
+    else
+        # FORK=fork-NNNN (a prefix of the series that SERIES_UNTIL built) against the whole series: every cold selection on
+        # the worker (big jobs), then the small jobs a GPU leaves it (about one cold selection a token and layer, in parts)
+        for jobs in big small; do
+            flags=()
+            [ "$jobs" = small ] && flags=(--hot-share 0.875 --cpu-share 0.5)
+            CUDA_VISIBLE_DEVICES= python3 scripts/bench-worker-cpu.py --build "$FORK=dist/$FORK-cuda-sm$arch/bin" --build fork="$bin" \
+                "${flags[@]}" --model "$model" --text README.md --threads "${THREADS:-1,4,8}" --rounds "${ROUNDS:-2}" \
+                --title "The worker on the device's CPU alone, $jobs jobs: $FORK against the series" --out "$out/worker-cpu-$FORK-$jobs"
+        done
+    fi
     ;;
 worker-llc)
     # the worker's rate from the last-level cache against from DRAM on this host's CPU alone (CUDA_VISIBLE_DEVICES=): one

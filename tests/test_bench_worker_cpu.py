@@ -3,6 +3,7 @@ are real llama-perplexity runs (reports/2026-12-04-worker-prefetch-on-the-cpu)."
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 
@@ -68,3 +69,25 @@ def test_bad_environments_are_named(tmp_path, env, message):
                           capture_output=True, text=True)
     assert proc.returncode != 0 and message in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--hot-share", "1", "--hot-share 1.0: give a share of the expert bytes from 0 to below 1, e.g. 0.875"),
+    ("--hot-share", "-0.1", "--hot-share -0.1: give a share"),
+    ("--cpu-share", "0", "--cpu-share 0.0: give the worker's share of the cold selections, above 0 up to 1, e.g. 0.5"),
+    ("--cpu-share", "nan", "--cpu-share nan: give the worker's share"),
+])
+def test_bad_shares_are_named(tmp_path, flag, value, message):
+    (tmp_path / "llama-perplexity").touch()
+    proc = subprocess.run([sys.executable, SCRIPTS / "bench-worker-cpu.py", "--build", f"a={tmp_path}", flag, value,
+                           "--model", tmp_path / "m.gguf", "--text", tmp_path, "--out", tmp_path / "out"], capture_output=True, text=True)
+    assert proc.returncode != 0 and message in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_runs_take_the_hot_budget_and_the_worker_s_share():
+    bench = load_script("bench-worker-cpu")
+    args = argparse.Namespace(model="m.gguf", text="t.txt", ctx=128, hot_mib=2266, cpu_share=0.5)
+    cmd = bench.command(SCRIPTS, args, 2)
+    assert cmd[cmd.index("--moe-hot-mib") + 1] == "2266" and cmd[cmd.index("--moe-cold-cpu-share") + 1] == "0.5"
+    assert cmd[cmd.index("--moe-cold-worker") + 1] == "2"
