@@ -3,10 +3,13 @@
 rendered from it, and DIR/placements.png (tokens/s vs budget, one line per configuration, one panel
 per routing; the reference runs as horizontal lines).
 
-    scripts/report-placements.py DIR [--title T] [--note TEXT]... [--from STAGE_DIR]...
+    scripts/report-placements.py DIR [--title T] [--note TEXT]... [--from STAGE_DIR]... [--against OTHER_DIR]
 
 With --from, DIR gets the runs of several bench-placements runs of one session (e.g. the device stages' folders)
 and their meta.json merged first: the settings (model, threads, ...) must agree, the per-routing tables are joined.
+With --against, the report ends with DIR's cells beside OTHER_DIR's, another run of the same configurations (e.g. the
+device's FORK=fork-NNNN placements, a prefix of the series on the same machine): tokens/s ÷ the other's, the same PPL
+or not, the worker's rate and the GPU's waits on each side, and the kernels of cells both traced (--timeline).
 
 Per routing and budget it gives each configuration's median tokens/s over the rounds with its
 spread (min-max), the hit rate and the swaps per token of the adaptive hot set, the fork's best configuration against
@@ -405,6 +408,38 @@ def pairs(cells: list[dict]) -> list[dict]:
     return res
 
 
+def against(cells: list[dict], runs: list[dict], other_cells: list[dict], other_runs: list[dict]) -> dict:
+    """The same routing, budget and configuration in another run (e.g. on a prefix of the series, an A/B on one machine):
+    this run's tokens/s ÷ the other's, whether their PPLs are the same and the worker's rate and the GPU's waits on each side;
+    and where both traced a cell (--timeline, the first round each), its kernels' µs a launch here and there."""
+    other = {(c["route"], c["budget_pct"], c["config"]): c for c in other_cells if c["median"]}
+    rows = []
+    for c in cells:
+        o = other.get((c["route"], c["budget_pct"], c["config"]))
+        if c["median"] and o:
+            rows.append({"route": c["route"], "budget_pct": c["budget_pct"], "config": c["config"], "tokens_per_s": c["median"],
+                         "against_tokens_per_s": o["median"], "ratio": round(c["median"] / o["median"], 3), "same_ppl": c["ppl"] == o["ppl"],
+                         **{f"{side}{key}": cell[key] for side, cell in (("", c), ("against_", o))
+                            for key in ("worker_gbs", "worker_us_per_job", "worker_recv_waited_pct") if key in cell}})
+    first = {}
+    for r in sorted(other_runs, key=lambda r: r["round"]):
+        if r.get("timeline"):
+            first.setdefault((r["route"], r["budget_pct"], r["config"]), r["timeline"])
+    timelines, seen = [], set()
+    for r in sorted(runs, key=lambda r: r["round"]):
+        key = (r["route"], r["budget_pct"], r["config"])
+        if r.get("timeline") and key in first and key not in seen:
+            seen.add(key)
+            there = first[key]
+            timelines.append({"route": key[0], "budget_pct": key[1], "config": key[2],
+                              "busy_us_per_token": r["timeline"]["busy_us_per_token"], "against_busy_us_per_token": there["busy_us_per_token"],
+                              "kernels": [{"kernel": name, "us_per_launch": k["us_per_launch"], "us_per_token": k["us_per_token"],
+                                           **({"against_us_per_launch": there["kernels"][name]["us_per_launch"],
+                                               "against_us_per_token": there["kernels"][name]["us_per_token"]} if name in there["kernels"] else {})}
+                                          for name, k in list(r["timeline"]["kernels"].items())[:TIMELINE_KERNELS]]})
+    return {"rows": rows, "timelines": timelines}
+
+
 def measured(meta: dict) -> str:
     """What the runs timed: "decode" (one token a step; runs before --ubatch were all decode) or "prompt processing"."""
     return "decode" if meta.get("ubatch", 1) == 1 else "prompt processing"
@@ -475,6 +510,7 @@ def render_md(report: dict) -> str:
             lines += [f"| {p['route']} | {p['budget_pct']}% | {p['tokens_per_s']} | {p['against_tokens_per_s']} | {p['ratio']} | "
                       f"{'yes' if p['same_ppl'] else 'NO'} |" + "".join(f" {p.get(key, '')} |" for key, _ in extra) for p in rows]
     lines += timeline_tables(report.get("runs", []))
+    lines += against_tables(report.get("against"))
     lines += ["", "## Commands (first round)", ""]
     lines += [f"- {c['route']} {c['budget_pct']}% {c['config']}: `{c['cmd']}`" for c in cells]
     return "\n".join(lines) + "\n"
@@ -494,6 +530,34 @@ def timeline_tables(runs: list[dict]) -> list[str]:
     for r in traced:
         lines += ["", f"### {r['route']} {r['budget_pct']}% {r['config']}, round {r['round']}: {r.get('tokens_per_s')} t/s traced", "",
                   gpu_timeline.render(r["timeline"], TIMELINE_KERNELS)]
+    return lines
+
+
+def against_tables(ab: dict | None) -> list[str]:
+    """report-placements --against: this run's cells and traced kernels beside the other run's."""
+    if not ab:
+        return []
+    name = ab["name"]
+    lines = ["", f"## Against {name} (the same configurations; `{ab['dir']}`)", "",
+             f"| routing | budget | configuration | t/s | {name} t/s | ratio | same PPL | the worker here | the worker in {name} |",
+             "|---|---|---|---|---|---|---|---|---|"]
+
+    def worker(row: dict, side: str) -> str:
+        if f"{side}worker_gbs" not in row:
+            return ""
+        waited = row.get(f"{side}worker_recv_waited_pct")
+        return (f"{row[f'{side}worker_gbs']:.1f} GB/s, {row[f'{side}worker_us_per_job']:.1f} µs a job"
+                + (f", the GPU waited in {waited:.1f}% of the jobs" if waited is not None else ""))
+
+    lines += [f"| {r['route']} | {r['budget_pct']}% | {r['config']} | {r['tokens_per_s']} | {r['against_tokens_per_s']} | {r['ratio']} | "
+              f"{'yes' if r['same_ppl'] else 'NO'} | {worker(r, '')} | {worker(r, 'against_')} |" for r in ab["rows"]]
+    for t in ab["timelines"]:
+        lines += ["", f"### Traced: {t['route']} {t['budget_pct']}% {t['config']}, GPU busy {t['busy_us_per_token']:.1f} µs a token "
+                  f"against {t['against_busy_us_per_token']:.1f} in {name}", "",
+                  f"| kernel | µs a launch | in {name} | µs a token | in {name} |", "|---|---|---|---|---|"]
+        lines += [f"| {k['kernel']} | {k['us_per_launch']:.2f} | {k['against_us_per_launch']:.2f} | {k['us_per_token']:.1f} | {k['against_us_per_token']:.1f} |"
+                  if "against_us_per_launch" in k else f"| {k['kernel']} | {k['us_per_launch']:.2f} | not run | {k['us_per_token']:.1f} | |"
+                  for k in t["kernels"]]
     return lines
 
 
@@ -587,6 +651,31 @@ def merge_stages(stages: list[Path], out: Path) -> None:
     (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
 
 
+AGAINST_SETTINGS = ("model", "n_layer", "expert_mib", "threads", "chunks", "ubatch")
+"""What two runs compared with --against must share (with each routing's trace, by its distinct experts)."""
+
+
+def read_against(other: Path, name: str | None, cells: list[dict], runs: list[dict], meta: dict) -> dict:
+    """--against OTHER: its runs beside DIR's, which must be of the same model and settings and share a cell."""
+    for file in ("runs.jsonl", "meta.json"):
+        if not (other / file).is_file():
+            raise ValueError(f"--against {other}: no {file}: pass a folder bench-placements.py wrote (--out)")
+    other_meta = json.loads((other / "meta.json").read_text())
+    settings = [(key, meta.get(key), other_meta.get(key)) for key in AGAINST_SETTINGS]
+    settings += [(f"distinct_per_32 {route}", meta["distinct_per_32"][route], n)
+                 for route, n in other_meta.get("distinct_per_32", {}).items() if route in meta.get("distinct_per_32", {})]
+    for key, here, there in settings:
+        if here != there:
+            raise ValueError(f"--against {other}: meta.json {key} is {there!r} there and {here!r} here: compare runs of the same "
+                             "model, settings and routing traces")
+    other_runs = [json.loads(line) for line in (other / "runs.jsonl").read_text().splitlines() if line.strip()]
+    ab = against(cells, runs, summarise(other_runs)["cells"], other_runs)
+    if not ab["rows"]:
+        raise ValueError(f"--against {other}: no routing, budget and configuration with a result in both runs: run the same "
+                         "configurations on the other build")
+    return {"dir": str(other), "name": name or other.name, **ab}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", type=Path)
@@ -594,6 +683,10 @@ def main() -> int:
     p.add_argument("--note", action="append", default=[])
     p.add_argument("--from", dest="stages", type=Path, action="append", default=[],
                    help="a bench-placements output folder whose runs and meta.json are merged into DIR (repeat)")
+    p.add_argument("--against", type=Path, metavar="OTHER",
+                   help="another run of the same configurations (e.g. a prefix of the series on the same machine): a table of "
+                        "DIR's tokens/s ÷ OTHER's per cell, and of their traced kernels")
+    p.add_argument("--against-name", metavar="NAME", help="what the report calls OTHER (default: its folder's name)")
     args = p.parse_args()
     if args.stages:
         try:
@@ -606,6 +699,12 @@ def main() -> int:
     summary = summarise(runs)
     report = {"schema": 1, "title": args.title, "notes": args.note, "meta": meta, "rounds": len({r["round"] for r in runs}),
               **summary, "misses": miss_lines(summary["cells"], meta), "miss_costs": miss_costs(summary["cells"], meta), "runs": runs}
+    if args.against:
+        try:
+            report["against"] = read_against(args.against, args.against_name, summary["cells"], runs, meta)
+        except ValueError as e:
+            print(f"report-placements: {e}", file=sys.stderr)
+            return 2
     (args.dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     md = render_md(report)
     (args.dir / "report.md").write_text(md)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import numpy as np
 import pytest
 
 from builder import hot_experts, moe_trace
-from llama_tools import load_script
+from llama_tools import SCRIPTS, load_script
 
 RUNS = Path(__file__).resolve().parent.parent / "reports" / "2026-12-02-executor-round" / "placements" / "runs.jsonl"
 
@@ -611,3 +613,66 @@ def test_the_traced_runs_get_a_table_of_their_gpu_time():
     # untraced runs add no section
     untraced = [{k: v for k, v in r.items() if k != "timeline"} for r in runs]
     assert "## The GPU's time" not in rendered(report, {**report.summarise(untraced), "runs": untraced})
+
+
+FOLLOWS = Path(__file__).resolve().parent.parent / "reports" / "2026-12-05-worker-follows"
+
+
+def test_a_run_is_set_beside_another_of_the_same_configurations(tmp_path):
+    # the two H200 machines of 2026-12-05, the same learned traces: the second's cells against the first's
+    report = load_script("report-placements")
+    here = tmp_path / "second"
+    here.mkdir()
+    for name in ("runs.jsonl", "meta.json"):
+        (here / name).write_text((FOLLOWS / "runs-24-second" / name).read_text())
+    runs = [json.loads(line) for line in (here / "runs.jsonl").read_text().splitlines()]
+    ab = report.read_against(FOLLOWS / "runs-24-first", "machine-1", report.summarise(runs)["cells"], runs,
+                             json.loads((here / "meta.json").read_text()))
+    assert [(r["config"], r["tokens_per_s"], r["against_tokens_per_s"], r["ratio"], r["same_ppl"]) for r in ab["rows"]] == [
+        ("adapt-gpu-worker", 274.4, 237.1, 1.157, True), ("lru-pinned", 178.2, 170.6, 1.045, True)]
+    md = rendered(report, {**report.summarise(runs), "against": ab})
+    assert "## Against machine-1 (the same configurations; " in md
+    assert ("| learned | 25% | adapt-gpu-worker | 274.4 | 237.1 | 1.157 | yes | 43.0 GB/s, 73.8 µs a job, the GPU waited in 17.5% of "
+            "the jobs | 31.8 GB/s, 99.7 µs a job, the GPU waited in 54.3% of the jobs |") in md
+    assert "### Traced" not in md  # neither side traced a cell
+
+
+def test_the_kernels_of_cells_traced_on_both_sides_are_set_beside_each_other():
+    report = load_script("report-placements")
+    runs = [json.loads(line) for line in (FOLLOWS / "timeline-24" / "runs.jsonl").read_text().splitlines()]
+    other = json.loads(json.dumps(runs))
+    matvec = "mul_mat_vec_q<(ggml_type)12, 1, true, false, false, true>"
+    for r in other:
+        if r.get("timeline") and r["config"] == "adapt-gpu-worker":
+            r["timeline"]["kernels"][matvec]["us_per_launch"] = 30.0
+            r["timeline"]["kernels"].pop("moe_host_send")
+    ab = report.against(report.summarise(runs)["cells"], runs, report.summarise(other)["cells"], other)
+    assert sorted((t["config"], t["budget_pct"]) for t in ab["timelines"]) == [("adapt-gpu-noise", 25), ("adapt-gpu-worker", 25), ("all-gpu", 0)]
+    md = "\n".join(report.against_tables({"dir": "d", "name": "fork-0042", **ab}))
+    worker = md[md.index("### Traced: learned 25% adapt-gpu-worker"):]
+    assert f"| {matvec} | 48.07 | 30.00 | 1131.9 | 1131.9 |" in worker
+    assert "| moe_host_send | 11.35 | not run | 267.3 | |" in worker
+
+
+def test_a_run_to_set_beside_that_is_not_one_of_the_same_settings_is_refused(tmp_path):
+    here = tmp_path / "here"
+    here.mkdir()
+    for name in ("runs.jsonl", "meta.json"):
+        (here / name).write_text((FOLLOWS / "runs-24-second" / name).read_text())
+    meta = json.loads((FOLLOWS / "runs-24-first" / "meta.json").read_text())
+    runs = (FOLLOWS / "runs-24-first" / "runs.jsonl").read_text()
+    cases = {"empty": ({}, None, "no runs.jsonl: pass a folder bench-placements.py wrote"),
+             "threads": ({**meta, "threads": 16}, runs, "meta.json threads is 16 there and 8 here: compare runs of the same model"),
+             "trace": ({**meta, "distinct_per_32": {**meta["distinct_per_32"], "learned": 60.0}}, runs,
+                       "meta.json distinct_per_32 learned is 60.0 there and"),
+             "disjoint": (meta, "\n".join(json.dumps({**json.loads(line), "config": "hot-gpu"}) for line in runs.splitlines()),
+                          "no routing, budget and configuration with a result in both runs")}
+    for name, (other_meta, other_runs, message) in cases.items():
+        other = tmp_path / name
+        other.mkdir()
+        if other_runs is not None:
+            (other / "meta.json").write_text(json.dumps(other_meta))
+            (other / "runs.jsonl").write_text(other_runs)
+        proc = subprocess.run([sys.executable, SCRIPTS / "report-placements.py", here, "--against", other], capture_output=True, text=True)
+        assert proc.returncode == 2 and message in proc.stderr, (name, proc.stderr)
+    assert not (here / "report.json").exists()
