@@ -318,11 +318,12 @@ worker-cpu)
             --env l1:LLAMA_MOE_WORKER_PREFETCH=l1 --env l2:LLAMA_MOE_WORKER_PREFETCH=l2 --model "$model" --text README.md --threads "${THREADS:-1,4,8}" --rounds "${ROUNDS:-2}" \
             --title "The worker on the device's CPU alone: into L2 2 KiB ahead (0034) against the next row into L1 (0030)" --out "$out"
     else
-        # FORK=fork-NNNN (a prefix of the series that SERIES_UNTIL built) against the whole series: every cold selection on
-        # the worker (big jobs), then the small jobs a GPU leaves it (about one cold selection a token and layer, in parts)
+        # FORK=fork-NNNN (a prefix of the series built with --series-until) against the whole series: every cold selection on
+        # the worker (big jobs), then the small jobs a GPU leaves it (about one cold selection a token and layer, in parts;
+        # 512 tokens a run, as their runs are short)
         for jobs in big small; do
             flags=()
-            [ "$jobs" = small ] && flags=(--hot-share 0.875 --cpu-share 0.5)
+            [ "$jobs" = small ] && flags=(--hot-share 0.875 --cpu-share 0.5 --ctx 512)
             CUDA_VISIBLE_DEVICES= python3 scripts/bench-worker-cpu.py --build "$FORK=dist/$FORK-cuda-sm$arch/bin" --build fork="$bin" \
                 "${flags[@]}" --model "$model" --text README.md --threads "${THREADS:-1,4,8}" --rounds "${ROUNDS:-2}" \
                 --title "The worker on the device's CPU alone, $jobs jobs: $FORK against the series" --out "$out/worker-cpu-$FORK-$jobs"
