@@ -412,11 +412,14 @@ def against(cells: list[dict], runs: list[dict], other_cells: list[dict], other_
     """The same routing, budget and configuration in another run (e.g. on a prefix of the series, an A/B on one machine):
     this run's tokens/s ÷ the other's, whether their PPLs are the same and the worker's rate and the GPU's waits on each side;
     and where both traced a cell (--timeline, the first round each), its kernels' µs a launch here and there."""
-    other = {(c["route"], c["budget_pct"], c["config"]): c for c in other_cells if c["median"]}
+    other = {(c["route"], c["budget_pct"], c["config"]): c for c in other_cells}
     rows = []
     for c in cells:
         o = other.get((c["route"], c["budget_pct"], c["config"]))
-        if c["median"] and o:
+        if o and not (c["median"] and o["median"]):  # every run of the cell failed on one side: named, not compared
+            rows.append({"route": c["route"], "budget_pct": c["budget_pct"], "config": c["config"],
+                         "failed": "both" if not (c["median"] or o["median"]) else "here" if not c["median"] else "there"})
+        elif o:
             rows.append({"route": c["route"], "budget_pct": c["budget_pct"], "config": c["config"], "tokens_per_s": c["median"],
                          "against_tokens_per_s": o["median"], "ratio": round(c["median"] / o["median"], 3), "same_ppl": c["ppl"] == o["ppl"],
                          **{f"{side}{key}": cell[key] for side, cell in (("", c), ("against_", o))
@@ -549,7 +552,9 @@ def against_tables(ab: dict | None) -> list[str]:
         return (f"{row[f'{side}worker_gbs']:.1f} GB/s, {row[f'{side}worker_us_per_job']:.1f} µs a job"
                 + (f", the GPU waited in {waited:.1f}% of the jobs" if waited is not None else ""))
 
-    lines += [f"| {r['route']} | {r['budget_pct']}% | {r['config']} | {r['tokens_per_s']} | {r['against_tokens_per_s']} | {r['ratio']} | "
+    lines += [f"| {r['route']} | {r['budget_pct']}% | {r['config']} | not compared: every run failed {r['failed']} | | | | | |"
+              if "failed" in r else
+              f"| {r['route']} | {r['budget_pct']}% | {r['config']} | {r['tokens_per_s']} | {r['against_tokens_per_s']} | {r['ratio']} | "
               f"{'yes' if r['same_ppl'] else 'NO'} | {worker(r, '')} | {worker(r, 'against_')} |" for r in ab["rows"]]
     for t in ab["timelines"]:
         lines += ["", f"### Traced: {t['route']} {t['budget_pct']}% {t['config']}, GPU busy {t['busy_us_per_token']:.1f} µs a token "
@@ -671,8 +676,8 @@ def read_against(other: Path, name: str | None, cells: list[dict], runs: list[di
     other_runs = [json.loads(line) for line in (other / "runs.jsonl").read_text().splitlines() if line.strip()]
     ab = against(cells, runs, summarise(other_runs)["cells"], other_runs)
     if not ab["rows"]:
-        raise ValueError(f"--against {other}: no routing, budget and configuration with a result in both runs: run the same "
-                         "configurations on the other build")
+        raise ValueError(f"--against {other}: no routing, budget and configuration in both runs: run the same configurations "
+                         "on the other build")
     return {"dir": str(other), "name": name or other.name, **ab}
 
 

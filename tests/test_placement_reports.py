@@ -635,6 +635,12 @@ def test_a_run_is_set_beside_another_of_the_same_configurations(tmp_path):
     assert ("| learned | 25% | adapt-gpu-worker | 274.4 | 237.1 | 1.157 | yes | 43.0 GB/s, 73.8 µs a job, the GPU waited in 17.5% of "
             "the jobs | 31.8 GB/s, 99.7 µs a job, the GPU waited in 54.3% of the jobs |") in md
     assert "### Traced" not in md  # neither side traced a cell
+    # a cell whose every run failed on one side is named, not compared
+    failed = [{**r, "rc": 1, "tokens_per_s": None} if r["config"] == "lru-pinned" else r for r in runs]
+    first = [json.loads(line) for line in (FOLLOWS / "runs-24-first" / "runs.jsonl").read_text().splitlines()]
+    ab = report.against(report.summarise(failed)["cells"], failed, report.summarise(first)["cells"], first)
+    assert {"route": "learned", "budget_pct": 25, "config": "lru-pinned", "failed": "here"} in ab["rows"]
+    assert "| learned | 25% | lru-pinned | not compared: every run failed here |" in "\n".join(report.against_tables({"dir": "d", "name": "n", **ab}))
 
 
 def test_the_kernels_of_cells_traced_on_both_sides_are_set_beside_each_other():
@@ -666,7 +672,7 @@ def test_a_run_to_set_beside_that_is_not_one_of_the_same_settings_is_refused(tmp
              "trace": ({**meta, "distinct_per_32": {**meta["distinct_per_32"], "learned": 60.0}}, runs,
                        "meta.json distinct_per_32 learned is 60.0 there and"),
              "disjoint": (meta, "\n".join(json.dumps({**json.loads(line), "config": "hot-gpu"}) for line in runs.splitlines()),
-                          "no routing, budget and configuration with a result in both runs")}
+                          "no routing, budget and configuration in both runs")}
     for name, (other_meta, other_runs, message) in cases.items():
         other = tmp_path / name
         other.mkdir()
