@@ -75,6 +75,8 @@ def summarise(rows: list[dict], builds: list[str]) -> list[dict]:
             if ok:
                 cell[build] = {"gbs": statistics.median(r["gbs"] for r in ok), "us_per_job": statistics.median(r["us_per_job"] for r in ok),
                                "runs": len(ok), "ppl": sorted({r["ppl"] for r in ok})}
+                if all(r["phase_us"] for r in ok):  # tools before 0029's phases line print none
+                    cell[build]["phase_us"] = [round(statistics.median(phases), 1) for phases in zip(*(r["phase_us"] for r in ok))]
         first = builds[0]
         for build in builds[1:]:
             if first in cell and build in cell:
@@ -93,6 +95,11 @@ def markdown(cells: list[dict], rows: list[dict], builds: list[str], title: str)
         values = [f"{c[b]['gbs']} GB/s, {c[b]['us_per_job']} µs a job ({c[b]['runs']} runs)" if b in c else "not run" for b in builds]
         values += [str(c.get(r, "")) for r in ratios]
         lines.append(f"| {c['threads']} | " + " | ".join(values) + f" | {'yes' if c['same_ppl'] else 'NO'} |")
+    if any("phase_us" in c[b] for c in cells for b in builds if b in c):
+        lines += ["", "A job's phases, thread 0's work in µs (median of the rounds): the input quantized / gate and up / their product "
+                  "quantized / down:", "", "| worker threads | " + " | ".join(builds) + " |", "|---" * (len(builds) + 1) + "|"]
+        lines += [f"| {c['threads']} | " + " | ".join(" / ".join(f"{t:.1f}" for t in c[b]["phase_us"]) if "phase_us" in c.get(b, {})
+                                                       else "not printed" if b in c else "not run" for b in builds) + " |" for c in cells]
     failed = [r for r in rows if r["rc"] != 0 or "gbs" not in r]
     if failed:
         lines += ["", f"{len(failed)} runs failed or computed nothing on the worker: see worker-cpu.json."]

@@ -11,21 +11,35 @@ import pytest
 from llama_tools import SCRIPTS, load_script
 
 LINE = "llama_moe_worker: 1 threads computed 100 jobs, 800 experts (2.120 GB) in {s} s: {gbs} GB/s"
+PHASES = ("llama_moe_worker: a job's phases (input / gate and up / their product / down), us: thread 0 worked 1.0 / "
+          "{gate_up} / 1.0 / 2.0, waited for the others 0.0 / 0.0 / 0.0 / 0.0")
 
 
-def row(build: str, threads: int, gbs: float, ppl: float) -> dict:
+def row(build: str, threads: int, gbs: float, ppl: float, gate_up: float = 10.0) -> dict:
     bench = load_script("bench-worker-cpu")
-    parsed = bench.parse_moe_worker(LINE.format(s=round(2.12 / gbs, 4), gbs=gbs))
+    parsed = bench.parse_moe_worker(LINE.format(s=round(2.12 / gbs, 4), gbs=gbs) + "\n" + PHASES.format(gate_up=gate_up))
     return {"build": build, "threads": threads, "rc": 0, "cmd": f"run {build}", "ppl": ppl, "gbs": parsed.gbs,
-            "us_per_job": round(1e6 * parsed.seconds / parsed.jobs, 1)}
+            "us_per_job": round(1e6 * parsed.seconds / parsed.jobs, 1), "phase_us": parsed.phase_us}
 
 
 def test_the_builds_are_compared_per_thread_count_against_the_first():
     bench = load_script("bench-worker-cpu")
-    rows = [row("before", 1, 4.0, 10.5), row("after", 1, 8.0, 10.5), row("before", 1, 5.0, 10.5), row("after", 1, 9.0, 10.5)]
+    rows = [row("before", 1, 4.0, 10.5, 20.0), row("after", 1, 8.0, 10.5, 11.0), row("before", 1, 5.0, 10.5, 30.0),
+            row("after", 1, 9.0, 10.5, 12.0), row("before", 1, 4.5, 10.5, 100.0), row("after", 1, 8.5, 10.5, 13.0)]
     [cell] = bench.summarise(rows, ["before", "after"])
     assert (cell["before"]["gbs"], cell["after"]["gbs"], cell["after/before"], cell["same_ppl"]) == (4.5, 8.5, 1.889, True)
-    assert "| 1 | 4.5 GB/s" in bench.markdown([cell], rows, ["before", "after"], "t")
+    text = bench.markdown([cell], rows, ["before", "after"], "t")
+    assert "| 1 | 4.5 GB/s" in text
+    # each build's phases, the medians of its rounds
+    assert "| 1 | 1.0 / 30.0 / 1.0 / 2.0 | 1.0 / 12.0 / 1.0 / 2.0 |" in text
+
+
+def test_a_tool_without_the_phases_line_has_none_to_show():
+    bench = load_script("bench-worker-cpu")
+    rows = [{**row("before", 1, 4.0, 10.5), "phase_us": []}, row("after", 1, 8.0, 10.5)]
+    cells = bench.summarise(rows, ["before", "after"])
+    assert "phase_us" not in cells[0]["before"]
+    assert "| 1 | not printed | 1.0 / 10.0 / 1.0 / 2.0 |" in bench.markdown(cells, rows, ["before", "after"], "t")
 
 
 def test_a_different_answer_and_a_failed_run_are_shown():
