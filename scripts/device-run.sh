@@ -459,8 +459,8 @@ placements)
     # 512 tokens instead of decode, to $out/placements[-LAYERS]-ub512/; with STATS=1, the fork's runs with --moe-hot-stats and the
     # CPU's time and rate, to $out/placements[...]-stats/; with PLACEMENT_THREADS=N, N threads instead of 8, to
     # $out/placements[...]-tN/; with TIMELINE=1, each run's kernels and copies recorded with CUPTI (scripts/gpu-timeline.c)
-    # and summed up into its row, to $out/placements[...]-timeline/; with FORK=fork-NNNN (a prefix of the series that
-    # device-session.sh's SERIES_UNTIL=NNNN built), the fork's configurations run with that build, to
+    # and summed up into its row, to $out/placements[...]-timeline/; with FORK=fork-NNNN (a prefix of the series built with
+    # --series-until: device-session.sh's SERIES_UNTIL=NNNN, or a stage "build --series-until NNNN"), the fork's configurations run with that build, to
     # $out/placements[...]-fork-NNNN/, for an A/B of the patches after NNNN on one machine; upstream's placements run with the fork's binary, options off, where no baseline was built;
     # with ROUTINGS=learned,zipf, only those of the three routings; with TORCH_ROUTE=1, after predict and placements-prep,
     # the routing `torch` too, whose ranking the prefetch configurations read)

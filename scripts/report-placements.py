@@ -378,6 +378,18 @@ def miss_cost_table(costs: list[dict]) -> list[str]:
     return out
 
 
+def worker_text(cell: dict) -> str:
+    """The CPU worker in a cell: its rate, the GPU's waits for it, its experts in part, its layers at the end; "" without it."""
+    worker = []
+    if "worker_gbs" in cell:
+        worker.append(f"{cell['worker_gbs']:.1f} GB/s, {cell['worker_us_per_job']:.1f} µs a job" + (
+            f", the GPU waited for it in {cell['worker_recv_waited_pct']:.1f}% of the jobs" if "worker_recv_waited_pct" in cell else "") + (
+            f", {cell['worker_in_part_pct']:.1f}% of its experts in part" if "worker_in_part_pct" in cell else ""))
+    if "worker_layers_at_end" in cell:
+        worker.append(f"in {cell['worker_layers_at_end']:g} layers at the end after {cell['worker_layer_changes']:g} moves")
+    return ", ".join(worker)
+
+
 def pairs(cells: list[dict]) -> list[dict]:
     """Per pair of PAIRS, routing and budget with both: the configuration's tokens/s ÷ the one it changes, and whether their
     PPLs are the same."""
@@ -390,15 +402,8 @@ def pairs(cells: list[dict]) -> list[dict]:
                 row = {"config": new, "against": old, "route": route, "budget_pct": pct, "tokens_per_s": cell["median"],
                        "against_tokens_per_s": base["median"], "ratio": round(cell["median"] / base["median"], 3),
                        "same_ppl": cell["ppl"] == base["ppl"]}
-                worker = []
-                if "worker_gbs" in cell:
-                    worker.append(f"{cell['worker_gbs']:.1f} GB/s, {cell['worker_us_per_job']:.1f} µs a job" + (
-                        f", the GPU waited for it in {cell['worker_recv_waited_pct']:.1f}% of the jobs" if "worker_recv_waited_pct" in cell else "") + (
-                        f", {cell['worker_in_part_pct']:.1f}% of its experts in part" if "worker_in_part_pct" in cell else ""))
-                if "worker_layers_at_end" in cell:
-                    worker.append(f"in {cell['worker_layers_at_end']:g} layers at the end after {cell['worker_layer_changes']:g} moves")
-                if worker:
-                    row["worker"] = ", ".join(worker)
+                if worker_text(cell):
+                    row["worker"] = worker_text(cell)
                 if "anon_huge_mib" in cell and "anon_huge_mib" in base:
                     row["huge_pages"] = f"{cell['anon_huge_mib']:g} / {base['anon_huge_mib']:g} MiB"
                 if (new, old) in OVERLAPS and cell.get("cpu_ms_per_token"):
@@ -422,25 +427,25 @@ def against(cells: list[dict], runs: list[dict], other_cells: list[dict], other_
         elif o:
             rows.append({"route": c["route"], "budget_pct": c["budget_pct"], "config": c["config"], "tokens_per_s": c["median"],
                          "against_tokens_per_s": o["median"], "ratio": round(c["median"] / o["median"], 3), "same_ppl": c["ppl"] == o["ppl"],
-                         **{f"{side}{key}": cell[key] for side, cell in (("", c), ("against_", o))
-                            for key in ("worker_gbs", "worker_us_per_job", "worker_recv_waited_pct") if key in cell}})
-    first = {}
-    for r in sorted(other_runs, key=lambda r: r["round"]):
+                         "worker": worker_text(c), "against_worker": worker_text(o)})
+    here, there = first_timelines(runs), first_timelines(other_runs)
+    timelines = [{"route": key[0], "budget_pct": key[1], "config": key[2], "busy_us_per_token": mine["busy_us_per_token"],
+                  "against_busy_us_per_token": there[key]["busy_us_per_token"],
+                  "kernels": [{"kernel": name, "us_per_launch": k["us_per_launch"], "us_per_token": k["us_per_token"],
+                               **({"against_us_per_launch": there[key]["kernels"][name]["us_per_launch"],
+                                   "against_us_per_token": there[key]["kernels"][name]["us_per_token"]} if name in there[key]["kernels"] else {})}
+                              for name, k in list(mine["kernels"].items())[:TIMELINE_KERNELS]]}
+                 for key, mine in here.items() if key in there]
+    return {"rows": rows, "timelines": timelines}
+
+
+def first_timelines(runs: list[dict]) -> dict[tuple, dict]:
+    """Per routing, budget and configuration: the timeline of its first traced round (--timeline)."""
+    first: dict[tuple, dict] = {}
+    for r in sorted(runs, key=lambda r: r["round"]):
         if r.get("timeline"):
             first.setdefault((r["route"], r["budget_pct"], r["config"]), r["timeline"])
-    timelines, seen = [], set()
-    for r in sorted(runs, key=lambda r: r["round"]):
-        key = (r["route"], r["budget_pct"], r["config"])
-        if r.get("timeline") and key in first and key not in seen:
-            seen.add(key)
-            there = first[key]
-            timelines.append({"route": key[0], "budget_pct": key[1], "config": key[2],
-                              "busy_us_per_token": r["timeline"]["busy_us_per_token"], "against_busy_us_per_token": there["busy_us_per_token"],
-                              "kernels": [{"kernel": name, "us_per_launch": k["us_per_launch"], "us_per_token": k["us_per_token"],
-                                           **({"against_us_per_launch": there["kernels"][name]["us_per_launch"],
-                                               "against_us_per_token": there["kernels"][name]["us_per_token"]} if name in there["kernels"] else {})}
-                                          for name, k in list(r["timeline"]["kernels"].items())[:TIMELINE_KERNELS]]})
-    return {"rows": rows, "timelines": timelines}
+    return first
 
 
 def measured(meta: dict) -> str:
@@ -544,18 +549,10 @@ def against_tables(ab: dict | None) -> list[str]:
     lines = ["", f"## Against {name} (the same configurations; `{ab['dir']}`)", "",
              f"| routing | budget | configuration | t/s | {name} t/s | ratio | same PPL | the worker here | the worker in {name} |",
              "|---|---|---|---|---|---|---|---|---|"]
-
-    def worker(row: dict, side: str) -> str:
-        if f"{side}worker_gbs" not in row:
-            return ""
-        waited = row.get(f"{side}worker_recv_waited_pct")
-        return (f"{row[f'{side}worker_gbs']:.1f} GB/s, {row[f'{side}worker_us_per_job']:.1f} µs a job"
-                + (f", the GPU waited in {waited:.1f}% of the jobs" if waited is not None else ""))
-
     lines += [f"| {r['route']} | {r['budget_pct']}% | {r['config']} | not compared: every run failed {r['failed']} | | | | | |"
               if "failed" in r else
               f"| {r['route']} | {r['budget_pct']}% | {r['config']} | {r['tokens_per_s']} | {r['against_tokens_per_s']} | {r['ratio']} | "
-              f"{'yes' if r['same_ppl'] else 'NO'} | {worker(r, '')} | {worker(r, 'against_')} |" for r in ab["rows"]]
+              f"{'yes' if r['same_ppl'] else 'NO'} | {r['worker']} | {r['against_worker']} |" for r in ab["rows"]]
     for t in ab["timelines"]:
         lines += ["", f"### Traced: {t['route']} {t['budget_pct']}% {t['config']}, GPU busy {t['busy_us_per_token']:.1f} µs a token "
                   f"against {t['against_busy_us_per_token']:.1f} in {name}", "",

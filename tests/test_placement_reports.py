@@ -632,8 +632,9 @@ def test_a_run_is_set_beside_another_of_the_same_configurations(tmp_path):
         ("adapt-gpu-worker", 274.4, 237.1, 1.157, True), ("lru-pinned", 178.2, 170.6, 1.045, True)]
     md = rendered(report, {**report.summarise(runs), "against": ab})
     assert "## Against machine-1 (the same configurations; " in md
-    assert ("| learned | 25% | adapt-gpu-worker | 274.4 | 237.1 | 1.157 | yes | 43.0 GB/s, 73.8 µs a job, the GPU waited in 17.5% of "
-            "the jobs | 31.8 GB/s, 99.7 µs a job, the GPU waited in 54.3% of the jobs |") in md
+    assert ("| learned | 25% | adapt-gpu-worker | 274.4 | 237.1 | 1.157 | yes | 43.0 GB/s, 73.8 µs a job, the GPU waited for it in 17.5% "
+            "of the jobs, 43.0% of its experts in part, in 24 layers at the end after 0 moves | 31.8 GB/s, 99.7 µs a job, the GPU waited "
+            "for it in 54.3% of the jobs, 43.0% of its experts in part, in 24 layers at the end after 0 moves |") in md
     assert "### Traced" not in md  # neither side traced a cell
     # a cell whose every run failed on one side is named, not compared
     failed = [{**r, "rc": 1, "tokens_per_s": None} if r["config"] == "lru-pinned" else r for r in runs]
