@@ -63,6 +63,8 @@ report-placements.py's line of decode time against misses. Per routing and budge
                 before 0037 (LLAMA_MOE_HOT_SWAP_INLINE=1; against the same without: what the copies' own stream saves);
                 hot-gpu-worker-defer, -defer-100 (share 1) and adapt-gpu-worker-defer defer the worker's experts to the next
                 layer's output (LLAMA_MOE_WORKER_DEFER=1, 0038): lossy, reported apart from the lossless placements.
+                hot-gpu-worker-auto and adapt-gpu-worker-auto move each layer's share by the GPU's waits for the worker
+                (--moe-cold-cpu-share auto, 0048), from 0.5.
                 Each run records the worker's experts (and how many of them in part), its GB/s and its time per job from hand-over to answer
 
 plus, once per routing, all on the GPU, all experts on the CPU, and every expert hot. The static
@@ -90,7 +92,7 @@ from builder import hot_experts, huge_pages, moe_trace  # noqa: E402
 from builder.errors import UsageError  # noqa: E402
 from builder.report import gpu_timeline  # noqa: E402
 from builder.report.parse import (ParseError, parse_graphs_reused, parse_moe_adapt, parse_moe_cold_top, parse_moe_cpu,  # noqa: E402
-                                  parse_moe_worker, parse_moe_worker_follow)
+                                  parse_moe_worker, parse_moe_worker_follow, parse_moe_worker_share)
 
 CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "hot-gpu-in", "adapt-gpu",
            "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2", "adapt-hybrid", "hot-gpu-top6", "hot-gpu-top4", "adapt-gpu-top6",
@@ -102,7 +104,8 @@ CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybr
            "hot-gpu-worker-4k", "adapt-gpu-worker-4k", "hot-gpu-4k", "adapt-gpu-worker-noise1",
            "hot-gpu-worker-l1", "hot-gpu-worker-l2", "hot-gpu-worker-whole", "adapt-gpu-worker-whole", "adapt-gpu-worker-40-noise1",
            "adapt-gpu-worker-inline", "adapt-gpu-worker-noise1-inline", "hot-gpu-worker-in", "hot-gpu-worker-defer",
-           "hot-gpu-worker-defer-100", "adapt-gpu-worker-defer", "adapt-gpu-worker-follow", "adapt-gpu-worker-noise1-follow")
+           "hot-gpu-worker-defer-100", "adapt-gpu-worker-defer", "adapt-gpu-worker-follow", "adapt-gpu-worker-noise1-follow",
+           "hot-gpu-worker-auto", "adapt-gpu-worker-auto")
 PREDICTED = ("hot-gpu-prefetch", "adapt-gpu-prefetch")
 """Configurations that prefetch the experts a routing's ranking trace names (NAME=REPLAY:PROFILE:RANKING): skipped without one."""
 NO_CUDA_GRAPHS = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
@@ -205,6 +208,8 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "hot-gpu-worker-60": ("fork", worker(8, "0.6")),
         "hot-gpu-worker-70": ("fork", worker(8, "0.7")),
         "hot-gpu-worker-100": ("fork", worker(8, "1")),
+        "hot-gpu-worker-auto": ("fork", worker(8, "auto")),
+        "adapt-gpu-worker-auto": ("fork", worker(8, "auto") + adapt_rule),
         "hot-gpu-worker-t4": ("fork", worker(4)),
         "hot-gpu-worker-t12": ("fork", worker(12)),
         "hot-gpu-worker-all": ("fork", worker(8)),
@@ -281,6 +286,9 @@ def parse_run(text: str) -> dict:
                    worker_us_per_job=work.us_per_job,
                    worker_phase_us=work.phase_us, worker_wait_us=work.wait_us,
                    worker_recv_waited_pct=work.recv_waited_pct, worker_recv_wait_us=work.recv_wait_us_per_job)
+    with suppress(ParseError):  # the runs whose worker's shares move (--moe-cold-cpu-share auto)
+        share = parse_moe_worker_share(text)
+        res.update(worker_share_low=share.low, worker_share_high=share.high, worker_share_mean=share.mean, worker_share_moves=share.moves)
     with suppress(ParseError):  # the counted runs with --moe-cold-top
         top = parse_moe_cold_top(text)
         res["skipped_pct"] = round(100 * top.skipped / top.selections, 2) if top.selections else None

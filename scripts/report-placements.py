@@ -39,7 +39,7 @@ WORKER = ("hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-wo
           "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker", "hot-gpu-worker-4k", "adapt-gpu-worker-4k",
           "adapt-gpu-worker-noise1", "hot-gpu-worker-l1", "hot-gpu-worker-l2", "hot-gpu-worker-whole", "adapt-gpu-worker-whole",
           "adapt-gpu-worker-40-noise1", "adapt-gpu-worker-inline", "adapt-gpu-worker-noise1-inline", "adapt-gpu-worker-follow",
-          "adapt-gpu-worker-noise1-follow")
+          "adapt-gpu-worker-noise1-follow", "hot-gpu-worker-auto", "adapt-gpu-worker-auto")
 """Configurations whose CPU worker computes a share of each token's cold experts (--moe-cold-worker, 0028-0029)."""
 FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2",
         "adapt-hybrid", "hot-gpu-4k", *WORKER)
@@ -56,7 +56,7 @@ rows there give what the mechanism costs when its predictions miss, not what the
 on the trained model, whose router routes: device-run.sh fidelity's prefetch runs)."""
 ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2", "adapt-hybrid", "adapt-gpu-worker",
             "adapt-gpu-worker-noise1", "adapt-gpu-worker-whole", "adapt-gpu-worker-40-noise1", "adapt-gpu-worker-inline",
-            "adapt-gpu-worker-noise1-inline", "adapt-gpu-worker-follow", "adapt-gpu-worker-noise1-follow")
+            "adapt-gpu-worker-noise1-inline", "adapt-gpu-worker-follow", "adapt-gpu-worker-noise1-follow", "adapt-gpu-worker-auto")
 STATIC_OTHER = ("hot-gpu", "hot-gpu-worker")  # static sets from a profile of other text, without and with the worker
 STATIC_IN = ("hot-gpu-in", "hot-gpu-worker-in")  # the same from the replayed text itself (in-sample)
 REFS = {"all-gpu": "all on the GPU", "cpu-moe": "all experts on the CPU", "all-hot": "fork, every expert hot"}
@@ -130,6 +130,8 @@ LABELS = {
                                "LLAMA_MOE_WORKER_FOLLOW=1)",
     "adapt-gpu-worker-noise1-follow": "adapt-gpu-worker-noise1 with the worker's layers moving with the adaptive set "
                                       "(LLAMA_MOE_WORKER_FOLLOW=1)",
+    "hot-gpu-worker-auto": "hot-gpu-worker with each layer's share moved by the GPU's waits (--moe-cold-cpu-share auto, 0048)",
+    "adapt-gpu-worker-auto": "adapt-gpu-worker with each layer's share moved by the GPU's waits (--moe-cold-cpu-share auto, 0048)",
     "hot-gpu-4k": "hot-gpu with the host experts in cudaMallocHost's pages (as before 0031): what huge pages do to the GPU's reads over the bus",
 }
 
@@ -164,6 +166,10 @@ def summarise(runs: list[dict]) -> dict:
             in_part = [100 * r["worker_in_part"] / r["worker_experts"] for r in worker if r.get("worker_in_part") is not None and r["worker_experts"]]
             if in_part:  # 0035: the share of the worker's experts that it computed in part, the GPU the rest
                 cell["worker_in_part_pct"] = round(statistics.median(in_part), 1)
+        moved = [r for r in rows if r.get("worker_share_mean") is not None and r["rc"] == 0]
+        if moved:  # 0048: the layers' shares at the end, as the GPU's waits moved them
+            cell.update(worker_share_low=min(r["worker_share_low"] for r in moved), worker_share_high=max(r["worker_share_high"] for r in moved),
+                        worker_share_mean=statistics.median(r["worker_share_mean"] for r in moved))
         followed = [r for r in rows if r.get("worker_layers_at_end") is not None and r["rc"] == 0]
         if followed:  # 0041: the layers the worker took part in at the end, as the adaptive set moved them, and the moves
             cell.update(worker_layers_at_end=statistics.median(r["worker_layers_at_end"] for r in followed),
@@ -309,6 +315,9 @@ PAIRS = {
     ("adapt-gpu-worker-follow", "adapt-gpu-worker"): "The worker's layers following the adaptive set (0041), against fixed at "
                                                      "load by the profile (the same swaps)",
     ("adapt-gpu-worker-noise1-follow", "adapt-gpu-worker-noise1"): "The same at noise 1",
+    ("hot-gpu-worker-auto", "hot-gpu-worker"): "Each layer's share of the worker moved by the GPU's waits (0048), against 0.5 "
+                                               "(static set; the PPL may differ in its last digits: other experts on the CPU)",
+    ("adapt-gpu-worker-auto", "adapt-gpu-worker"): "The same with the adaptive set",
 }
 """A configuration and the one it changes, where both ran: the title of their table."""
 OVERLAPS = {("hot-cpu-overlap", "hot-cpu")}
@@ -387,6 +396,9 @@ def worker_text(cell: dict) -> str:
             f", {cell['worker_in_part_pct']:.1f}% of its experts in part" if "worker_in_part_pct" in cell else ""))
     if "worker_layers_at_end" in cell:
         worker.append(f"in {cell['worker_layers_at_end']:g} layers at the end after {cell['worker_layer_changes']:g} moves")
+    if "worker_share_mean" in cell:
+        worker.append(f"its share {cell['worker_share_low']:.2f} to {cell['worker_share_high']:.2f} at the end, "
+                      f"{cell['worker_share_mean']:.2f} on average")
     return ", ".join(worker)
 
 

@@ -89,6 +89,13 @@ def test_each_configuration_has_its_flags_and_environment():
     no_graphs = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
     assert bench.placement_args("hot-gpu-nographs", 1944, 18, profile, replay) == ("fork", hot_gpu, no_graphs)
     assert bench.placement_args("hot-gpu-counted-nographs", 1944, 18, profile, replay) == ("fork", hot_gpu + ["--moe-hot-stats"], no_graphs)
+    worker = bench.placement_args("hot-gpu-worker", 1944, 18, profile, replay)[1]
+    auto = worker[:-1] + ["auto"]
+    assert worker[-2:] == ["--moe-cold-cpu-share", "0.5"]
+    assert bench.placement_args("hot-gpu-worker-auto", 1944, 18, profile, replay) == ("fork", auto, {})
+    adapt_worker = bench.placement_args("adapt-gpu-worker", 1944, 18, profile, replay)[1]
+    assert bench.placement_args("adapt-gpu-worker-auto", 1944, 18, profile, replay) == (
+        "fork", auto + adapt_worker[len(worker):], {})
     assert set(bench.CONFIGS) <= set(load_script("report-placements").LABELS)
 
 
@@ -415,6 +422,23 @@ def test_the_worker_s_rate_is_read_from_its_line_and_shown_beside_its_pair():
     assert ("| learned | 25% | 200.0 | 100.0 | 2.0 | NO | 53.0 GB/s, 61.0 µs a job, the GPU waited for it in 25.0% of the jobs, "
             "30.0% of its experts in part |" in rendered(report, report.summarise(runs)))
 
+
+
+def test_the_worker_s_shares_at_the_end_are_shown_beside_its_pair_with_the_fixed_share():
+    # 0048: --moe-cold-cpu-share auto's line at exit, parsed into the run and shown in the pair's worker column (tried: the
+    # line's mean read as its least share: the row said 0.18 on average)
+    bench, report = load_script("bench-placements"), load_script("report-placements")
+    line = ("llama_moe_hot: --moe-cold-cpu-share auto: the worker's share of a layer's cold experts 0.18 to 0.65, 0.42 on average, "
+            "after 37 moves of 0.05")
+    moved = bench.parse_run(line)
+    assert (moved["worker_share_low"], moved["worker_share_high"], moved["worker_share_mean"], moved["worker_share_moves"]) == (
+        0.18, 0.65, 0.42, 37)
+    assert "worker_share_mean" not in bench.parse_run(line.replace("auto", "0.5"))
+    runs, r = committed_runs()
+    runs += [{**r, "config": "hot-gpu-worker-auto", "tokens_per_s": 110.0, **moved}, {**r, "config": "hot-gpu-worker", "tokens_per_s": 100.0}]
+    pair = next(p for p in report.summarise(runs)["pairs"] if (p["config"], p["against"]) == ("hot-gpu-worker-auto", "hot-gpu-worker"))
+    assert (pair["ratio"], pair["worker"]) == (1.1, "its share 0.18 to 0.65 at the end, 0.42 on average")
+    assert ("adapt-gpu-worker-auto", "adapt-gpu-worker") in report.PAIRS and "adapt-gpu-worker-auto" in report.ADAPTIVE
 
 
 def test_huge_pages_are_paired_with_the_4k_pages_they_replace():

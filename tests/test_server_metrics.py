@@ -13,7 +13,7 @@ import pytest
 from llama_tools import load_script
 
 from builder.patches import read_series
-from builder.report.parse import parse_moe_adapt, parse_moe_cold_top, parse_moe_worker
+from builder.report.parse import parse_moe_adapt, parse_moe_cold_top, parse_moe_worker, parse_moe_worker_share
 
 ROOT = Path(__file__).resolve().parent.parent
 PATCH = "0014-server-report-the-MoE-hot-experts-in-metrics-and-pro.patch"
@@ -266,3 +266,22 @@ def test_without_hot_experts_there_are_no_moe_metrics_and_without_metrics_no_cou
             get(server.url + "/metrics")
         assert info.value.code == 501
         assert "Start it with `--metrics`" in info.value.read().decode()
+
+
+@pytest.mark.slow
+def test_props_give_the_worker_s_mean_share_where_it_moves(servers, tiny_moe, tmp_path, monkeypatch):
+    # patch 0048: with --moe-cold-cpu-share auto, cold_cpu_share is the layers' mean share now, as the log gives it at exit;
+    # tiny_moe's experts are whole, so every share starts at the least that gives the worker a lone cold selection, 0.51
+    # (tried: /props giving the share the worker started from, 0.5)
+    monkeypatch.setenv("LLAMA_MOE_COLD_IN_PLACE_CPU", "1")
+    slot_server, binary = servers
+    log = tmp_path / "auto.log"
+    args = ["--cpu-moe", "--no-repack", "-t", "2", "--moe-hot-mib", "1", "--moe-cold", "gpu", "--moe-cold-worker", "1",
+            "--moe-cold-cpu-share", "auto"]
+    with slot_server(binary, tiny_moe, 1, args, log) as server:
+        assert props(server)["cold_cpu_share"] == pytest.approx(0.51)
+        for prompt in PROMPTS:
+            complete(server.url, prompt)
+        share = props(server)["cold_cpu_share"]
+    assert server.exit == "exit 0"
+    assert round(share, 2) == parse_moe_worker_share(log.read_text()).mean

@@ -20,6 +20,8 @@ MOE_HOT_RE = re.compile(r"llama_moe_hot: \S+: (\d+) layers, (\d+)(?:-(\d+))? of 
 MOE_ADAPT_RE = re.compile(r"llama_moe_hot: adapt: (\d+) updates, (\d+) swaps, " + NUM + r" MiB copied; hot hit rate " + NUM + r"% over (\d+) tokens")
 GRAPHS_REUSED_RE = re.compile(r"graphs reused =\s*(\d+)")
 MOE_WORKER_FOLLOW_RE = re.compile(r"llama_moe_hot: adapt: the worker took part in (\d+) of its (\d+) layers at the end, after (\d+) changes")
+MOE_WORKER_SHARE_RE = re.compile(r"llama_moe_hot: --moe-cold-cpu-share auto: the worker's share of a layer's cold experts " + NUM + " to "
+                                 + NUM + ", " + NUM + r" on average, after (\d+) moves of " + NUM)
 MOE_COLD_TOP_RE = re.compile(r"llama_moe_hot: --moe-cold-top (\d+): (\d+) of (\d+) selections \(" + NUM + r"%\) were of cold experts "
                              r"that were not computed; (\d+) cold experts computed \(" + NUM + r" MiB\)")
 MOE_CPU_RE = re.compile(r"moe CPU compute =\s*" + NUM + r" ms /\s*(\d+) tokens .*?, " + NUM + r" MiB of cold experts \(" + NUM + r" GB/s\)")
@@ -253,6 +255,26 @@ def parse_moe_worker_follow(text: str) -> MoeWorkerFollowInfo:
     m = _search_line(MOE_WORKER_FOLLOW_RE, text, "llama_moe_hot: adapt: the worker took part in ...",
                      "it needs --moe-hot-adapt with a worker (--moe-cold-worker), -lv 4, and LLAMA_MOE_WORKER_FOLLOW=1 (0041 is off without it)")
     return MoeWorkerFollowInfo(*(int(g) for g in m.groups()))
+
+
+@dataclass(frozen=True)
+class MoeWorkerShareInfo:
+    """Where each layer's share of the CPU worker moves by the GPU's waits (patch 0048's "llama_moe_hot: --moe-cold-cpu-share
+    auto: the worker's share of a layer's cold experts LO to HI, MEAN on average, after N moves of STEP" line, logged when the
+    context is freed)."""
+
+    low: float
+    high: float
+    mean: float
+    moves: int
+    step: float
+
+
+def parse_moe_worker_share(text: str) -> MoeWorkerShareInfo:
+    m = _search_line(MOE_WORKER_SHARE_RE, text, "llama_moe_hot: --moe-cold-cpu-share auto: ...",
+                     "it needs --moe-cold-cpu-share auto with a worker (--moe-cold gpu, --moe-cold-worker), -lv 4, and a tool that "
+                     "ends normally")
+    return MoeWorkerShareInfo(_float(m.group(1)), _float(m.group(2)), _float(m.group(3)), int(m.group(4)), _float(m.group(5)))
 
 
 @dataclass(frozen=True)
