@@ -121,6 +121,14 @@ def tiny_moe(pinned_tree, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def parts_moe(pinned_tree, tmp_path_factory) -> Path:
+    """tiny_moe with experts of 768 rows (n_ff, as Qwen3-30B-A3B's): three parts of 256, as the CPU worker shares them."""
+    path = tmp_path_factory.mktemp("models") / "parts-qwen3moe.gguf"
+    write_moe_model(path, ModelSpec(arch="qwen3moe", n_layer=2, expert_ff=768), resolve_vocab(None, "qwen3moe", pinned_tree))
+    return path
+
+
+@pytest.fixture(scope="session")
 def tiny_vocab(tmp_path_factory) -> Path:
     """A vocab GGUF of TINY_VOCAB_SIZE made-up tokens, so model-writing tests need no llama.cpp tree."""
     path = tmp_path_factory.mktemp("vocab") / "ggml-vocab-tiny.gguf"

@@ -11,7 +11,6 @@ import pytest
 from llama_tools import final_ppl, perplexity
 
 from builder.report.parse import parse_graphs_reused, parse_moe_worker, parse_moe_worker_share
-from builder.synth_model import ModelSpec, resolve_vocab, write_moe_model
 
 pytestmark = pytest.mark.slow
 
@@ -26,14 +25,6 @@ STARTS = ("computes a share of each token's cold experts that starts at 50% and 
 LEAST = {"0": 0.18, "1": 0.51}
 """By LLAMA_MOE_WORKER_WHOLE, the least share as the log rounds it: three parts of 256 rows, where it gives the worker one part
 of a lone cold selection (0.5/3 + 0.01), or whole experts, where it gives the worker a lone cold selection (0.51)."""
-
-
-@pytest.fixture(scope="module")
-def parts_moe(pinned_tree, tmp_path_factory):
-    """tiny_moe with experts of 768 rows (n_ff, as Qwen3-30B-A3B's): three parts of 256."""
-    path = tmp_path_factory.mktemp("models") / "share-qwen3moe.gguf"
-    write_moe_model(path, ModelSpec(arch="qwen3moe", n_layer=2, expert_ff=768), resolve_vocab(None, "qwen3moe", pinned_tree))
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -25,14 +25,6 @@ whole experts on the worker as with parts; a part left out or computed by both s
 
 
 @pytest.fixture(scope="module")
-def parts_moe(pinned_tree, tmp_path_factory):
-    """tiny_moe with experts of 768 rows (n_ff, as Qwen3-30B-A3B's): three parts of 256."""
-    path = tmp_path_factory.mktemp("models") / "parts-qwen3moe.gguf"
-    write_moe_model(path, ModelSpec(arch="qwen3moe", n_layer=2, expert_ff=768), resolve_vocab(None, "qwen3moe", pinned_tree))
-    return path
-
-
-@pytest.fixture(scope="module")
 def one_pass(cpu_builds, parts_moe, story):
     """The layers read in one pass without the worker."""
     return float(final_ppl(perplexity(cpu_builds, parts_moe, story, *HOT, "--moe-cold-worker", "0", env=IN_PLACE)))
