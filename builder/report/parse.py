@@ -265,8 +265,11 @@ class MoeWorkerShareInfo:
 
     low: float
     high: float
+    """The least and the largest share of the worker's layers at the end."""
     mean: float
+    """Their mean: what llama-server's /props gives as cold_cpu_share."""
     moves: int
+    """A layer's share moved by step, summed over the layers."""
     step: float
 
 
@@ -274,7 +277,8 @@ def parse_moe_worker_share(text: str) -> MoeWorkerShareInfo:
     m = _search_line(MOE_WORKER_SHARE_RE, text, "llama_moe_hot: --moe-cold-cpu-share auto: ...",
                      "it needs --moe-cold-cpu-share auto with a worker (--moe-cold gpu, --moe-cold-worker), -lv 4, and a tool that "
                      "ends normally")
-    return MoeWorkerShareInfo(_float(m.group(1)), _float(m.group(2)), _float(m.group(3)), int(m.group(4)), _float(m.group(5)))
+    low, high, mean, moves, step = m.groups()
+    return MoeWorkerShareInfo(_float(low), _float(high), _float(mean), int(moves), _float(step))
 
 
 @dataclass(frozen=True)
