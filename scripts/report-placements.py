@@ -388,7 +388,8 @@ def miss_cost_table(costs: list[dict]) -> list[str]:
 
 
 def worker_text(cell: dict) -> str:
-    """The CPU worker in a cell: its rate, the GPU's waits for it, its experts in part, its layers at the end; "" without it."""
+    """The CPU worker in a cell: its rate, the GPU's waits for it, its experts in part, its layers and shares at the end; "" without
+    it."""
     worker = []
     if "worker_gbs" in cell:
         worker.append(f"{cell['worker_gbs']:.1f} GB/s, {cell['worker_us_per_job']:.1f} µs a job" + (
@@ -414,8 +415,9 @@ def pairs(cells: list[dict]) -> list[dict]:
                 row = {"config": new, "against": old, "route": route, "budget_pct": pct, "tokens_per_s": cell["median"],
                        "against_tokens_per_s": base["median"], "ratio": round(cell["median"] / base["median"], 3),
                        "same_ppl": cell["ppl"] == base["ppl"]}
-                if worker_text(cell):
-                    row["worker"] = worker_text(cell)
+                worker = worker_text(cell)
+                if worker:
+                    row["worker"] = worker
                 if "anon_huge_mib" in cell and "anon_huge_mib" in base:
                     row["huge_pages"] = f"{cell['anon_huge_mib']:g} / {base['anon_huge_mib']:g} MiB"
                 if (new, old) in OVERLAPS and cell.get("cpu_ms_per_token"):
