@@ -26,6 +26,8 @@
 #                                              FORK=fork-NNNN that prefix build against the series instead, big and small jobs
 #   bash scripts/device-run.sh worker-llc ARCH the MoE worker on the host's CPU alone, one layer's experts from the last-level
 #                                              cache (8 experts) against from DRAM (128): what bounds its rate there
+#   bash scripts/device-run.sh bus-probe ARCH  scripts/bus-read-probe.cu: a few hundred KiB of mapped pinned host memory read by a
+#                                              kernel, copied by one and by the copy engine, and read twice (whether the L2 keeps it)
 #   bash scripts/device-run.sh predict ARCH [ARGS]  after learned(-train): scripts/predict-experts.py ARGS on the trained
 #                                              model (how well a layer's cold experts are known before its router)
 #   bash scripts/device-run.sh server-identity ARCH [ARGS]  after learned(-train), with the fork and the baseline built:
@@ -344,6 +346,10 @@ worker-llc)
             --threads "${THREADS:-1,8}" --rounds "${ROUNDS:-2}" --title "The worker on the device's CPU alone, $n experts a layer" \
             --out "$out/experts-$n"
     done
+    ;;
+bus-probe)
+    nvcc -O3 -arch="sm_$arch" -o /tmp/bus-read-probe scripts/bus-read-probe.cu
+    /tmp/bus-read-probe | tee "$out/bus-read.json"
     ;;
 server-metrics)
     # what --metrics' read-back of a static hot set costs llama-server's decode (0014), a quarter of the experts hot
