@@ -39,10 +39,10 @@ WORKER = ("hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-wo
           "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker", "hot-gpu-worker-4k", "adapt-gpu-worker-4k",
           "adapt-gpu-worker-noise1", "hot-gpu-worker-l1", "hot-gpu-worker-l2", "hot-gpu-worker-whole", "adapt-gpu-worker-whole",
           "adapt-gpu-worker-40-noise1", "adapt-gpu-worker-inline", "adapt-gpu-worker-noise1-inline", "adapt-gpu-worker-follow",
-          "adapt-gpu-worker-noise1-follow", "hot-gpu-worker-auto", "adapt-gpu-worker-auto")
+          "adapt-gpu-worker-noise1-follow", "hot-gpu-worker-auto", "adapt-gpu-worker-auto", "adapt-gpu-worker-inplace")
 """Configurations whose CPU worker computes a share of each token's cold experts (--moe-cold-worker, 0028-0029)."""
 FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2",
-        "adapt-hybrid", "hot-gpu-4k", *WORKER)
+        "adapt-hybrid", "hot-gpu-4k", "hot-gpu-inplace", *WORKER)
 LOSSY = ("hot-gpu-top6", "hot-gpu-top4", "adapt-gpu-top6", "hot-gpu-worker-defer", "hot-gpu-worker-defer-100", "adapt-gpu-worker-defer")
 """Configurations that skip cold experts (--moe-cold-top) or defer the worker's to the next layer (LLAMA_MOE_WORKER_DEFER):
 compared with upstream apart from the lossless ones."""
@@ -56,7 +56,8 @@ rows there give what the mechanism costs when its predictions miss, not what the
 on the trained model, whose router routes: device-run.sh fidelity's prefetch runs)."""
 ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2", "adapt-hybrid", "adapt-gpu-worker",
             "adapt-gpu-worker-noise1", "adapt-gpu-worker-whole", "adapt-gpu-worker-40-noise1", "adapt-gpu-worker-inline",
-            "adapt-gpu-worker-noise1-inline", "adapt-gpu-worker-follow", "adapt-gpu-worker-noise1-follow", "adapt-gpu-worker-auto")
+            "adapt-gpu-worker-noise1-inline", "adapt-gpu-worker-follow", "adapt-gpu-worker-noise1-follow", "adapt-gpu-worker-auto",
+            "adapt-gpu-worker-inplace")
 STATIC_OTHER = ("hot-gpu", "hot-gpu-worker")  # static sets from a profile of other text, without and with the worker
 STATIC_IN = ("hot-gpu-in", "hot-gpu-worker-in")  # the same from the replayed text itself (in-sample)
 REFS = {"all-gpu": "all on the GPU", "cpu-moe": "all experts on the CPU", "all-hot": "fork, every expert hot"}
@@ -132,6 +133,10 @@ LABELS = {
                                       "(LLAMA_MOE_WORKER_FOLLOW=1)",
     "hot-gpu-worker-auto": "hot-gpu-worker with each layer's share moved by the GPU's waits (--moe-cold-cpu-share auto, 0048)",
     "adapt-gpu-worker-auto": "adapt-gpu-worker with each layer's share moved by the GPU's waits (--moe-cold-cpu-share auto, 0048)",
+    "hot-gpu-inplace": "hot-gpu with the cold experts' rows read in place by the products, as before 0049 "
+                       "(GGML_CUDA_MOE_COLD_IN_PLACE=1)",
+    "adapt-gpu-worker-inplace": "adapt-gpu-worker with the cold experts' rows read in place by the products, as before 0049 "
+                                "(GGML_CUDA_MOE_COLD_IN_PLACE=1)",
     "hot-gpu-4k": "hot-gpu with the host experts in cudaMallocHost's pages (as before 0031): what huge pages do to the GPU's reads over the bus",
 }
 
@@ -318,6 +323,9 @@ PAIRS = {
     ("hot-gpu-worker-auto", "hot-gpu-worker"): "Each layer's share of the worker moved by the GPU's waits (0048), against 0.5 "
                                                "(static set; the PPL may differ in its last digits: other experts on the CPU)",
     ("adapt-gpu-worker-auto", "adapt-gpu-worker"): "The same with the adaptive set",
+    ("hot-gpu", "hot-gpu-inplace"): "The GPU's products reading a block's rows of a cold expert into shared memory first (0049), "
+                                    "against in place (the same PPL)",
+    ("adapt-gpu-worker", "adapt-gpu-worker-inplace"): "The same with the adaptive set and the worker",
 }
 """A configuration and the one it changes, where both ran: the title of their table."""
 OVERLAPS = {("hot-cpu-overlap", "hot-cpu")}
