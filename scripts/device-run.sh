@@ -233,12 +233,18 @@ checks)
         timeout 180 "$ops" test -b CUDA0 -o MUL_MAT_ID > "$out/test-ops-mmid-cuda.log" 2>&1; echo "exit $?" >> "$out/test-ops-mmid-cuda.log"
         tail -3 "$out/test-ops-mmid-cuda.log"
     fi
+    trained=/tmp/learned/model-q8_0.gguf
     for tool in ${SANITIZERS-memcheck racecheck}; do  # SANITIZERS= skips them (and the trained model they decode)
-        decode=("$bin/llama-perplexity" -m /tmp/learned/model-q8_0.gguf -f /tmp/learned/heldout-prose.txt -c 128 --chunks 2 -b 1 -ub 1
-                -ngl 99 -fit off -t 8 -lv 4 --cpu-moe -lm none --moe-hot-mib "$(quarter_mib /tmp/learned/model-q8_0.gguf)" --moe-cold gpu --moe-hot-adapt 8)
         log "compute-sanitizer $tool: MUL_MAT_ID_HOT cases, a short decode with hot experts and adaptation"
         { timeout 200 compute-sanitizer --tool "$tool" --error-exitcode 9 "$ops" test -b CUDA0 -o MUL_MAT_ID_HOT && echo "exit 0" || echo "exit $?"
-          timeout 300 compute-sanitizer --tool "$tool" --error-exitcode 9 "${decode[@]}" && echo "exit 0" || echo "exit $?"; } > "$out/sanitizer-$tool.log" 2>&1
+          if [ -f "$trained" ]; then
+              decode=("$bin/llama-perplexity" -m "$trained" -f /tmp/learned/heldout-prose.txt -c 128 --chunks 2 -b 1 -ub 1
+                      -ngl 99 -fit off -t 8 -lv 4 --cpu-moe -lm none --moe-hot-mib "$(quarter_mib "$trained")" --moe-cold gpu --moe-hot-adapt 8)
+              timeout 300 compute-sanitizer --tool "$tool" --error-exitcode 9 "${decode[@]}" && echo "exit 0" || echo "exit $?"
+          else
+              # LEARNED_FROM trains nothing: the decode needs the stage learned-train (device-session.sh without LEARNED_FROM)
+              echo "no decode: $trained is missing (train it: device-session.sh without LEARNED_FROM); exit 8"
+          fi; } > "$out/sanitizer-$tool.log" 2>&1
         grep -E "ERROR SUMMARY|not supported|exit [0-9]+" "$out/sanitizer-$tool.log" | head -6
     done
     ;;

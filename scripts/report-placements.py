@@ -39,10 +39,11 @@ WORKER = ("hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-wo
           "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker", "hot-gpu-worker-4k", "adapt-gpu-worker-4k",
           "adapt-gpu-worker-noise1", "hot-gpu-worker-l1", "hot-gpu-worker-l2", "hot-gpu-worker-whole", "adapt-gpu-worker-whole",
           "adapt-gpu-worker-40-noise1", "adapt-gpu-worker-inline", "adapt-gpu-worker-noise1-inline", "adapt-gpu-worker-follow",
-          "adapt-gpu-worker-noise1-follow", "hot-gpu-worker-auto", "adapt-gpu-worker-auto", "adapt-gpu-worker-inplace")
+          "adapt-gpu-worker-noise1-follow", "hot-gpu-worker-auto", "adapt-gpu-worker-auto", "adapt-gpu-worker-inplace",
+          "adapt-gpu-worker-staged")
 """Configurations whose CPU worker computes a share of each token's cold experts (--moe-cold-worker, 0028-0029)."""
 FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2",
-        "adapt-hybrid", "hot-gpu-4k", "hot-gpu-inplace", *WORKER)
+        "adapt-hybrid", "hot-gpu-4k", "hot-gpu-inplace", "hot-gpu-staged", *WORKER)
 LOSSY = ("hot-gpu-top6", "hot-gpu-top4", "adapt-gpu-top6", "hot-gpu-worker-defer", "hot-gpu-worker-defer-100", "adapt-gpu-worker-defer")
 """Configurations that skip cold experts (--moe-cold-top) or defer the worker's to the next layer (LLAMA_MOE_WORKER_DEFER):
 compared with upstream apart from the lossless ones."""
@@ -57,7 +58,7 @@ on the trained model, whose router routes: device-run.sh fidelity's prefetch run
 ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2", "adapt-hybrid", "adapt-gpu-worker",
             "adapt-gpu-worker-noise1", "adapt-gpu-worker-whole", "adapt-gpu-worker-40-noise1", "adapt-gpu-worker-inline",
             "adapt-gpu-worker-noise1-inline", "adapt-gpu-worker-follow", "adapt-gpu-worker-noise1-follow", "adapt-gpu-worker-auto",
-            "adapt-gpu-worker-inplace")
+            "adapt-gpu-worker-inplace", "adapt-gpu-worker-staged")
 STATIC_OTHER = ("hot-gpu", "hot-gpu-worker")  # static sets from a profile of other text, without and with the worker
 STATIC_IN = ("hot-gpu-in", "hot-gpu-worker-in")  # the same from the replayed text itself (in-sample)
 REFS = {"all-gpu": "all on the GPU", "cpu-moe": "all experts on the CPU", "all-hot": "fork, every expert hot"}
@@ -133,10 +134,14 @@ LABELS = {
                                       "(LLAMA_MOE_WORKER_FOLLOW=1)",
     "hot-gpu-worker-auto": "hot-gpu-worker with each layer's share moved by the GPU's waits (--moe-cold-cpu-share auto, 0048)",
     "adapt-gpu-worker-auto": "adapt-gpu-worker with each layer's share moved by the GPU's waits (--moe-cold-cpu-share auto, 0048)",
-    "hot-gpu-inplace": "hot-gpu with the cold experts' rows read in place by the products, as before 0049 "
-                       "(GGML_CUDA_MOE_COLD_IN_PLACE=1)",
-    "adapt-gpu-worker-inplace": "adapt-gpu-worker with the cold experts' rows read in place by the products, as before 0049 "
-                                "(GGML_CUDA_MOE_COLD_IN_PLACE=1)",
+    "hot-gpu-inplace": "hot-gpu with the cold experts' rows read in place by the products, where 0049 as first built "
+                       "staged them by default (GGML_CUDA_MOE_COLD_IN_PLACE=1, generic loads: 2026-12-06)",
+    "adapt-gpu-worker-inplace": "adapt-gpu-worker with the cold experts' rows read in place by the products, where 0049 as "
+                                "first built staged them by default (GGML_CUDA_MOE_COLD_IN_PLACE=1, generic loads: 2026-12-06)",
+    "hot-gpu-staged": "hot-gpu with a block's rows of a cold expert read into shared memory before the products "
+                      "(GGML_CUDA_MOE_COLD_STAGE=1, 0049)",
+    "adapt-gpu-worker-staged": "adapt-gpu-worker with a block's rows of a cold expert read into shared memory before the "
+                               "products (GGML_CUDA_MOE_COLD_STAGE=1, 0049)",
     "hot-gpu-4k": "hot-gpu with the host experts in cudaMallocHost's pages (as before 0031): what huge pages do to the GPU's reads over the bus",
 }
 
@@ -326,6 +331,9 @@ PAIRS = {
     ("hot-gpu", "hot-gpu-inplace"): "The GPU's products reading a block's rows of a cold expert into shared memory first (0049), "
                                     "against in place (the same PPL)",
     ("adapt-gpu-worker", "adapt-gpu-worker-inplace"): "The same with the adaptive set and the worker",
+    ("hot-gpu-staged", "hot-gpu"): "The GPU's products reading a block's rows of a cold expert into shared memory first "
+                                   "(GGML_CUDA_MOE_COLD_STAGE=1, 0049), against in place (the same PPL)",
+    ("adapt-gpu-worker-staged", "adapt-gpu-worker"): "The same with the adaptive set and the worker",
 }
 """A configuration and the one it changes, where both ran: the title of their table."""
 OVERLAPS = {("hot-cpu-overlap", "hot-cpu")}
