@@ -6,6 +6,7 @@ import functools
 import http.server
 import io
 import os
+import shutil
 import tarfile
 import threading
 from pathlib import Path
@@ -16,9 +17,11 @@ import pytest
 from llama_tools import STORY
 
 from builder.__main__ import main
+from builder.build import BuildOptions, cuda_definitions
 from builder.digest import tree_digest
+from builder.fetch import ensure_source
 from builder.pin import DEFAULT_PIN, load_pin
-from builder.settings import CACHE_ENV
+from builder.settings import CACHE_ENV, Settings
 from builder.synth_model import ModelSpec, resolve_vocab, write_moe_model
 
 SMALL_TREE = {
@@ -101,6 +104,17 @@ def pinned_tree(shared_cache) -> Path:
     """The fetched, verified pinned llama.cpp tree."""
     assert main(["fetch", "--cache-dir", str(shared_cache)]) == 0
     return shared_cache / "src" / "llama.cpp-b11549"
+
+
+@pytest.fixture(scope="session")
+def cuda_check_setup(shared_cache, tmp_path_factory):
+    """The pinned tree, build options with cuBLAS from the wheel (in the shared cache) and a cache of the checks' own;
+    skipped without nvcc."""
+    if not shutil.which("nvcc"):
+        pytest.skip("nvcc is not installed")
+    shared = Settings(load_pin().path, shared_cache, None, None, None, True)
+    opts = BuildOptions(jobs=2, cuda_defines=cuda_definitions(shared, True, False, []))
+    return ensure_source(shared), opts, tmp_path_factory.mktemp("check-cache")
 
 
 @pytest.fixture(scope="session")

@@ -5,15 +5,13 @@ from __future__ import annotations
 import difflib
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
-from builder.build import BuildOptions, compile_touched, cuda_definitions
+from builder.build import compile_touched
 from builder.compile_check import ObjectFile, cuda_objects, select_objects
 from builder.errors import BuildError
-from builder.fetch import ensure_source
 from builder.pin import load_pin
 from builder.settings import Settings
 from builder.variants import Variant
@@ -84,16 +82,6 @@ def _patch_appending(pristine: Path, rel: str, text: str) -> str:
     old = (pristine / rel).read_text().splitlines(keepends=True)
     diff = difflib.unified_diff(old, old + [text], f"a/{rel}", f"b/{rel}")
     return f"From: t <t@t>\nSubject: [PATCH] test\n\n---\ndiff --git a/{rel} b/{rel}\n" + "".join(diff)
-
-
-@pytest.fixture(scope="module")
-def cuda_check_setup(shared_cache, tmp_path_factory):
-    """The pinned tree, and build options with cuBLAS from the wheel (in the shared cache); skipped without nvcc."""
-    if not shutil.which("nvcc"):
-        pytest.skip("nvcc is not installed")
-    shared = Settings(load_pin().path, shared_cache, None, None, None, True)
-    opts = BuildOptions(jobs=2, cuda_defines=cuda_definitions(shared, True, False, []))
-    return ensure_source(shared), opts, tmp_path_factory.mktemp("check-cache")
 
 
 @pytest.mark.slow
