@@ -1,8 +1,9 @@
-"""The series' mat-vec kernels read memory with global and shared loads, never generic ones (builder/ptx_loads.py)."""
+"""The series' kernels that read host memory do so with global (and shared) loads, never generic ones (builder/ptx_loads.py)."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -54,16 +55,30 @@ def test_the_kernels_with_generic_loads_are_named_in_order():
     assert kernels_with_generic_loads(PTX.split(".entry _Z7")[0]) == []
 
 
+GUARDED = {
+    "mmvq.cu": r"_Z13mul_mat_vec_qIL9ggml_type\d+ELi1E(Lb[01]E){3}Lb1EE",  # one-token mat-vecs with the series' ids (ids_ext)
+    "moe-host.cu": r"_Z13moe_host_recv",
+    "moe-prefetch.cu": r"_Z17moe_prefetch_copy",
+}
+"""The series' CUDA sources whose kernels read host memory, and a pattern of the kernels there that do."""
+
+
+@pytest.fixture(scope="module")
+def series_build(cuda_check_setup, tmp_path_factory) -> Path:
+    """The fork's sm_75 build folder, configured (nothing compiled), in a cache of its own."""
+    tree, opts, _ = cuda_check_setup
+    settings = Settings(load_pin().path, tmp_path_factory.mktemp("ptx-cache"), None, None, None, True)
+    return configured_variant(tree, Variant("75"), settings, opts, build_name="compile-check",
+                              extra_options=("-DCMAKE_EXPORT_COMPILE_COMMANDS=ON",)).build_dir
+
+
 @pytest.mark.slow
 @pytest.mark.cuda
-def test_the_series_mat_vec_kernels_load_no_generic_memory(cuda_check_setup, tmp_path):
-    """The hot mat-vec reads a cold expert's rows in place (global loads) or staged (shared loads): 0049 as first built
-    read both through one pointer, generic loads that halved the speed of its reads of host memory on an H100."""
-    tree, opts, _ = cuda_check_setup
-    settings = Settings(load_pin().path, tmp_path / "cache", None, None, None, True)
-    built = configured_variant(tree, Variant("75"), settings, opts, build_name="compile-check",
-                               extra_options=("-DCMAKE_EXPORT_COMPILE_COMMANDS=ON",))
-    ptx = source_ptx(built.build_dir, "ggml/src/ggml-cuda/mmvq.cu", tmp_path / "mmvq.ptx")
-    # the kernels it guards are there: one-token mat-vecs with the series' ids (ids_ext, the last template flag)
-    assert [n for n in kernel_names(ptx) if re.match(r"_Z13mul_mat_vec_qIL9ggml_type\d+ELi1E(Lb[01]E){3}Lb1EE", n)]
+@pytest.mark.parametrize("source, guarded", GUARDED.items())
+def test_the_series_kernels_load_no_generic_memory(series_build, tmp_path, source, guarded):
+    """The hot mat-vec reads a cold expert's rows in place (global loads) or staged (shared loads); the worker's recv and
+    the prefetch copy read host memory: 0049 as first built read its rows through one pointer for both memories, generic
+    loads that halved the speed of its reads of host memory on an H100."""
+    ptx = source_ptx(series_build, f"ggml/src/ggml-cuda/{source}", tmp_path / f"{source}.ptx")
+    assert [n for n in kernel_names(ptx) if re.match(guarded, n)]  # the kernels it guards are there
     assert kernels_with_generic_loads(ptx) == []
