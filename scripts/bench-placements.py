@@ -53,7 +53,8 @@ report-placements.py's line of decode time against misses. Per routing and budge
                 0.6, 0.7 or all of them (-0: the cost of the worker's two nodes a layer alone; -100: the CPU's rate
                 alone), -t4 and -t12 run 4 and 12 threads (beside -t 8 of the CPU backend and the host thread); -all
                 gives every split layer the worker, also those that expect fewer than 0.5 cold selections a token
-                (LLAMA_MOE_WORKER_MIN_COLD=0); adapt-gpu-worker is adapt-gpu-noise with the worker, -noise1 with
+                (LLAMA_MOE_WORKER_MIN_COLD=0); adapt-gpu-worker is adapt-gpu-noise with the worker (-30 and -40 at
+                the worker's share 0.3 and 0.4), -noise1 with
                 --moe-hot-adapt-noise 1 (more swaps: trace-stats simulates 97.7 / 83.4 % hits at learned 50 / 25 %
                 against the default's 96.0 / 82.8, 2026-12-04); hot-gpu-worker-l1 and -l2 ask for the next row into L1
                 (0030) or 2 KiB ahead into L2 (0034) whatever the CPU (LLAMA_MOE_WORKER_PREFETCH); hot-gpu-worker-whole and adapt-gpu-worker-whole hand
@@ -64,9 +65,9 @@ report-placements.py's line of decode time against misses. Per routing and budge
                 hot-gpu-worker-defer, -defer-100 (share 1) and adapt-gpu-worker-defer defer the worker's experts to the next
                 layer's output (LLAMA_MOE_WORKER_DEFER=1, 0038): lossy, reported apart from the lossless placements.
                 hot-gpu-worker-auto and adapt-gpu-worker-auto move each layer's share by the GPU's waits for the worker
-                (--moe-cold-cpu-share auto, 0048), from 0.5. hot-gpu-staged and adapt-gpu-worker-staged read a block's rows
-                of a cold expert into shared memory before the GPU's products (GGML_CUDA_MOE_COLD_STAGE=1, 0049; off
-                by default, the products read them in place).
+                (--moe-cold-cpu-share auto, 0048), from 0.5. hot-gpu-inplace and adapt-gpu-worker-inplace have the GPU's
+                products read a cold expert's rows in place over the bus (GGML_CUDA_MOE_COLD_IN_PLACE=1), where by
+                default a block reads its rows into shared memory first (0049).
                 Each run records the worker's experts (and how many of them in part), its GB/s and its time per job from hand-over to answer
 
 plus, once per routing, all on the GPU, all experts on the CPU, and every expert hot. The static
@@ -107,7 +108,8 @@ CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybr
            "hot-gpu-worker-l1", "hot-gpu-worker-l2", "hot-gpu-worker-whole", "adapt-gpu-worker-whole", "adapt-gpu-worker-40-noise1",
            "adapt-gpu-worker-inline", "adapt-gpu-worker-noise1-inline", "hot-gpu-worker-in", "hot-gpu-worker-defer",
            "hot-gpu-worker-defer-100", "adapt-gpu-worker-defer", "adapt-gpu-worker-follow", "adapt-gpu-worker-noise1-follow",
-           "hot-gpu-worker-auto", "adapt-gpu-worker-auto", "hot-gpu-staged", "adapt-gpu-worker-staged")
+           "hot-gpu-worker-auto", "adapt-gpu-worker-auto", "hot-gpu-inplace", "adapt-gpu-worker-inplace",
+           "adapt-gpu-worker-30", "adapt-gpu-worker-40")
 PREDICTED = ("hot-gpu-prefetch", "adapt-gpu-prefetch")
 """Configurations that prefetch the experts a routing's ranking trace names (NAME=REPLAY:PROFILE:RANKING): skipped without one."""
 NO_CUDA_GRAPHS = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
@@ -125,9 +127,9 @@ DEFER = {"LLAMA_MOE_WORKER_DEFER": "1"}
 WORKER_FOLLOWS = {"LLAMA_MOE_WORKER_FOLLOW": "1"}
 """The worker's layers move with the adaptive set (0041, off by default: 0.95x the load's choice at learned 50 and 75 %,
 reports/2026-12-05-worker-follows)."""
-COLD_STAGED = {"GGML_CUDA_MOE_COLD_STAGE": "1"}
-"""The GPU's products read a block's rows of a cold expert into shared memory first, where by default they read them in
-place over the bus (0049, the same PPL)."""
+COLD_IN_PLACE = {"GGML_CUDA_MOE_COLD_IN_PLACE": "1"}
+"""The GPU's products read a cold expert's rows in place over the bus, where by default a block reads its rows into shared
+memory first (0049, the same PPL)."""
 CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA_MOE_COLD_OVERLAP": "0"},
               "hot-cpu-overlap": {"LLAMA_MOE_COLD_OVERLAP": "1"}, "hot-gpu-counted-wait": {"LLAMA_MOE_HOT_COUNT_WAIT": "1"},
               "hot-gpu-counted-copy": {"LLAMA_MOE_HOT_COUNT_COPY": "1"},
@@ -140,7 +142,7 @@ CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA
               "adapt-gpu-worker-inline": SWAPS_INLINE, "adapt-gpu-worker-noise1-inline": SWAPS_INLINE,
               "hot-gpu-worker-defer": DEFER, "hot-gpu-worker-defer-100": DEFER, "adapt-gpu-worker-defer": DEFER,
               "adapt-gpu-worker-follow": WORKER_FOLLOWS, "adapt-gpu-worker-noise1-follow": WORKER_FOLLOWS,
-              "hot-gpu-staged": COLD_STAGED, "adapt-gpu-worker-staged": COLD_STAGED}
+              "hot-gpu-inplace": COLD_IN_PLACE, "adapt-gpu-worker-inplace": COLD_IN_PLACE}
 """The environment of the configurations that need one (the others run in the script's)."""
 MIB = 1024 * 1024
 EVAL = re.compile(r"eval time =\s*([\d.]+) ms /\s*(\d+) (?:tokens|runs)")
@@ -216,7 +218,9 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "hot-gpu-worker-100": ("fork", worker(8, "1")),
         "hot-gpu-worker-auto": ("fork", worker(8, "auto")),
         "adapt-gpu-worker-auto": ("fork", worker(8, "auto") + adapt_rule),
-        "adapt-gpu-worker-staged": ("fork", worker(8) + adapt_rule),
+        "adapt-gpu-worker-inplace": ("fork", worker(8) + adapt_rule),
+        "adapt-gpu-worker-30": ("fork", worker(8, "0.3") + adapt_rule),
+        "adapt-gpu-worker-40": ("fork", worker(8, "0.4") + adapt_rule),
         "hot-gpu-worker-t4": ("fork", worker(4)),
         "hot-gpu-worker-t12": ("fork", worker(12)),
         "hot-gpu-worker-all": ("fork", worker(8)),
@@ -238,7 +242,7 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "hot-gpu-worker-whole": ("fork", worker(8)),
         "adapt-gpu-worker-whole": ("fork", worker(8) + adapt_rule),
         "hot-gpu-4k": ("fork", hot_gpu),
-        "hot-gpu-staged": ("fork", hot_gpu),
+        "hot-gpu-inplace": ("fork", hot_gpu),
         "hot-gpu-prefetch-router": ("fork", hot_gpu + prefetch(None)),
         "hot-gpu-prefetch2-router": ("fork", hot_gpu + prefetch(None, 2)),
         "adapt-gpu-prefetch-router": ("fork", adapt_profile + prefetch(None)),

@@ -9,6 +9,7 @@
 # (benchmarks against it). SERIES_UNTIL=NNNN also builds the series up to patch NNNN (fork-NNNN-cuda-smARCH), which
 # flag-off then runs beside the fork and the baseline. BASELINE=0 builds only the fork (~5 of the ~9 minutes): the LATE
 # stages then start with the EARLY ones, and `placements` runs upstream's placements with the fork's binary, options off.
+# A stage that sets FORK=fork-NNNN waits for the whole build too, since that prefix is built after the fork.
 # A stage is a word or a quoted stage with its arguments, as scripts/device-run.sh takes them without the arch (e.g.
 # "placements --first-round 1"), after any variables for it alone (e.g. "ROUNDS=2 REPS=2 flag-off"); each writes to
 # its own folder under /tmp/res (a stage given twice shares it and appends to its log). A failing stage is logged and
@@ -35,6 +36,7 @@ fi
 arch=${1:?CUDA arch, e.g. 90}
 shift
 mkdir -p "$res"
+rm -f "$res/DONE"  # a session before this one on the machine left it: --collect would return at once
 stage() {  # stage OUTNAME [VAR=VALUE...] STAGE [ARGS]
     local name=$1 vars=()
     shift
@@ -76,6 +78,11 @@ for s in "$@"; do
     fi
     set -- $s
     words=("$@")
+    if [ $late = 0 ] && [[ " $s" == *" FORK="* ]]; then
+        # the prefix of the series is built after the fork: its stage waits for the whole build, as a LATE one
+        wait "$build"
+        late=1
+    fi
     while [[ ${1:-} == *=* ]]; do shift; done
     if [ $# = 0 ]; then
         echo "stage '$s': variables without a stage, skipped"

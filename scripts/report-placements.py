@@ -40,7 +40,7 @@ WORKER = ("hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-wo
           "adapt-gpu-worker-noise1", "hot-gpu-worker-l1", "hot-gpu-worker-l2", "hot-gpu-worker-whole", "adapt-gpu-worker-whole",
           "adapt-gpu-worker-40-noise1", "adapt-gpu-worker-inline", "adapt-gpu-worker-noise1-inline", "adapt-gpu-worker-follow",
           "adapt-gpu-worker-noise1-follow", "hot-gpu-worker-auto", "adapt-gpu-worker-auto", "adapt-gpu-worker-inplace",
-          "adapt-gpu-worker-staged")
+          "adapt-gpu-worker-staged", "adapt-gpu-worker-30", "adapt-gpu-worker-40")
 """Configurations whose CPU worker computes a share of each token's cold experts (--moe-cold-worker, 0028-0029)."""
 FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2",
         "adapt-hybrid", "hot-gpu-4k", "hot-gpu-inplace", "hot-gpu-staged", *WORKER)
@@ -58,7 +58,7 @@ on the trained model, whose router routes: device-run.sh fidelity's prefetch run
 ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2", "adapt-hybrid", "adapt-gpu-worker",
             "adapt-gpu-worker-noise1", "adapt-gpu-worker-whole", "adapt-gpu-worker-40-noise1", "adapt-gpu-worker-inline",
             "adapt-gpu-worker-noise1-inline", "adapt-gpu-worker-follow", "adapt-gpu-worker-noise1-follow", "adapt-gpu-worker-auto",
-            "adapt-gpu-worker-inplace", "adapt-gpu-worker-staged")
+            "adapt-gpu-worker-inplace", "adapt-gpu-worker-staged", "adapt-gpu-worker-30", "adapt-gpu-worker-40")
 STATIC_OTHER = ("hot-gpu", "hot-gpu-worker")  # static sets from a profile of other text, without and with the worker
 STATIC_IN = ("hot-gpu-in", "hot-gpu-worker-in")  # the same from the replayed text itself (in-sample)
 REFS = {"all-gpu": "all on the GPU", "cpu-moe": "all experts on the CPU", "all-hot": "fork, every expert hot"}
@@ -121,6 +121,8 @@ LABELS = {
     "hot-gpu-worker-whole": "hot-gpu-worker handing the worker whole experts only, as before 0035 (LLAMA_MOE_WORKER_WHOLE=1)",
     "adapt-gpu-worker-whole": "adapt-gpu-worker handing the worker whole experts only, as before 0035 (LLAMA_MOE_WORKER_WHOLE=1)",
     "adapt-gpu-worker-40-noise1": "adapt-gpu-worker-noise1 at the worker's share 0.4",
+    "adapt-gpu-worker-30": "adapt-gpu-worker at the worker's share 0.3",
+    "adapt-gpu-worker-40": "adapt-gpu-worker at the worker's share 0.4",
     "hot-gpu-worker-defer": "lossy: hot-gpu-worker with the worker's experts joining the next layer's output (LLAMA_MOE_WORKER_DEFER=1, 0038)",
     "hot-gpu-worker-defer-100": "lossy: hot-gpu-worker-defer with every cold expert on the worker (share 1)",
     "adapt-gpu-worker-defer": "lossy: adapt-gpu-worker with the worker's experts joining the next layer's output (LLAMA_MOE_WORKER_DEFER=1)",
@@ -134,14 +136,15 @@ LABELS = {
                                       "(LLAMA_MOE_WORKER_FOLLOW=1)",
     "hot-gpu-worker-auto": "hot-gpu-worker with each layer's share moved by the GPU's waits (--moe-cold-cpu-share auto, 0048)",
     "adapt-gpu-worker-auto": "adapt-gpu-worker with each layer's share moved by the GPU's waits (--moe-cold-cpu-share auto, 0048)",
-    "hot-gpu-inplace": "hot-gpu with the cold experts' rows read in place by the products, where 0049 as first built "
-                       "staged them by default (GGML_CUDA_MOE_COLD_IN_PLACE=1, generic loads: 2026-12-06)",
-    "adapt-gpu-worker-inplace": "adapt-gpu-worker with the cold experts' rows read in place by the products, where 0049 as "
-                                "first built staged them by default (GGML_CUDA_MOE_COLD_IN_PLACE=1, generic loads: 2026-12-06)",
-    "hot-gpu-staged": "hot-gpu with a block's rows of a cold expert read into shared memory before the products "
-                      "(GGML_CUDA_MOE_COLD_STAGE=1, 0049)",
+    "hot-gpu-inplace": "hot-gpu with the cold experts' rows read in place by the products, where 0049 stages them by "
+                       "default (GGML_CUDA_MOE_COLD_IN_PLACE=1)",
+    "adapt-gpu-worker-inplace": "adapt-gpu-worker with the cold experts' rows read in place by the products, where 0049 "
+                                "stages them by default (GGML_CUDA_MOE_COLD_IN_PLACE=1)",
+    "hot-gpu-staged": "hot-gpu with a block's rows of a cold expert read into shared memory before the products, where "
+                      "they were read in place by default (GGML_CUDA_MOE_COLD_STAGE=1, 0049 on 2026-12-06 only)",
     "adapt-gpu-worker-staged": "adapt-gpu-worker with a block's rows of a cold expert read into shared memory before the "
-                               "products (GGML_CUDA_MOE_COLD_STAGE=1, 0049)",
+                               "products, where they were read in place by default (GGML_CUDA_MOE_COLD_STAGE=1, 0049 on "
+                               "2026-12-06 only)",
     "hot-gpu-4k": "hot-gpu with the host experts in cudaMallocHost's pages (as before 0031): what huge pages do to the GPU's reads over the bus",
 }
 
@@ -315,6 +318,9 @@ PAIRS = {
     ("hot-gpu", "hot-gpu-4k"): "The GPU reading cold experts in place from huge pages (0031), against 4 KiB pages (the same PPL)",
     ("hot-gpu-worker-40", "hot-gpu-worker"): "The worker at share 0.4, against 0.5 (the default)",
     ("adapt-gpu-worker-40-noise1", "adapt-gpu-worker-noise1"): "Adaptive, noise 1, with the worker at share 0.4, against 0.5",
+    ("adapt-gpu-worker-30", "adapt-gpu-worker"): "Adaptive, with the worker at share 0.3, against 0.5 (the PPL may differ in its "
+                                                 "last digits: other experts on the CPU)",
+    ("adapt-gpu-worker-40", "adapt-gpu-worker"): "The same at share 0.4",
     ("adapt-gpu-worker", "adapt-gpu-worker-inline"): "Adaptive swaps copied on a stream of their own beside the next ubatch (0037), "
                                                      "against on the layer's stream ahead of it (the same swaps and PPL)",
     ("adapt-gpu-worker-noise1", "adapt-gpu-worker-noise1-inline"): "The same at noise 1 (more swaps)",
