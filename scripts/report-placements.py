@@ -27,6 +27,7 @@ import argparse
 import json
 import statistics
 import sys
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -647,7 +648,7 @@ def plot(report: dict, path: Path) -> None:
             pts = sorted((c["budget_pct"], c["median"]) for c in cells
                          if c["route"] == route and c["config"] == config and c["median"])
             if pts:
-                ax.plot(*zip(*pts), marker="o", label=label, linestyle="--" if config in UPSTREAM else ":" if config in LOSSY else "-")
+                ax.plot(*zip(*pts), marker="o", label=textwrap.fill(label, 60), linestyle="--" if config in UPSTREAM else ":" if config in LOSSY else "-")
         for ref, label in REFS.items():
             c = next((c for c in cells if (c["route"], c["config"]) == (route, ref) and c["median"]), None)
             if c:
@@ -657,9 +658,10 @@ def plot(report: dict, path: Path) -> None:
         ax.set_xlabel("VRAM for experts, % of the model's expert bytes")
         ax.set_ylabel(f"{measured(report['meta'])} tokens/s")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, 0.93))
+    # beside the last panel, so that long labels widen the figure, not squeeze the panels
+    axes[0][-1].legend(*axes[0][0].get_legend_handles_labels(), fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
 
 
 def merge_meta(into: dict, meta: dict, where: str, path: str = "meta.json") -> None:
