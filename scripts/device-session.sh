@@ -9,7 +9,8 @@
 # (benchmarks against it). SERIES_UNTIL=NNNN also builds the series up to patch NNNN (fork-NNNN-cuda-smARCH), which
 # flag-off then runs beside the fork and the baseline. BASELINE=0 builds only the fork (~5 of the ~9 minutes): the LATE
 # stages then start with the EARLY ones, and `placements` runs upstream's placements with the fork's binary, options off.
-# A stage that sets FORK=fork-NNNN waits for the whole build too, since that prefix is built after the fork.
+# A stage that sets FORK=fork-NNNN, or one that times something (placements, flag-off, ...), waits for the whole build
+# too: that prefix is built after the fork, and a build beside a timed stage slows what it times.
 # A stage is a word or a quoted stage with its arguments, as scripts/device-run.sh takes them without the arch (e.g.
 # "placements --first-round 1"), after any variables for it alone (e.g. "ROUNDS=2 REPS=2 flag-off"); each writes to
 # its own folder under /tmp/res (a stage given twice shares it and appends to its log). A failing stage is logged and
@@ -70,6 +71,7 @@ else
 fi
 while [ ! -f "dist/cuda-sm$arch/manifest.json" ] && kill -0 "$build" 2>/dev/null; do sleep 2; done
 late=0
+timed="placements flag-off bench server-metrics cold-cpu worker-cpu worker-llc bus-probe"
 for s in "$@"; do
     if [ "$s" = -- ]; then
         wait "$build"
@@ -78,12 +80,13 @@ for s in "$@"; do
     fi
     set -- $s
     words=("$@")
-    if [ $late = 0 ] && [[ " $s" == *" FORK="* ]]; then
-        # the prefix of the series is built after the fork: its stage waits for the whole build, as a LATE one
+    while [[ ${1:-} == *=* ]]; do shift; done
+    if [ $late = 0 ] && { [[ " $s" == *" FORK="* ]] || [[ " $timed " == *" ${1:-} "* ]]; }; then
+        # the prefix of the series is built after the fork, and a timed stage beside a build would time the build's load:
+        # such a stage waits for the whole build, as a LATE one
         wait "$build"
         late=1
     fi
-    while [[ ${1:-} == *=* ]]; do shift; done
     if [ $# = 0 ]; then
         echo "stage '$s': variables without a stage, skipped"
         continue
