@@ -177,6 +177,10 @@ def summarise(runs: list[dict]) -> dict:
             waited = [r["worker_recv_waited_pct"] for r in worker if r.get("worker_recv_waited_pct") is not None]
             if waited:  # 0033: the GPU's recv waited for the worker's answer in this share of the jobs
                 cell["worker_recv_waited_pct"] = statistics.median(waited)
+            wait_us = [r["worker_recv_wait_us"] for r in worker if r.get("worker_recv_wait_us") is not None]
+            if wait_us and cell["worker_us_per_job"]:  # and this long a job, over every job: the rest of the worker's time was hidden behind the GPU's work
+                cell["worker_recv_wait_us"] = statistics.median(wait_us)
+                cell["worker_hidden_pct"] = round(100 * max(0.0, 1 - cell["worker_recv_wait_us"] / cell["worker_us_per_job"]), 1)
             in_part = [100 * r["worker_in_part"] / r["worker_experts"] for r in worker if r.get("worker_in_part") is not None and r["worker_experts"]]
             if in_part:  # 0035: the share of the worker's experts that it computed in part, the GPU the rest
                 cell["worker_in_part_pct"] = round(statistics.median(in_part), 1)
@@ -417,6 +421,8 @@ def worker_text(cell: dict) -> str:
     if "worker_gbs" in cell:
         worker.append(f"{cell['worker_gbs']:.1f} GB/s, {cell['worker_us_per_job']:.1f} µs a job" + (
             f", the GPU waited for it in {cell['worker_recv_waited_pct']:.1f}% of the jobs" if "worker_recv_waited_pct" in cell else "") + (
+            f" ({cell['worker_recv_wait_us']:.1f} µs a job: {cell['worker_hidden_pct']:.1f}% of the worker's time hidden behind the GPU's)"
+            if "worker_hidden_pct" in cell else "") + (
             f", {cell['worker_in_part_pct']:.1f}% of its experts in part" if "worker_in_part_pct" in cell else ""))
     if "worker_layers_at_end" in cell:
         worker.append(f"in {cell['worker_layers_at_end']:g} layers at the end after {cell['worker_layer_changes']:g} moves")
