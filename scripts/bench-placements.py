@@ -94,6 +94,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from builder import hot_experts, huge_pages, moe_trace  # noqa: E402
 from builder.errors import UsageError  # noqa: E402
 from builder.report import gpu_timeline  # noqa: E402
+from builder.report.meta import merge_meta  # noqa: E402
 from builder.report.parse import (ParseError, parse_graphs_reused, parse_moe_adapt, parse_moe_cold_top, parse_moe_cpu,  # noqa: E402
                                   parse_moe_worker, parse_moe_worker_follow, parse_moe_worker_share)
 
@@ -307,6 +308,18 @@ def parse_run(text: str) -> dict:
     return res
 
 
+def write_meta(out: Path, meta: dict) -> None:
+    """OUT/meta.json: meta, joined with the meta.json of the runs already in OUT/runs.jsonl (another call's routings or budgets),
+    which stays as it was where their settings differ."""
+    path = out / "meta.json"
+    merged = json.loads(path.read_text()) if path.is_file() else {}
+    try:
+        merge_meta(merged, meta, str(out))
+    except ValueError as e:
+        raise ValueError(f"{e}; or pass another --out") from None
+    path.write_text(json.dumps(merged, indent=1) + "\n")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, required=True)
@@ -373,7 +386,10 @@ def main() -> int:
             "threads": args.threads, "chunks": args.chunks, "ubatch": args.ubatch, "routes": {k: [str(p) for p in v if p] for k, v in routes.items()},
             "distinct_per_32": {k: round(sum(d) / len(d), 2) for k, d in distinct.items()},
             **static_hits(layout, routes, [int(b) for b in args.budgets.split(",")], budget_of, args.chunks)}
-    (args.out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    try:
+        write_meta(args.out, meta)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     with open(args.out / "runs.jsonl", "a") as runs:
         for rnd in range(args.first_round, args.first_round + args.rounds):
             for name, pct, budget, config, variant, extra, env in round_order(cells, rnd):

@@ -34,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from builder.report import gpu_timeline  # noqa: E402
+from builder.report.meta import merge_meta  # noqa: E402
 
 UPSTREAM = ("ncmoe", "lru", "lru-pinned")
 WORKER = ("hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-worker-40", "hot-gpu-worker-60", "hot-gpu-worker-70", "hot-gpu-worker-100",
@@ -668,18 +669,6 @@ def plot(report: dict, path: Path) -> None:
     axes[0][-1].legend(*axes[0][0].get_legend_handles_labels(), fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
-
-
-def merge_meta(into: dict, meta: dict, where: str, path: str = "meta.json") -> None:
-    """Joins one stage's meta.json into another's: dictionaries key by key, any other value must be equal."""
-    for key, value in meta.items():
-        if key not in into:
-            into[key] = value
-        elif isinstance(into[key], dict) and isinstance(value, dict):
-            merge_meta(into[key], value, where, f"{path} {key}")
-        elif into[key] != value:
-            raise ValueError(f"{where}: {path} {key} is {value!r}, the stages before have {into[key]!r}: "
-                             "merge only runs of the same model and settings")
 
 
 def merge_stages(stages: list[Path], out: Path) -> None:

@@ -710,3 +710,20 @@ def test_a_run_to_set_beside_that_is_not_one_of_the_same_settings_is_refused(tmp
         proc = subprocess.run([sys.executable, SCRIPTS / "report-placements.py", here, "--against", other], capture_output=True, text=True)
         assert proc.returncode == 2 and message in proc.stderr, (name, proc.stderr)
     assert not (here / "report.json").exists()
+
+
+def test_a_second_call_into_the_same_folder_adds_its_routings_to_meta_json(tmp_path):
+    # device-run.sh's placements stages append to one runs.jsonl; meta.json was written anew by each, so the 2026-12-06 H100
+    # report lost its learned and zipf routings' distinct experts and static hits to the uniform stage after them
+    bench = load_script("bench-placements")
+    settings = {"model": "m.gguf", "n_layer": 24, "threads": 8}
+    bench.write_meta(tmp_path, {**settings, "distinct_per_32": {"learned": 56.05}, "static_hit": {"learned": {"hot-gpu": {"25": 0.68}}}})
+    bench.write_meta(tmp_path, {**settings, "distinct_per_32": {"uniform": 111.78}, "static_hit": {"uniform": {"hot-gpu": {"25": 0.25}}}})
+    assert json.loads((tmp_path / "meta.json").read_text()) == {
+        **settings, "distinct_per_32": {"learned": 56.05, "uniform": 111.78},
+        "static_hit": {"learned": {"hot-gpu": {"25": 0.68}}, "uniform": {"hot-gpu": {"25": 0.25}}}}
+    before = (tmp_path / "meta.json").read_text()
+    with pytest.raises(ValueError, match=r"meta.json n_layer is 48, the stages before have 24: merge only runs of the same model "
+                                         r"and settings; or pass another --out"):
+        bench.write_meta(tmp_path, {**settings, "n_layer": 48, "distinct_per_32": {"zipf": 82.06}})
+    assert (tmp_path / "meta.json").read_text() == before
