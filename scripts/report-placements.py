@@ -649,13 +649,19 @@ def plot(report: dict, path: Path) -> None:
 
     cells = report["cells"]
     routes = sorted({c["route"] for c in cells})
+    # one colour a configuration in every panel, the legend the union of the panels' lines
+    plotted = [config for config in LABELS if any(c["config"] == config and c["median"] for c in cells)]
+    palette = plt.get_cmap("tab10" if len(plotted) <= 10 else "tab20")
+    colours = {config: palette(i % palette.N) for i, config in enumerate(plotted)}
+    handles = {}
     fig, axes = plt.subplots(1, len(routes), figsize=(6 * len(routes), 4.5), squeeze=False)
     for ax, route in zip(axes[0], routes):
-        for config, label in LABELS.items():
+        for config in plotted:
             pts = sorted((c["budget_pct"], c["median"]) for c in cells
                          if c["route"] == route and c["config"] == config and c["median"])
             if pts:
-                ax.plot(*zip(*pts), marker="o", label=textwrap.fill(label, 60), linestyle="--" if config in UPSTREAM else ":" if config in LOSSY else "-")
+                handles[config], = ax.plot(*zip(*pts), marker="o", color=colours[config], label=textwrap.fill(LABELS[config], 60),
+                                           linestyle="--" if config in UPSTREAM else ":" if config in LOSSY else "-")
         for ref, label in REFS.items():
             c = next((c for c in cells if (c["route"], c["config"]) == (route, ref) and c["median"]), None)
             if c:
@@ -666,7 +672,8 @@ def plot(report: dict, path: Path) -> None:
         ax.set_ylabel(f"{measured(report['meta'])} tokens/s")
         ax.grid(alpha=0.3)
     # beside the last panel, so that long labels widen the figure, not squeeze the panels
-    axes[0][-1].legend(*axes[0][0].get_legend_handles_labels(), fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
+    axes[0][-1].legend([handles[c] for c in plotted], [handles[c].get_label() for c in plotted], fontsize=7,
+                       loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
 

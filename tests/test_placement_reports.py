@@ -727,3 +727,27 @@ def test_a_second_call_into_the_same_folder_adds_its_routings_to_meta_json(tmp_p
                                          r"and settings; or pass another --out"):
         bench.write_meta(tmp_path, {**settings, "n_layer": 48, "distinct_per_32": {"zipf": 82.06}})
     assert (tmp_path / "meta.json").read_text() == before
+
+
+def test_a_configuration_keeps_its_colour_in_every_panel_and_the_legend_names_every_line(tmp_path):
+    # the 2026-12-06 H100 report's uniform panel had ncmoe, which the learned panel had not: the legend came from the first
+    # panel and the colours from each panel's own order, so its LRU line was drawn in the in-sample set's colour
+    import matplotlib.pyplot as plt
+
+    report = load_script("report-placements")
+    _, r = committed_runs()
+    runs = [{**r, "config": "hot-gpu-worker-in", "tokens_per_s": 300.0}, {**r, "config": "lru-pinned", "tokens_per_s": 180.0},
+            {**r, "route": "uniform", "config": "ncmoe", "tokens_per_s": 70.0},
+            {**r, "route": "uniform", "config": "lru-pinned", "tokens_per_s": 90.0}]
+    summary = report.summarise(runs)
+    report.plot({**summary, "meta": {"distinct_per_32": {}, "ubatch": 1}}, tmp_path / "p.png")
+    fig = plt.gcf()
+    colours = defaultdict(set)
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            colours[line.get_label().replace("\n", " ")].add(tuple(line.get_color()))
+    legend = [t.get_text().replace("\n", " ") for t in fig.axes[-1].get_legend().get_texts()]
+    plt.close(fig)
+    assert legend == [report.LABELS[c] for c in report.LABELS if c in ("ncmoe", "lru-pinned", "hot-gpu-worker-in")]
+    assert set(colours) == set(legend) and all(len(c) == 1 for c in colours.values())
+    assert len(set().union(*colours.values())) == 3
