@@ -14,7 +14,8 @@ always runs first: the machine's speed drifts between runs. With --stats the for
 (--moe-hot-stats) and record the CPU's time per token and the GB/s of cold experts it read (patch 0019's line); the
 read-back that costs makes them a little slower, so compare their speeds only with each other. meta.json records the
 static sets' hit rates (hot-gpu's and hot-gpu-in's, computed from the traces over the timed tokens) for
-report-placements.py's line of decode time against misses. Per routing and budget (a share of the model's expert bytes) it runs:
+report-placements.py's line of decode time against misses; a second call into the same --out appends its runs and adds
+its routings and budgets to meta.json, refused where its model or settings differ. Per routing and budget (a share of the model's expert bytes) it runs:
 
     ncmoe       baseline, -ncmoe N: the experts of N layers on the CPU, the others' in the same VRAM
     lru         baseline, --cpu-moe --moe-cache-mib B (upstream's LRU of expert copies)
