@@ -8,7 +8,8 @@ Runs on the GPU machine with the fork and the baseline (upstream + the routing p
 
 Every run is `llama-perplexity -c 512 --chunks C -b 1 -ub 1` (one token per step; `--ubatch 512`: steps of
 512 tokens, prompt processing) with the routing replayed from the trace (`--moe-route trace:`), so all sides
-compute the same experts; tokens/s come from its eval-time line. A round runs every cell (routing and budget) in
+compute the same experts; tokens/s come from its eval-time line (prompt processing: less the untimed first pass, so
+C >= 2). A round runs every cell (routing and budget) in
 turn, the cell's configurations rotated by the round's number (`--first-round` continues the count), so that none
 always runs first: the machine's speed drifts between runs. With --stats the fork's runs also count the selections
 (--moe-hot-stats) and record the CPU's time per token and the GB/s of cold experts it read (patch 0019's line); the
@@ -52,7 +53,9 @@ its routings and budgets to meta.json, refused where its model or settings diffe
     hot-gpu-worker  hot-gpu with --moe-cold-worker 8: 8 CPU threads compute half of each token's cold experts while the
                 GPU reads the rest in place (0028-0029); -0, -30, -40, -60, -70, -100 hand the CPU none, 0.3, 0.4,
                 0.6, 0.7 or all of them (-0: the cost of the worker's two nodes a layer alone; -100: the CPU's rate
-                alone), -t4 and -t12 run 4 and 12 threads (beside -t 8 of the CPU backend and the host thread); -all
+                alone), -t4 and -t12 run 4 and 12 threads (beside -t 8 of the CPU backend and the host thread); -cput4 (and
+                adapt-gpu-worker-cput4) keep the worker's 8 and give the CPU backend 4 (-t 4, after --threads: the last -t
+                counts), so that the worker's polling threads and the backend's fit the host's 16 cores; -all
                 gives every split layer the worker, also those that expect fewer than 0.5 cold selections a token
                 (LLAMA_MOE_WORKER_MIN_COLD=0); adapt-gpu-worker is adapt-gpu-noise with the worker (-30 and -40 at
                 the worker's share 0.3 and 0.4), -noise1 with
@@ -111,7 +114,7 @@ CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybr
            "adapt-gpu-worker-inline", "adapt-gpu-worker-noise1-inline", "hot-gpu-worker-in", "hot-gpu-worker-defer",
            "hot-gpu-worker-defer-100", "adapt-gpu-worker-defer", "adapt-gpu-worker-follow", "adapt-gpu-worker-noise1-follow",
            "hot-gpu-worker-auto", "adapt-gpu-worker-auto", "hot-gpu-inplace", "adapt-gpu-worker-inplace",
-           "adapt-gpu-worker-30", "adapt-gpu-worker-40")
+           "adapt-gpu-worker-30", "adapt-gpu-worker-40", "hot-gpu-worker-cput4", "adapt-gpu-worker-cput4")
 PREDICTED = ("hot-gpu-prefetch", "adapt-gpu-prefetch")
 """Configurations that prefetch the experts a routing's ranking trace names (NAME=REPLAY:PROFILE:RANKING): skipped without one."""
 NO_CUDA_GRAPHS = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
@@ -148,6 +151,11 @@ CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA
 """The environment of the configurations that need one (the others run in the script's)."""
 MIB = 1024 * 1024
 EVAL = re.compile(r"eval time =\s*([\d.]+) ms /\s*(\d+) (?:tokens|runs)")
+PROMPT_PASS_TOKENS = 512
+"""With --ubatch 512 each pass of llama-perplexity (-c 512) is one ubatch of 512 tokens. Its first pass is counted in the
+prompt-eval line but not timed: it needs more outputs than the warm-up reserved, and libllama's synchronisation before
+growing the output buffer books the pass's tokens and restarts the timer (llama_context::output_reserve); the compute
+after it is booked to no step. So a run needs two chunks or more, and the first pass's tokens are taken off."""
 PPL = re.compile(r"Final estimate: PPL = ([\d.]+)")
 WORKERLESS = re.compile(r"--moe-cold-worker: (\d+) split layers do without the worker")
 """The split layers that expect too few cold selections for the worker (0029's threshold)."""
@@ -224,6 +232,8 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "adapt-gpu-worker-30": ("fork", worker(8, "0.3") + adapt_rule),
         "adapt-gpu-worker-40": ("fork", worker(8, "0.4") + adapt_rule),
         "hot-gpu-worker-t4": ("fork", worker(4)),
+        "hot-gpu-worker-cput4": ("fork", worker(8) + ["-t", "4"]),
+        "adapt-gpu-worker-cput4": ("fork", worker(8) + adapt_rule + ["-t", "4"]),
         "hot-gpu-worker-t12": ("fork", worker(12)),
         "hot-gpu-worker-all": ("fork", worker(8)),
         "adapt-gpu-worker": ("fork", worker(8) + adapt_rule),
@@ -273,12 +283,15 @@ def static_hits(layout: hot_experts.ExpertLayout, routes: dict, budgets: list[in
     return {"static_hit": hits, "selections_per_token": per_token}
 
 
-def parse_run(text: str) -> dict:
+def parse_run(text: str, untimed_tokens: int = 0) -> dict:
+    """A run's results from its log. `untimed_tokens`: tokens its eval-time line counts but did not time, taken off
+    (prompt processing: llama-perplexity's first pass, see PROMPT_PASS_TOKENS); no tokens/s where none are left."""
     evals = [(float(ms), int(n)) for ms, n in EVAL.findall(text)]
     res: dict = {}
     if evals:
         ms, n = max(evals, key=lambda e: e[1])
-        res.update(tokens=n, tokens_per_s=round(1000.0 * n / ms, 2) if ms > 0 else None,
+        n -= untimed_tokens
+        res.update(tokens=n, tokens_per_s=round(1000.0 * n / ms, 2) if ms > 0 and n > 0 else None,
                    steps=sum(n for _, n in evals))  # the prompt's and the eval's ubatches: with -b 1 all one token each
     if m := PPL.search(text):
         res["ppl"] = float(m.group(1))
@@ -335,7 +348,8 @@ def main() -> int:
     p.add_argument("--refs", default="all-gpu,cpu-moe,all-hot", help="reference runs, once per routing")
     p.add_argument("--threads", type=int, default=8)
     p.add_argument("--chunks", type=int, default=2)
-    p.add_argument("--ubatch", type=int, default=1, help="tokens a step: 1 measures decode, 512 prompt processing (pp512)")
+    p.add_argument("--ubatch", type=int, default=1, choices=(1, PROMPT_PASS_TOKENS),
+                   help="tokens a step: 1 measures decode, 512 prompt processing (pp512; needs --chunks 2 or more)")
     p.add_argument("--stats", action="store_true",
                    help="the fork's runs count the selections (--moe-hot-stats, one read-back a step) and report the time and rate "
                         "of the CPU's part")
@@ -348,6 +362,9 @@ def main() -> int:
                         "recording slows a run down, so compare such runs with each other")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
+    if args.ubatch > 1 and args.chunks < 2:
+        sys.exit(f"error: --ubatch {args.ubatch} with --chunks {args.chunks}: llama-perplexity times no prompt pass of a "
+                 "single chunk (its first pass is never timed); pass --chunks 2 or more")
 
     try:
         layout = hot_experts.read_moe_layout(args.model)
@@ -405,7 +422,7 @@ def main() -> int:
                 start = time.monotonic()
                 finished = huge_pages.run(cmd, args.timeout, env=run_env)
                 text, rc = finished.output, finished.rc
-                result = parse_run(text)
+                result = parse_run(text, PROMPT_PASS_TOKENS if args.ubatch > 1 else 0)
                 if args.timeline:
                     if result.get("steps"):
                         try:

@@ -485,8 +485,11 @@ placements)
         routes+=(--route "$name=$bt/$name-replay.bin:$bt/$name-profile.bin")
     done
     [ -z "${TIMELINE:-}" ] || gpu_timeline_lib
+    # prompt processing times no pass of a single chunk (bench-placements.py's PROMPT_PASS_TOKENS): two, as the replays hold 1024 tokens
+    chunks=${CHUNKS:-1}
+    [ -z "${UBATCH:-}" ] || chunks=${CHUNKS:-2}
     python3 scripts/bench-placements.py --model "$model" --text "$text" --fork "dist/${FORK:+$FORK-}cuda-sm$arch/bin" \
-        --base "$base" --rounds "${ROUNDS:-1}" --chunks "${CHUNKS:-1}" --ubatch "${UBATCH:-1}" ${STATS:+--stats} \
+        --base "$base" --rounds "${ROUNDS:-1}" --chunks "$chunks" --ubatch "${UBATCH:-1}" ${STATS:+--stats} \
         ${TIMELINE:+--timeline /tmp/libgpu-timeline.so} --threads "${PLACEMENT_THREADS:-8}" \
         --out "$out/placements${LAYERS:+-$LAYERS}${UBATCH:+-ub$UBATCH}${STATS:+-stats}${PLACEMENT_THREADS:+-t$PLACEMENT_THREADS}${TIMELINE:+-timeline}${FORK:+-$FORK}" \
         "${routes[@]}" ${TORCH_ROUTE:+--route "torch=$bt/torch-replay.bin:$bt/torch-profile.bin:$bt/torch-layer-ahead-prose.bin"} "${@:3}"

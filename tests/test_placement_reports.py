@@ -96,6 +96,9 @@ def test_each_configuration_has_its_flags_and_environment():
     adapt_worker = bench.placement_args("adapt-gpu-worker", 1944, 18, profile, replay)[1]
     assert bench.placement_args("adapt-gpu-worker-auto", 1944, 18, profile, replay) == (
         "fork", auto + adapt_worker[len(worker):], {})
+    # the CPU backend's threads: the last -t counts, and the command puts --threads' before the configuration's arguments
+    assert bench.placement_args("hot-gpu-worker-cput4", 1944, 18, profile, replay) == ("fork", worker + ["-t", "4"], {})
+    assert bench.placement_args("adapt-gpu-worker-cput4", 1944, 18, profile, replay) == ("fork", adapt_worker + ["-t", "4"], {})
     assert set(bench.CONFIGS) <= set(load_script("report-placements").LABELS)
 
 
