@@ -10,6 +10,7 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 from pathlib import Path
 
@@ -311,3 +312,31 @@ def test_a_prefetch_other_than_l1_or_l2_is_refused(cpu_builds, tiny_moe, story):
     assert proc.returncode != 0
     assert ("LLAMA_MOE_WORKER_PREFETCH=L2: give l1 (the next row into L1) or l2 (2 KiB ahead into L2), or unset it for the CPU's "
             "default") in proc.stderr
+
+
+SLEPT = re.compile(r"llama_moe_worker: the threads slept (\d+) times, polling (\d+) us after a decode step first")
+
+
+def test_the_threads_sleep_between_decode_steps_where_told(cpu_builds, tiny_moe, story, one_pass):
+    # 0051: with LLAMA_MOE_WORKER_POLL_US=0 the threads sleep in the gaps between steps, by default only after 20 ms without one
+    # (tried: the variable read but the threads still polling 20 ms: as many sleeps as the default)
+    def sleeps(env):
+        proc = perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, *GPU, "--moe-cold-worker", "2", env={**IN_PLACE, **env})
+        assert final_ppl(proc) == one_pass
+        slept, poll_us = (int(v) for v in SLEPT.search(proc.stderr).groups())
+        return proc.stderr, slept, poll_us
+    text, slept, poll_us = sleeps({"LLAMA_MOE_WORKER_POLL_US": "0"})
+    assert "llama_moe_worker: the threads poll 0 us after a decode step before they sleep (LLAMA_MOE_WORKER_POLL_US)" in text
+    default_text, default_slept, default_poll_us = sleeps({})
+    assert (poll_us, default_poll_us) == (0, 20000)
+    assert "before they sleep (LLAMA_MOE_WORKER_POLL_US)" not in default_text
+    assert slept > default_slept
+
+
+@pytest.mark.parametrize("value", ["-1", "20ms", "", "1000000001"])
+def test_a_poll_time_out_of_range_is_refused(cpu_builds, tiny_moe, story, value):
+    proc = perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, *GPU, "--moe-cold-worker", "1",
+                      env={**IN_PLACE, "LLAMA_MOE_WORKER_POLL_US": value})
+    assert proc.returncode != 0
+    assert (f"LLAMA_MOE_WORKER_POLL_US={value}: give the microseconds the worker's threads poll after a decode step before they "
+            "sleep (0 to 1000000000), or unset it for 20000") in proc.stderr
