@@ -55,7 +55,9 @@ its routings and budgets to meta.json, refused where its model or settings diffe
                 0.6, 0.7 or all of them (-0: the cost of the worker's two nodes a layer alone; -100: the CPU's rate
                 alone), -t4 and -t12 run 4 and 12 threads (beside -t 8 of the CPU backend and the host thread); -cput4 (and
                 adapt-gpu-worker-cput4) keep the worker's 8 and give the CPU backend 4 (-t 4, after --threads: the last -t
-                counts), so that the worker's polling threads and the backend's fit the host's 16 cores; -all
+                counts), so that the worker's polling threads and the backend's fit the host's 16 cores; -sleep (and
+                adapt-gpu-worker-sleep) have the worker's threads sleep as soon as a decode step ends instead of polling
+                20 ms (LLAMA_MOE_WORKER_POLL_US=0, 0051); -all
                 gives every split layer the worker, also those that expect fewer than 0.5 cold selections a token
                 (LLAMA_MOE_WORKER_MIN_COLD=0); adapt-gpu-worker is adapt-gpu-noise with the worker (-30 and -40 at
                 the worker's share 0.3 and 0.4), -noise1 with
@@ -114,7 +116,8 @@ CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybr
            "adapt-gpu-worker-inline", "adapt-gpu-worker-noise1-inline", "hot-gpu-worker-in", "hot-gpu-worker-defer",
            "hot-gpu-worker-defer-100", "adapt-gpu-worker-defer", "adapt-gpu-worker-follow", "adapt-gpu-worker-noise1-follow",
            "hot-gpu-worker-auto", "adapt-gpu-worker-auto", "hot-gpu-inplace", "adapt-gpu-worker-inplace",
-           "adapt-gpu-worker-30", "adapt-gpu-worker-40", "hot-gpu-worker-cput4", "adapt-gpu-worker-cput4")
+           "adapt-gpu-worker-30", "adapt-gpu-worker-40", "hot-gpu-worker-cput4", "adapt-gpu-worker-cput4",
+           "hot-gpu-worker-sleep", "adapt-gpu-worker-sleep")
 PREDICTED = ("hot-gpu-prefetch", "adapt-gpu-prefetch")
 """Configurations that prefetch the experts a routing's ranking trace names (NAME=REPLAY:PROFILE:RANKING): skipped without one."""
 NO_CUDA_GRAPHS = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
@@ -135,6 +138,8 @@ reports/2026-12-05-worker-follows)."""
 COLD_IN_PLACE = {"GGML_CUDA_MOE_COLD_IN_PLACE": "1"}
 """The GPU's products read a cold expert's rows in place over the bus, where by default a block reads its rows into shared
 memory first (0049, the same PPL)."""
+WORKER_SLEEPS = {"LLAMA_MOE_WORKER_POLL_US": "0"}
+"""The worker's threads sleep as soon as a decode step ends, where by default they poll 20 ms more (0051)."""
 CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA_MOE_COLD_OVERLAP": "0"},
               "hot-cpu-overlap": {"LLAMA_MOE_COLD_OVERLAP": "1"}, "hot-gpu-counted-wait": {"LLAMA_MOE_HOT_COUNT_WAIT": "1"},
               "hot-gpu-counted-copy": {"LLAMA_MOE_HOT_COUNT_COPY": "1"},
@@ -147,7 +152,8 @@ CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA
               "adapt-gpu-worker-inline": SWAPS_INLINE, "adapt-gpu-worker-noise1-inline": SWAPS_INLINE,
               "hot-gpu-worker-defer": DEFER, "hot-gpu-worker-defer-100": DEFER, "adapt-gpu-worker-defer": DEFER,
               "adapt-gpu-worker-follow": WORKER_FOLLOWS, "adapt-gpu-worker-noise1-follow": WORKER_FOLLOWS,
-              "hot-gpu-inplace": COLD_IN_PLACE, "adapt-gpu-worker-inplace": COLD_IN_PLACE}
+              "hot-gpu-inplace": COLD_IN_PLACE, "adapt-gpu-worker-inplace": COLD_IN_PLACE,
+              "hot-gpu-worker-sleep": WORKER_SLEEPS, "adapt-gpu-worker-sleep": WORKER_SLEEPS}
 """The environment of the configurations that need one (the others run in the script's)."""
 MIB = 1024 * 1024
 EVAL = re.compile(r"eval time =\s*([\d.]+) ms /\s*(\d+) (?:tokens|runs)")
@@ -234,6 +240,8 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "hot-gpu-worker-t4": ("fork", worker(4)),
         "hot-gpu-worker-cput4": ("fork", worker(8) + ["-t", "4"]),
         "adapt-gpu-worker-cput4": ("fork", worker(8) + adapt_rule + ["-t", "4"]),
+        "hot-gpu-worker-sleep": ("fork", worker(8)),
+        "adapt-gpu-worker-sleep": ("fork", worker(8) + adapt_rule),
         "hot-gpu-worker-t12": ("fork", worker(12)),
         "hot-gpu-worker-all": ("fork", worker(8)),
         "adapt-gpu-worker": ("fork", worker(8) + adapt_rule),

@@ -42,7 +42,8 @@ WORKER = ("hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-wo
           "adapt-gpu-worker-noise1", "hot-gpu-worker-l1", "hot-gpu-worker-l2", "hot-gpu-worker-whole", "adapt-gpu-worker-whole",
           "adapt-gpu-worker-40-noise1", "adapt-gpu-worker-inline", "adapt-gpu-worker-noise1-inline", "adapt-gpu-worker-follow",
           "adapt-gpu-worker-noise1-follow", "hot-gpu-worker-auto", "adapt-gpu-worker-auto", "adapt-gpu-worker-inplace",
-          "adapt-gpu-worker-staged", "adapt-gpu-worker-30", "adapt-gpu-worker-40", "hot-gpu-worker-cput4", "adapt-gpu-worker-cput4")
+          "adapt-gpu-worker-staged", "adapt-gpu-worker-30", "adapt-gpu-worker-40", "hot-gpu-worker-cput4", "adapt-gpu-worker-cput4",
+          "hot-gpu-worker-sleep", "adapt-gpu-worker-sleep")
 """Configurations whose CPU worker computes a share of each token's cold experts (--moe-cold-worker, 0028-0029)."""
 FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2",
         "adapt-hybrid", "hot-gpu-4k", "hot-gpu-inplace", "hot-gpu-staged", *WORKER)
@@ -115,6 +116,8 @@ LABELS = {
     "hot-gpu-worker-t12": "hot-gpu-worker with 12 threads",
     "hot-gpu-worker-cput4": "hot-gpu-worker, the CPU backend at 4 threads (-t 4)",
     "adapt-gpu-worker-cput4": "adapt-gpu-worker, the CPU backend at 4 threads (-t 4)",
+    "hot-gpu-worker-sleep": "hot-gpu-worker, its threads asleep between decode steps (LLAMA_MOE_WORKER_POLL_US=0)",
+    "adapt-gpu-worker-sleep": "adapt-gpu-worker, its threads asleep between decode steps (LLAMA_MOE_WORKER_POLL_US=0)",
     "hot-gpu-worker-all": "hot-gpu-worker in every split layer, also those that expect few cold selections",
     "adapt-gpu-worker": "fork adaptive as adapt-gpu-noise, with the CPU worker of hot-gpu-worker",
     "hot-gpu-worker-4k": "hot-gpu-worker with the host experts in cudaMallocHost's pages, not huge pages (as before 0031)",

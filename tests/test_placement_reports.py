@@ -99,6 +99,9 @@ def test_each_configuration_has_its_flags_and_environment():
     # the CPU backend's threads: the last -t counts, and the command puts --threads' before the configuration's arguments
     assert bench.placement_args("hot-gpu-worker-cput4", 1944, 18, profile, replay) == ("fork", worker + ["-t", "4"], {})
     assert bench.placement_args("adapt-gpu-worker-cput4", 1944, 18, profile, replay) == ("fork", adapt_worker + ["-t", "4"], {})
+    sleeps = {"LLAMA_MOE_WORKER_POLL_US": "0"}
+    assert bench.placement_args("hot-gpu-worker-sleep", 1944, 18, profile, replay) == ("fork", worker, sleeps)
+    assert bench.placement_args("adapt-gpu-worker-sleep", 1944, 18, profile, replay) == ("fork", adapt_worker, sleeps)
     assert set(bench.CONFIGS) <= set(load_script("report-placements").LABELS)
 
 
