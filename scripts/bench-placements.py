@@ -300,7 +300,7 @@ def parse_run(text: str, untimed_tokens: int = 0) -> dict:
         ms, n = max(evals, key=lambda e: e[1])
         n -= untimed_tokens
         res.update(tokens=n, tokens_per_s=round(1000.0 * n / ms, 2) if ms > 0 and n > 0 else None,
-                   steps=sum(n for _, n in evals))  # the prompt's and the eval's ubatches: with -b 1 all one token each
+                   steps=sum(count for _, count in evals))  # the prompt's and the eval's ubatches: with -b 1 all one token each
     if m := PPL.search(text):
         res["ppl"] = float(m.group(1))
     if (reused := parse_graphs_reused(text)) is not None:
