@@ -57,7 +57,9 @@ its routings and budgets to meta.json, refused where its model or settings diffe
                 adapt-gpu-worker-cput4) keep the worker's 8 and give the CPU backend 4 (-t 4, after --threads: the last -t
                 counts), so that the worker's polling threads and the backend's fit the host's 16 cores; -sleep (and
                 adapt-gpu-worker-sleep) have the worker's threads sleep as soon as a decode step ends instead of polling
-                20 ms (LLAMA_MOE_WORKER_POLL_US=0, 0051); -all
+                20 ms (LLAMA_MOE_WORKER_POLL_US=0, 0051); -pinned (and adapt-gpu-worker-pinned) pin the worker's threads
+                to the upper half of the host's CPUs (LLAMA_MOE_WORKER_CPUS, 0052) and the CPU backend's OpenMP threads
+                to the lower half (OMP_PLACES, OMP_PROC_BIND=close); -all
                 gives every split layer the worker, also those that expect fewer than 0.5 cold selections a token
                 (LLAMA_MOE_WORKER_MIN_COLD=0); adapt-gpu-worker is adapt-gpu-noise with the worker (-30 and -40 at
                 the worker's share 0.3 and 0.4), -noise1 with
@@ -117,7 +119,7 @@ CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybr
            "hot-gpu-worker-defer-100", "adapt-gpu-worker-defer", "adapt-gpu-worker-follow", "adapt-gpu-worker-noise1-follow",
            "hot-gpu-worker-auto", "adapt-gpu-worker-auto", "hot-gpu-inplace", "adapt-gpu-worker-inplace",
            "adapt-gpu-worker-30", "adapt-gpu-worker-40", "hot-gpu-worker-cput4", "adapt-gpu-worker-cput4",
-           "hot-gpu-worker-sleep", "adapt-gpu-worker-sleep")
+           "hot-gpu-worker-sleep", "adapt-gpu-worker-sleep", "hot-gpu-worker-pinned", "adapt-gpu-worker-pinned")
 PREDICTED = ("hot-gpu-prefetch", "adapt-gpu-prefetch")
 """Configurations that prefetch the experts a routing's ranking trace names (NAME=REPLAY:PROFILE:RANKING): skipped without one."""
 NO_CUDA_GRAPHS = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
@@ -140,6 +142,17 @@ COLD_IN_PLACE = {"GGML_CUDA_MOE_COLD_IN_PLACE": "1"}
 memory first (0049, the same PPL)."""
 WORKER_SLEEPS = {"LLAMA_MOE_WORKER_POLL_US": "0"}
 """The worker's threads sleep as soon as a decode step ends, where by default they poll 20 ms more (0051)."""
+
+
+def pinned_env(cpus: list[int]) -> dict[str, str]:
+    """The CPU backend's OpenMP threads on the lower half of `cpus` (this process's, sorted), one a CPU, and the worker's
+    threads on the upper half (0052), where by default the OS places both."""
+    half = max(1, len(cpus) // 2)
+    upper = cpus[half:] or cpus
+    return {"OMP_PLACES": f"{{{cpus[0]}}}:{half}", "OMP_PROC_BIND": "close", "LLAMA_MOE_WORKER_CPUS": f"{upper[0]}-{upper[-1]}"}
+
+
+WORKER_PINNED = pinned_env(sorted(os.sched_getaffinity(0)))
 CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA_MOE_COLD_OVERLAP": "0"},
               "hot-cpu-overlap": {"LLAMA_MOE_COLD_OVERLAP": "1"}, "hot-gpu-counted-wait": {"LLAMA_MOE_HOT_COUNT_WAIT": "1"},
               "hot-gpu-counted-copy": {"LLAMA_MOE_HOT_COUNT_COPY": "1"},
@@ -153,7 +166,8 @@ CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA
               "hot-gpu-worker-defer": DEFER, "hot-gpu-worker-defer-100": DEFER, "adapt-gpu-worker-defer": DEFER,
               "adapt-gpu-worker-follow": WORKER_FOLLOWS, "adapt-gpu-worker-noise1-follow": WORKER_FOLLOWS,
               "hot-gpu-inplace": COLD_IN_PLACE, "adapt-gpu-worker-inplace": COLD_IN_PLACE,
-              "hot-gpu-worker-sleep": WORKER_SLEEPS, "adapt-gpu-worker-sleep": WORKER_SLEEPS}
+              "hot-gpu-worker-sleep": WORKER_SLEEPS, "adapt-gpu-worker-sleep": WORKER_SLEEPS,
+              "hot-gpu-worker-pinned": WORKER_PINNED, "adapt-gpu-worker-pinned": WORKER_PINNED}
 """The environment of the configurations that need one (the others run in the script's)."""
 MIB = 1024 * 1024
 EVAL = re.compile(r"eval time =\s*([\d.]+) ms /\s*(\d+) (?:tokens|runs)")
@@ -242,6 +256,8 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "adapt-gpu-worker-cput4": ("fork", worker(8) + adapt_rule + ["-t", "4"]),
         "hot-gpu-worker-sleep": ("fork", worker(8)),
         "adapt-gpu-worker-sleep": ("fork", worker(8) + adapt_rule),
+        "hot-gpu-worker-pinned": ("fork", worker(8)),
+        "adapt-gpu-worker-pinned": ("fork", worker(8) + adapt_rule),
         "hot-gpu-worker-t12": ("fork", worker(12)),
         "hot-gpu-worker-all": ("fork", worker(8)),
         "adapt-gpu-worker": ("fork", worker(8) + adapt_rule),

@@ -43,7 +43,7 @@ WORKER = ("hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-wo
           "adapt-gpu-worker-40-noise1", "adapt-gpu-worker-inline", "adapt-gpu-worker-noise1-inline", "adapt-gpu-worker-follow",
           "adapt-gpu-worker-noise1-follow", "hot-gpu-worker-auto", "adapt-gpu-worker-auto", "adapt-gpu-worker-inplace",
           "adapt-gpu-worker-staged", "adapt-gpu-worker-30", "adapt-gpu-worker-40", "hot-gpu-worker-cput4", "adapt-gpu-worker-cput4",
-          "hot-gpu-worker-sleep", "adapt-gpu-worker-sleep")
+          "hot-gpu-worker-sleep", "adapt-gpu-worker-sleep", "hot-gpu-worker-pinned", "adapt-gpu-worker-pinned")
 """Configurations whose CPU worker computes a share of each token's cold experts (--moe-cold-worker, 0028-0029)."""
 FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2",
         "adapt-hybrid", "hot-gpu-4k", "hot-gpu-inplace", "hot-gpu-staged", *WORKER)
@@ -118,6 +118,10 @@ LABELS = {
     "adapt-gpu-worker-cput4": "adapt-gpu-worker, the CPU backend at 4 threads (-t 4)",
     "hot-gpu-worker-sleep": "hot-gpu-worker, its threads asleep between decode steps (LLAMA_MOE_WORKER_POLL_US=0)",
     "adapt-gpu-worker-sleep": "adapt-gpu-worker, its threads asleep between decode steps (LLAMA_MOE_WORKER_POLL_US=0)",
+    "hot-gpu-worker-pinned": "hot-gpu-worker, its threads pinned to the upper half of the CPUs, the backend's to the lower "
+                             "(LLAMA_MOE_WORKER_CPUS, OMP_PLACES)",
+    "adapt-gpu-worker-pinned": "adapt-gpu-worker, its threads pinned to the upper half of the CPUs, the backend's to the lower "
+                               "(LLAMA_MOE_WORKER_CPUS, OMP_PLACES)",
     "hot-gpu-worker-all": "hot-gpu-worker in every split layer, also those that expect few cold selections",
     "adapt-gpu-worker": "fork adaptive as adapt-gpu-noise, with the CPU worker of hot-gpu-worker",
     "hot-gpu-worker-4k": "hot-gpu-worker with the host experts in cudaMallocHost's pages, not huge pages (as before 0031)",
@@ -156,7 +160,7 @@ LABELS = {
 }
 
 
-def summarise(runs: list[dict]) -> dict:
+def summarise(runs: list[dict], timed: str = "decode") -> dict:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in runs:
         groups[(r["route"], r["budget_pct"], r["config"])].append(r)
@@ -213,12 +217,14 @@ def summarise(runs: list[dict]) -> dict:
         if swaps:
             cell["swaps_per_token"] = round(statistics.median(swaps), 2)
         cells.append(cell)
-    return {"cells": cells, "comparisons": compare(cells, FORK), "lossy": compare(cells, LOSSY), "prefetch": compare(cells, PREFETCH), "adaptive": adaptive_against_static(cells),
+    return {"cells": cells, "comparisons": compare(cells, FORK, timed), "lossy": compare(cells, LOSSY, timed),
+            "prefetch": compare(cells, PREFETCH, timed), "adaptive": adaptive_against_static(cells),
             "pairs": pairs(cells)}
 
 
-def compare(cells: list[dict], configs: tuple[str, ...]) -> list[dict]:
-    """Per routing and budget where upstream ran too: the best of `configs` against the better of upstream's placements."""
+def compare(cells: list[dict], configs: tuple[str, ...], timed: str = "decode") -> list[dict]:
+    """Per routing and budget where upstream ran too: the best of `configs` against the better of upstream's placements,
+    and against issue 10's bar for what the runs timed (`measured`)."""
     by = {(c["route"], c["budget_pct"], c["config"]): c["median"] for c in cells}
     res = []
     for route, pct in sorted({(c["route"], c["budget_pct"]) for c in cells if c["config"] in configs} &
@@ -233,18 +239,19 @@ def compare(cells: list[dict], configs: tuple[str, ...]) -> list[dict]:
         best_up = max(upstream, key=upstream.get)
         best_fork = max(fork, key=fork.get)
         all_gpu = by.get((route, 0, "all-gpu"))
-        bar = issue_bar(route, upstream[best_up], all_gpu)
+        bar = issue_bar(route, upstream[best_up], all_gpu, timed)
         res.append({"route": route, "budget_pct": pct, "best_upstream": best_up, "upstream": upstream[best_up],
-                    "best_fork": best_fork, "fork": fork[best_fork], "ratio": round(fork[best_fork] / upstream[best_up], 2),
+                    "best_fork": best_fork, "fork_configs": len(fork), "fork": fork[best_fork],
+                    "ratio": round(fork[best_fork] / upstream[best_up], 2),
                     "of_all_gpu": round(fork[best_fork] / all_gpu, 2) if all_gpu else None,
                     "bar": bar, "of_bar": round(fork[best_fork] / bar, 3)})
     return res
 
 
-def issue_bar(route: str, upstream: float, all_gpu: float | None) -> float:
-    """Issue 10's acceptance bar for the fork's tokens/s: 1.0x the better upstream placement under uniform routing, else
-    1.5x it or 0.9x all on the GPU where that is lower (without an all-GPU run, 1.5x)."""
-    if route.startswith("uniform"):
+def issue_bar(route: str, upstream: float, all_gpu: float | None, timed: str = "decode") -> float:
+    """Issue 10's acceptance bar for the fork's tokens/s: in prompt processing, and in decode under uniform routing, 1.0x
+    the better upstream placement; else 1.5x it or 0.9x all on the GPU where that is lower (without an all-GPU run, 1.5x)."""
+    if timed != "decode" or route.startswith("uniform"):
         return upstream
     return round(min(1.5 * upstream, 0.9 * all_gpu) if all_gpu else 1.5 * upstream, 1)
 
@@ -554,7 +561,7 @@ def render_md(report: dict) -> str:
     for a in report.get("adaptive", []):
         against = [f"{a[f'of_{key}']} ({a[key]})" if key in a else "not run" for key in ("static_other", "static_in")]
         lines.append(f"| {a['route']} | {a['budget_pct']}% | {a['adaptive']} | {a['tokens_per_s']} | {against[0]} | {against[1]} |")
-    lines += miss_tables(report.get("misses", []))
+    lines += miss_tables(report.get("misses", []), measured(meta))
     lines += miss_cost_table(report.get("miss_costs", []))
     for (new, old), title in PAIRS.items():
         rows = [p for p in report.get("pairs", []) if (p["config"], p["against"]) == (new, old)]
@@ -612,10 +619,10 @@ def against_tables(ab: dict | None) -> list[str]:
     return lines
 
 
-def miss_tables(lines_by_route: list[dict]) -> list[str]:
+def miss_tables(lines_by_route: list[dict], timed: str = "decode") -> list[str]:
     if not lines_by_route:
         return []
-    out = ["", "## Decode time against the static sets' misses", "",
+    out = ["", f"## {timed.capitalize()} time against the static sets' misses", "",
            "A least-squares line through the static cells (`hot-gpu`, `hot-gpu-in`) at every budget: ms a token against the "
            "missed selections a token, (1 - the static set's hit rate over the timed tokens, from the traces) x the "
            "selections a token. A fit over few cells, not a measurement of one part.", "",
@@ -633,15 +640,20 @@ def miss_tables(lines_by_route: list[dict]) -> list[str]:
 
 
 def comparison_table(rows: list[dict], title: str) -> list[str]:
-    lines = ["", f"## {title}", "",
-             "| routing | budget | best upstream | t/s | best fork | t/s | ratio | of all on the GPU | issue 10's bar (t/s) | fork ÷ bar |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["", f"## {title}", ""]
+    if any(c.get("fork_configs", 1) > 1 for c in rows):
+        lines += ["Where a cell ran several of the fork's configurations, the best of their medians is picked after the runs: "
+                  "within the spread of the rounds (min-max above) that pick favours the fork. Each configuration's own row is "
+                  "in the tables above.", ""]
+    lines += ["| routing | budget | best upstream | t/s | best fork | t/s | ratio | of all on the GPU | issue 10's bar (t/s) | fork ÷ bar |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for c in rows:
         if "missing" in c:
             lines.append(f"| {c['route']} | {c['budget_pct']}% | not compared: no result for {', '.join(c['missing'])} | | | | | | | |")
             continue
         met = "met" if c["of_bar"] >= 1 else "not met"
-        lines.append(f"| {c['route']} | {c['budget_pct']}% | {c['best_upstream']} | {c['upstream']} | {c['best_fork']} | {c['fork']} | "
+        picked = f" (best of {c['fork_configs']})" if c.get("fork_configs", 1) > 1 else ""
+        lines.append(f"| {c['route']} | {c['budget_pct']}% | {c['best_upstream']} | {c['upstream']} | {c['best_fork']}{picked} | {c['fork']} | "
                      f"{c['ratio']} | {c['of_all_gpu'] if c['of_all_gpu'] is not None else 'not run'} | {c['bar']} | {c['of_bar']} ({met}) |")
     return lines
 
@@ -726,7 +738,7 @@ def read_against(other: Path, name: str | None, cells: list[dict], runs: list[di
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", type=Path)
-    p.add_argument("--title", default="Expert placements at the same VRAM, decode")
+    p.add_argument("--title", help="default: Expert placements at the same VRAM, and what the runs timed")
     p.add_argument("--note", action="append", default=[])
     p.add_argument("--from", dest="stages", type=Path, action="append", default=[],
                    help="a bench-placements output folder whose runs and meta.json are merged into DIR (repeat)")
@@ -743,8 +755,8 @@ def main() -> int:
             return 2
     runs = [json.loads(line) for line in (args.dir / "runs.jsonl").read_text().splitlines() if line.strip()]
     meta = json.loads((args.dir / "meta.json").read_text())
-    summary = summarise(runs)
-    report = {"schema": 1, "title": args.title, "notes": args.note, "meta": meta, "rounds": len({r["round"] for r in runs}),
+    summary = summarise(runs, measured(meta))
+    report = {"schema": 1, "title": args.title or f"Expert placements at the same VRAM, {measured(meta)}", "notes": args.note, "meta": meta, "rounds": len({r["round"] for r in runs}),
               **summary, "misses": miss_lines(summary["cells"], meta), "miss_costs": miss_costs(summary["cells"], meta), "runs": runs}
     if args.against:
         try:

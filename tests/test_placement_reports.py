@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections import defaultdict
@@ -102,6 +103,13 @@ def test_each_configuration_has_its_flags_and_environment():
     sleeps = {"LLAMA_MOE_WORKER_POLL_US": "0"}
     assert bench.placement_args("hot-gpu-worker-sleep", 1944, 18, profile, replay) == ("fork", worker, sleeps)
     assert bench.placement_args("adapt-gpu-worker-sleep", 1944, 18, profile, replay) == ("fork", adapt_worker, sleeps)
+    pinned = bench.placement_args("hot-gpu-worker-pinned", 1944, 18, profile, replay)
+    assert pinned[:2] == ("fork", worker) and pinned[2] == bench.pinned_env(sorted(os.sched_getaffinity(0)))
+    assert bench.placement_args("adapt-gpu-worker-pinned", 1944, 18, profile, replay) == ("fork", adapt_worker, pinned[2])
+    # the backend's threads one a CPU on the lower half, the worker's on the upper half; one CPU is shared
+    assert bench.pinned_env(list(range(16))) == {"OMP_PLACES": "{0}:8", "OMP_PROC_BIND": "close", "LLAMA_MOE_WORKER_CPUS": "8-15"}
+    assert bench.pinned_env([4, 5, 6]) == {"OMP_PLACES": "{4}:1", "OMP_PROC_BIND": "close", "LLAMA_MOE_WORKER_CPUS": "5-6"}
+    assert bench.pinned_env([3])["LLAMA_MOE_WORKER_CPUS"] == "3-3"
     assert set(bench.CONFIGS) <= set(load_script("report-placements").LABELS)
 
 
@@ -176,8 +184,13 @@ def test_a_prompt_processing_run_is_reported_as_one():
     report = load_script("report-placements")
     runs = [json.loads(line) for line in RUNS.read_text().splitlines()]
     meta = {"model": "m.gguf", "n_layer": 24, "expert_mib": 1.0, "chunks": 4, "threads": 8, "ubatch": 512, "distinct_per_32": {}}
-    text = report.render_md({**report.summarise(runs), "title": "t", "notes": [], "rounds": 1, "meta": meta})
+    summary = report.summarise(runs, report.measured(meta))
+    text = report.render_md({**summary, "title": "t", "notes": [], "rounds": 1, "meta": meta})
     assert "Prompt processing: `llama-perplexity -c 512 --chunks 4 -b 512 -ub 512`" in text and "Decode" not in text
+    # issue 10 asks prompt processing for 1.0x upstream's best at every routing, not decode's 1.5x
+    assert summary["comparisons"] and all(c["bar"] == c["upstream"] for c in summary["comparisons"])
+    assert "## Prompt processing time against the static sets' misses" in "\n".join(report.miss_tables([
+        {"route": "learned", "points": 3, "base_ms": 0.1, "per_miss_us": 1.8, "adaptive": []}], report.measured(meta)))
 
 
 def test_the_comparison_is_the_best_of_each_side_per_routing_and_budget():
@@ -198,6 +211,13 @@ def test_the_comparison_is_the_best_of_each_side_per_routing_and_budget():
         assert row["ratio"] == round(round(configs[fork], 1) / round(configs[up], 1), 2)
         assert row["of_all_gpu"] == round(round(configs[fork], 1) / round(speed[(route, 0)]["all-gpu"], 1), 2)
     assert (rows[("learned", 75)]["best_fork"], rows[("learned", 75)]["ratio"]) == ("adapt-gpu-profile", 1.36)
+    # the best fork configuration is picked after the runs: the table says of how many
+    for row in rows.values():
+        assert row["fork_configs"] == sum(1 for k in report.FORK if speed[(row["route"], row["budget_pct"])].get(k))
+    text = rendered(report, summary)
+    learned_75 = rows[("learned", 75)]
+    assert f"| adapt-gpu-profile (best of {learned_75['fork_configs']}) | {learned_75['fork']} |" in text
+    assert learned_75["fork_configs"] > 1 and "the best of their medians is picked after the runs" in text
 
 
 def test_each_comparison_is_held_against_issue_10s_bar():
@@ -207,6 +227,7 @@ def test_each_comparison_is_held_against_issue_10s_bar():
     assert report.issue_bar("learned", 200.0, 270.0) == 243.0
     assert report.issue_bar("zipf", 100.0, None) == 150.0
     assert report.issue_bar("uniform", 60.4, 272.8) == 60.4
+    assert report.issue_bar("learned", 100.0, 270.0, "prompt processing") == 100.0
     runs, hot_gpu = committed_runs()
     hot_gpu["tokens_per_s"] = 1000.0  # learned 25 % over its bar; the committed round meets none
     summary = report.summarise(runs)
