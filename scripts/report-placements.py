@@ -171,6 +171,7 @@ def summarise(runs: list[dict], timed: str = "decode") -> dict:
                 "runs": len(rows), "failed": sum(r["rc"] != 0 for r in rows),
                 "median": round(statistics.median(speeds), 1) if speeds else None,
                 "min": min(speeds, default=None), "max": max(speeds, default=None),
+                "by_round": {r["round"]: r["tokens_per_s"] for r in rows if r.get("tokens_per_s") and r["rc"] == 0},
                 "ppl": sorted({r["ppl"] for r in rows if "ppl" in r}),
                 "cmd": " ".join([f"{k}={v}" for k, v in rows[0].get("env", {}).items()] + rows[0]["cmd"])}
         hits = [r["hit_rate"] for r in rows if "hit_rate" in r]
@@ -358,6 +359,12 @@ PAIRS = {
     ("hot-gpu-staged", "hot-gpu"): "The GPU's products reading a block's rows of a cold expert into shared memory first "
                                    "(GGML_CUDA_MOE_COLD_STAGE=1, 0049), against in place (the same PPL)",
     ("adapt-gpu-worker-staged", "adapt-gpu-worker"): "The same with the adaptive set and the worker",
+    **{(f"{kind}-gpu-worker-{how}", f"{kind}-gpu-worker"): f"The worker's threads {what}, against {against} ({name} set)"
+       for how, what, against in (("sleep", "asleep between decode steps (0051)", "polling 20 ms after each"),
+                                  ("cput4", "beside 4 of the CPU backend's (-t 4)", "beside 8"),
+                                  ("pinned", "on the upper half of the CPUs and the backend's on the lower (0052)",
+                                   "placed by the OS"))
+       for kind, name in (("hot", "static"), ("adapt", "adaptive"))},
 }
 """A configuration and the one it changes, where both ran: the title of their table."""
 OVERLAPS = {("hot-cpu-overlap", "hot-cpu")}
@@ -460,6 +467,10 @@ def pairs(cells: list[dict]) -> list[dict]:
                 worker = worker_text(cell)
                 if worker:
                     row["worker"] = worker
+                rounds = sorted(cell.get("by_round", {}).keys() & base.get("by_round", {}).keys())
+                if len(rounds) > 1:  # the rounds alternate the configurations: a pair's ratio within each round, and its spread
+                    ratios = [cell["by_round"][k] / base["by_round"][k] for k in rounds]
+                    row["rounds"] = f"{min(ratios):.3f}–{max(ratios):.3f} over {len(rounds)} rounds"
                 if "anon_huge_mib" in cell and "anon_huge_mib" in base:
                     row["huge_pages"] = f"{cell['anon_huge_mib']:g} / {base['anon_huge_mib']:g} MiB"
                 if (new, old) in OVERLAPS and cell.get("cpu_ms_per_token"):
@@ -566,7 +577,8 @@ def render_md(report: dict) -> str:
     for (new, old), title in PAIRS.items():
         rows = [p for p in report.get("pairs", []) if (p["config"], p["against"]) == (new, old)]
         if rows:
-            extra = [(key, name) for key, name in (("cpu_hidden", "share of the CPU's time hidden"), ("worker", "the worker's rate"),
+            extra = [(key, name) for key, name in (("rounds", "ratio within each round"), ("cpu_hidden", "share of the CPU's time hidden"),
+                                                   ("worker", "the worker's rate"),
                                                    ("huge_pages", "in huge pages (the first / the second, fewest seen)"))
                      if any(key in p for p in rows)]
             lines += ["", f"## {title}", "", f"| routing | budget | {new} t/s | {old} t/s | ratio | same PPL |"

@@ -470,6 +470,26 @@ def test_the_worker_s_shares_at_the_end_are_shown_beside_its_pair_with_the_fixed
     assert ("adapt-gpu-worker-auto", "adapt-gpu-worker") in report.PAIRS and "adapt-gpu-worker-auto" in report.ADAPTIVE
 
 
+HOST_GAPS = Path(__file__).resolve().parent.parent / "reports" / "2026-12-06-host-gaps-h100" / "placements-rounds" / "runs.jsonl"
+
+
+def test_a_pair_run_in_several_rounds_gives_its_ratio_within_each_round():
+    # the rounds alternate the configurations, and a machine's speed drifts between rounds: a pair is compared round by round
+    report = load_script("report-placements")
+    runs = [json.loads(line) for line in HOST_GAPS.read_text().splitlines()]
+    speed = {(r["round"], r["route"], r["budget_pct"], r["config"]): r["tokens_per_s"] for r in runs}
+    rows = [p for p in report.summarise(runs)["pairs"] if (p["config"], p["against"]) == ("hot-gpu-worker-sleep", "hot-gpu-worker")]
+    assert len(rows) == 4
+    for p in rows:
+        ratios = [speed[(k, p["route"], p["budget_pct"], p["config"])] / speed[(k, p["route"], p["budget_pct"], p["against"])] for k in (0, 1)]
+        assert p["rounds"] == f"{min(ratios):.3f}–{max(ratios):.3f} over 2 rounds"
+    assert "| ratio within each round |" in rendered(report, report.summarise(runs))
+    # one round, or a pair whose other side ran in other rounds: no spread to give
+    assert all("rounds" not in p for p in report.summarise([r for r in runs if r["round"] == 0])["pairs"])
+    moved = [{**r, "round": r["round"] + 2} if r["config"] == "hot-gpu-worker" else r for r in runs]
+    assert all("rounds" not in p for p in report.summarise(moved)["pairs"] if p["against"] == "hot-gpu-worker")
+
+
 def test_huge_pages_are_paired_with_the_4k_pages_they_replace():
     report = load_script("report-placements")
     runs, r = committed_runs()
