@@ -166,12 +166,13 @@ def summarise(runs: list[dict], timed: str = "decode") -> dict:
         groups[(r["route"], r["budget_pct"], r["config"])].append(r)
     cells = []
     for (route, pct, config), rows in sorted(groups.items()):
-        speeds = [r["tokens_per_s"] for r in rows if r.get("tokens_per_s") and r["rc"] == 0]
+        finished = [r for r in rows if r.get("tokens_per_s") and r["rc"] == 0]
+        speeds = [r["tokens_per_s"] for r in finished]
         cell = {"route": route, "budget_pct": pct, "budget_mib": rows[0]["budget_mib"], "config": config,
                 "runs": len(rows), "failed": sum(r["rc"] != 0 for r in rows),
                 "median": round(statistics.median(speeds), 1) if speeds else None,
                 "min": min(speeds, default=None), "max": max(speeds, default=None),
-                "by_round": {r["round"]: r["tokens_per_s"] for r in rows if r.get("tokens_per_s") and r["rc"] == 0},
+                "by_round": {r["round"]: r["tokens_per_s"] for r in finished},
                 "ppl": sorted({r["ppl"] for r in rows if "ppl" in r}),
                 "cmd": " ".join([f"{k}={v}" for k, v in rows[0].get("env", {}).items()] + rows[0]["cmd"])}
         hits = [r["hit_rate"] for r in rows if "hit_rate" in r]
