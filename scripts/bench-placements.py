@@ -75,7 +75,9 @@ its routings and budgets to meta.json, refused where its model or settings diffe
                 hot-gpu-worker-auto and adapt-gpu-worker-auto move each layer's share by the GPU's waits for the worker
                 (--moe-cold-cpu-share auto, 0048), from 0.5. hot-gpu-inplace and adapt-gpu-worker-inplace have the GPU's
                 products read a cold expert's rows in place over the bus (GGML_CUDA_MOE_COLD_IN_PLACE=1), where by
-                default a block reads its rows into shared memory first (0049).
+                default a block reads its rows into shared memory first (0049). hot-gpu-worker-40-plane and
+                adapt-gpu-worker-40-plane are -40 with down's first part read from planes of its own
+                (LLAMA_MOE_WORKER_DOWN_PLANE=1, 0053; at 0.4 a lone cold expert gives the worker that one part).
                 Each run records the worker's experts (and how many of them in part), its GB/s and its time per job from hand-over to answer
 
 plus, once per routing, all on the GPU, all experts on the CPU, and every expert hot. The static
@@ -119,7 +121,8 @@ CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybr
            "hot-gpu-worker-defer-100", "adapt-gpu-worker-defer", "adapt-gpu-worker-follow", "adapt-gpu-worker-noise1-follow",
            "hot-gpu-worker-auto", "adapt-gpu-worker-auto", "hot-gpu-inplace", "adapt-gpu-worker-inplace",
            "adapt-gpu-worker-30", "adapt-gpu-worker-40", "hot-gpu-worker-cput4", "adapt-gpu-worker-cput4",
-           "hot-gpu-worker-sleep", "adapt-gpu-worker-sleep", "hot-gpu-worker-pinned", "adapt-gpu-worker-pinned")
+           "hot-gpu-worker-sleep", "adapt-gpu-worker-sleep", "hot-gpu-worker-pinned", "adapt-gpu-worker-pinned",
+           "hot-gpu-worker-40-plane", "adapt-gpu-worker-40-plane")
 PREDICTED = ("hot-gpu-prefetch", "adapt-gpu-prefetch")
 """Configurations that prefetch the experts a routing's ranking trace names (NAME=REPLAY:PROFILE:RANKING): skipped without one."""
 NO_CUDA_GRAPHS = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
@@ -142,6 +145,8 @@ COLD_IN_PLACE = {"GGML_CUDA_MOE_COLD_IN_PLACE": "1"}
 memory first (0049, the same PPL)."""
 WORKER_SLEEPS = {"LLAMA_MOE_WORKER_POLL_US": "0"}
 """The worker's threads sleep as soon as a decode step ends, where by default they poll 20 ms more (0051)."""
+DOWN_PLANES = {"LLAMA_MOE_WORKER_DOWN_PLANE": "1"}
+"""The worker reads down's first part from planes of its own, where by default it reads it in down's rows (0053)."""
 
 
 def pinned_env(cpus: list[int]) -> dict[str, str]:
@@ -167,7 +172,8 @@ CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA
               "adapt-gpu-worker-follow": WORKER_FOLLOWS, "adapt-gpu-worker-noise1-follow": WORKER_FOLLOWS,
               "hot-gpu-inplace": COLD_IN_PLACE, "adapt-gpu-worker-inplace": COLD_IN_PLACE,
               "hot-gpu-worker-sleep": WORKER_SLEEPS, "adapt-gpu-worker-sleep": WORKER_SLEEPS,
-              "hot-gpu-worker-pinned": WORKER_PINNED, "adapt-gpu-worker-pinned": WORKER_PINNED}
+              "hot-gpu-worker-pinned": WORKER_PINNED, "adapt-gpu-worker-pinned": WORKER_PINNED,
+              "hot-gpu-worker-40-plane": DOWN_PLANES, "adapt-gpu-worker-40-plane": DOWN_PLANES}
 """The environment of the configurations that need one (the others run in the script's)."""
 MIB = 1024 * 1024
 EVAL = re.compile(r"eval time =\s*([\d.]+) ms /\s*(\d+) (?:tokens|runs)")
@@ -251,6 +257,8 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "adapt-gpu-worker-inplace": ("fork", worker(8) + adapt_rule),
         "adapt-gpu-worker-30": ("fork", worker(8, "0.3") + adapt_rule),
         "adapt-gpu-worker-40": ("fork", worker(8, "0.4") + adapt_rule),
+        "hot-gpu-worker-40-plane": ("fork", worker(8, "0.4")),
+        "adapt-gpu-worker-40-plane": ("fork", worker(8, "0.4") + adapt_rule),
         "hot-gpu-worker-t4": ("fork", worker(4)),
         "hot-gpu-worker-cput4": ("fork", worker(8) + ["-t", "4"]),
         "adapt-gpu-worker-cput4": ("fork", worker(8) + adapt_rule + ["-t", "4"]),

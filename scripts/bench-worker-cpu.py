@@ -73,7 +73,8 @@ def summarise(rows: list[dict], builds: list[str]) -> list[dict]:
         for build in builds:
             ok = [r for r in rows if (r["threads"], r["build"]) == (threads, build) and r["rc"] == 0 and "gbs" in r]
             if ok:
-                cell[build] = {"gbs": statistics.median(r["gbs"] for r in ok), "us_per_job": statistics.median(r["us_per_job"] for r in ok),
+                cell[build] = {"gbs": round(statistics.median(r["gbs"] for r in ok), 2),
+                               "us_per_job": round(statistics.median(r["us_per_job"] for r in ok), 1),
                                "runs": len(ok), "ppl": sorted({r["ppl"] for r in ok})}
                 if all(r["phase_us"] for r in ok):  # tools before 0029's phases line print none
                     cell[build]["phase_us"] = [round(statistics.median(phases), 1) for phases in zip(*(r["phase_us"] for r in ok))]

@@ -43,7 +43,8 @@ WORKER = ("hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-wo
           "adapt-gpu-worker-40-noise1", "adapt-gpu-worker-inline", "adapt-gpu-worker-noise1-inline", "adapt-gpu-worker-follow",
           "adapt-gpu-worker-noise1-follow", "hot-gpu-worker-auto", "adapt-gpu-worker-auto", "adapt-gpu-worker-inplace",
           "adapt-gpu-worker-staged", "adapt-gpu-worker-30", "adapt-gpu-worker-40", "hot-gpu-worker-cput4", "adapt-gpu-worker-cput4",
-          "hot-gpu-worker-sleep", "adapt-gpu-worker-sleep", "hot-gpu-worker-pinned", "adapt-gpu-worker-pinned")
+          "hot-gpu-worker-sleep", "adapt-gpu-worker-sleep", "hot-gpu-worker-pinned", "adapt-gpu-worker-pinned",
+          "hot-gpu-worker-40-plane", "adapt-gpu-worker-40-plane")
 """Configurations whose CPU worker computes a share of each token's cold experts (--moe-cold-worker, 0028-0029)."""
 FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2",
         "adapt-hybrid", "hot-gpu-4k", "hot-gpu-inplace", "hot-gpu-staged", *WORKER)
@@ -61,7 +62,8 @@ on the trained model, whose router routes: device-run.sh fidelity's prefetch run
 ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2", "adapt-hybrid", "adapt-gpu-worker",
             "adapt-gpu-worker-noise1", "adapt-gpu-worker-whole", "adapt-gpu-worker-40-noise1", "adapt-gpu-worker-inline",
             "adapt-gpu-worker-noise1-inline", "adapt-gpu-worker-follow", "adapt-gpu-worker-noise1-follow", "adapt-gpu-worker-auto",
-            "adapt-gpu-worker-inplace", "adapt-gpu-worker-staged", "adapt-gpu-worker-30", "adapt-gpu-worker-40")
+            "adapt-gpu-worker-inplace", "adapt-gpu-worker-staged", "adapt-gpu-worker-30", "adapt-gpu-worker-40",
+            "adapt-gpu-worker-40-plane")
 STATIC_OTHER = ("hot-gpu", "hot-gpu-worker")  # static sets from a profile of other text, without and with the worker
 STATIC_IN = ("hot-gpu-in", "hot-gpu-worker-in")  # the same from the replayed text itself (in-sample)
 REFS = {"all-gpu": "all on the GPU", "cpu-moe": "all experts on the CPU", "all-hot": "fork, every expert hot"}
@@ -134,6 +136,8 @@ LABELS = {
     "adapt-gpu-worker-40-noise1": "adapt-gpu-worker-noise1 at the worker's share 0.4",
     "adapt-gpu-worker-30": "adapt-gpu-worker at the worker's share 0.3",
     "adapt-gpu-worker-40": "adapt-gpu-worker at the worker's share 0.4",
+    "hot-gpu-worker-40-plane": "hot-gpu-worker-40 reading down's first part from planes of its own (LLAMA_MOE_WORKER_DOWN_PLANE=1, 0053)",
+    "adapt-gpu-worker-40-plane": "adapt-gpu-worker-40 reading down's first part from planes of its own (LLAMA_MOE_WORKER_DOWN_PLANE=1, 0053)",
     "hot-gpu-worker-defer": "lossy: hot-gpu-worker with the worker's experts joining the next layer's output (LLAMA_MOE_WORKER_DEFER=1, 0038)",
     "hot-gpu-worker-defer-100": "lossy: hot-gpu-worker-defer with every cold expert on the worker (share 1)",
     "adapt-gpu-worker-defer": "lossy: adapt-gpu-worker with the worker's experts joining the next layer's output (LLAMA_MOE_WORKER_DEFER=1)",
@@ -360,6 +364,9 @@ PAIRS = {
     ("hot-gpu-staged", "hot-gpu"): "The GPU's products reading a block's rows of a cold expert into shared memory first "
                                    "(GGML_CUDA_MOE_COLD_STAGE=1, 0049), against in place (the same PPL)",
     ("adapt-gpu-worker-staged", "adapt-gpu-worker"): "The same with the adaptive set and the worker",
+    ("hot-gpu-worker-40-plane", "hot-gpu-worker-40"): "The worker reading down's first part from planes of its own (0053), against "
+                                                      "down's rows (share 0.4: a lone cold expert's one part; the same PPL)",
+    ("adapt-gpu-worker-40-plane", "adapt-gpu-worker-40"): "The same with the adaptive set",
     **{(f"{kind}-gpu-worker-{how}", f"{kind}-gpu-worker"): f"The worker's threads {what}, against {against} ({name} set)"
        for how, what, against in (("sleep", "asleep between decode steps (0051)", "polling 20 ms after each"),
                                   ("cput4", "beside 4 of the CPU backend's (-t 4)", "beside 8"),

@@ -34,6 +34,15 @@ def test_the_builds_are_compared_per_thread_count_against_the_first():
     assert "| 1 | 1.0 / 30.0 / 1.0 / 2.0 | 1.0 / 12.0 / 1.0 / 2.0 |" in text
 
 
+def test_the_median_of_an_even_number_of_rounds_is_shown_rounded():
+    # the mean of the middle two: 9.1 and 9.7 made 9.399999999999999 in a report before
+    bench = load_script("bench-worker-cpu")
+    rows = [row("before", 1, gbs, 10.5) for gbs in (8.3, 9.1, 9.7, 9.9)]
+    [cell] = bench.summarise(rows, ["before"])
+    assert cell["before"]["gbs"] == 9.4
+    assert "| 1 | 9.4 GB/s, " in bench.markdown([cell], rows, ["before"], "t")
+
+
 def test_a_tool_without_the_phases_line_has_none_to_show():
     bench = load_script("bench-worker-cpu")
     rows = [{**row("before", 1, 4.0, 10.5), "phase_us": []}, row("after", 1, 8.0, 10.5)]

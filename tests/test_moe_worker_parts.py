@@ -72,3 +72,34 @@ def test_experts_of_one_part_or_square_ones_stay_whole(cpu_builds, pinned_tree, 
     proc, _, work = worker_run(cpu_builds, model, story, "0.5", IN_PLACE)
     assert SHARED.format(0) in proc.stderr
     assert work.in_part == 0 and work.experts > 0
+
+
+PLANE = {**IN_PLACE, "LLAMA_MOE_WORKER_DOWN_PLANE": "1"}
+"""0053: down's first part of each row read from planes of its own."""
+
+
+@pytest.mark.parametrize("share", ["0.3", "0.4"])
+def test_down_s_first_part_read_from_planes_gives_the_rows_answer(cpu_builds, parts_moe, story, share):
+    # a lone cold expert gives the worker round(3*share) of its 3 parts: one here (at 0.5, two, which read down's rows); the
+    # same dot products of the same bytes in the same order: the same PPL to the last digit (tried: each plane's rows copied
+    # from the next row of down, which moved it)
+    rows, rows_ppl, _ = worker_run(cpu_builds, parts_moe, story, share, IN_PLACE)
+    planes, planes_ppl, work = worker_run(cpu_builds, parts_moe, story, share, PLANE)
+    assert "copied into planes" not in rows.stderr
+    assert "llama_moe_worker: the first 256 columns of down's rows copied into planes in 2 layers" in planes.stderr
+    assert work.in_part > 0
+    assert planes_ppl == rows_ppl
+
+
+def test_whole_experts_have_no_planes(cpu_builds, parts_moe, story):
+    proc, _, _ = worker_run(cpu_builds, parts_moe, story, "0.5", {**WHOLE, "LLAMA_MOE_WORKER_DOWN_PLANE": "1"})
+    assert "copied into planes in 0 layers, 0.0 MiB" in proc.stderr
+
+
+@pytest.mark.parametrize("value", ["yes", "2", ""])
+def test_a_bad_plane_setting_is_refused(cpu_builds, parts_moe, story, value):
+    proc = perplexity(cpu_builds, parts_moe, story, *HOT, "--moe-cold-worker", "1",
+                      env={**IN_PLACE, "LLAMA_MOE_WORKER_DOWN_PLANE": value})
+    assert proc.returncode != 0
+    assert (f"LLAMA_MOE_WORKER_DOWN_PLANE={value}: give 1 to copy the first part of down's rows into planes that the worker "
+            "reads, or 0 (the default) to read them in the rows") in proc.stderr

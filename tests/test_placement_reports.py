@@ -110,6 +110,11 @@ def test_each_configuration_has_its_flags_and_environment():
     assert bench.pinned_env(list(range(16))) == {"OMP_PLACES": "{0}:8", "OMP_PROC_BIND": "close", "LLAMA_MOE_WORKER_CPUS": "8-15"}
     assert bench.pinned_env([4, 5, 6]) == {"OMP_PLACES": "{4}:1", "OMP_PROC_BIND": "close", "LLAMA_MOE_WORKER_CPUS": "5-6"}
     assert bench.pinned_env([3])["LLAMA_MOE_WORKER_CPUS"] == "3-3"
+    planes = {"LLAMA_MOE_WORKER_DOWN_PLANE": "1"}
+    for config in ("hot-gpu-worker-40", "adapt-gpu-worker-40"):
+        _, args, env = bench.placement_args(config, 1944, 18, profile, replay)
+        assert args[args.index("--moe-cold-cpu-share") + 1] == "0.4" and env == {}
+        assert bench.placement_args(f"{config}-plane", 1944, 18, profile, replay) == ("fork", args, planes)
     assert set(bench.CONFIGS) <= set(load_script("report-placements").LABELS)
 
 
