@@ -12,6 +12,11 @@ that did not compute the token) are neither lookups nor updates.
 - decayed frequency: every expert's count is multiplied by `2**(-1/half_life)` per token and
   raised by 1 when selected; the cache is the `capacity` experts of highest count (ties to the
   lower id), recomputed after each token, as patch 0004 ranks experts without its hysteresis.
+- optimal: Belady's rule, which knows the routing ahead: filled before the first token with the
+  `capacity` experts selected first, and after each token it keeps, of the experts it held and the
+  token's, the `capacity` selected again soonest (ties to the lower id; one never selected again is
+  dropped). The ceiling of every policy above, the static and adaptive sets included: no cache of
+  that size updated between tokens hits more often.
 """
 
 from __future__ import annotations
@@ -86,6 +91,48 @@ def decayed_frequency_hit_rates(ids: np.ndarray, n_expert: int, capacity: int,
         top = np.argsort(-score, axis=1, kind="stable")[:, :capacity]
         cached[:] = False
         cached[layers, top] = score[layers, top] > 0
+    return _rates(hits, lookups)
+
+
+def _next_selections(ids: np.ndarray, n_expert: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each selection in `ids` ([n_tokens, n_layer, k]), the next token that selects its expert in its layer
+    (n_tokens: none), and per layer and expert the first token that selects it (n_tokens: none)."""
+    n_tokens, n_layer, _ = ids.shape
+    following = np.full((n_layer, n_expert), n_tokens, dtype=np.int64)
+    after = np.full(ids.shape, n_tokens, dtype=np.int64)
+    layers = np.arange(n_layer)[:, None]
+    for t in range(n_tokens - 1, -1, -1):
+        row = ids[t].astype(np.int64)
+        valid = row >= 0
+        after[t] = np.where(valid, following[layers, np.where(valid, row, 0)], n_tokens)
+        following[np.broadcast_to(layers, row.shape)[valid], row[valid]] = t
+    return after, following
+
+
+def optimal_hit_rates(ids: np.ndarray, n_expert: int, capacity: int) -> list[float | None]:
+    """Per layer: the hit rate of a cache of `capacity` experts under Belady's rule (module docstring)."""
+    n_tokens, n_layer, _ = ids.shape
+    after, next_use = _next_selections(ids, n_expert)
+    cached = np.zeros((n_layer, n_expert), dtype=bool)
+    hits = np.zeros(n_layer, dtype=np.int64)
+    lookups = np.zeros(n_layer, dtype=np.int64)
+    layers = np.arange(n_layer)[:, None]
+    experts = np.arange(n_expert)
+    never = n_tokens * n_expert  # the key of an expert that is not a candidate or never selected again
+    keep = min(capacity, n_expert)
+    def hold_soonest(candidate: np.ndarray) -> None:
+        key = np.where(candidate & (next_use < n_tokens), next_use * n_expert + experts, never)
+        first = np.argpartition(key, keep - 1, axis=1)[:, :keep] if keep < n_expert else np.broadcast_to(experts, key.shape)
+        cached[:] = False
+        cached[layers, first] = key[layers, first] < never
+
+    hold_soonest(np.ones_like(cached))  # filled before the first token, as a hot set is at load
+    for t in range(n_tokens):
+        selected = _look_up(cached, ids[t], hits, lookups)
+        next_use[selected] = after[t][ids[t] >= 0]
+        candidate = cached.copy()
+        candidate[selected] = True
+        hold_soonest(candidate)
     return _rates(hits, lookups)
 
 

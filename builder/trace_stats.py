@@ -3,8 +3,8 @@
 All statistics are over the trace's routed tokens (`moe_trace.routed_tokens`: the tokens every
 routed layer computed, in the order they were computed), per layer, then averaged over the layers:
 distinct experts per 32 tokens, the share of selections the most selected experts cover, the reuse
-distance in tokens, and the hit rates of static, LRU and decayed-frequency caches and of the fork's
-adaptive hot set (builder/expert_cache.py) at shares of the experts.
+distance in tokens, and the hit rates of static, LRU, decayed-frequency and optimal (Belady's) caches and
+of the fork's adaptive hot set (builder/expert_cache.py) at shares of the experts.
 """
 
 from __future__ import annotations
@@ -112,6 +112,7 @@ def trace_stats(path: Path, profile_path: Path | None = None, half_life: float =
             "static": expert_cache.static_hit_rates(trace.ids, profile_counts, n),
             "lru": expert_cache.lru_hit_rates(trace.ids, trace.n_expert, n),
             "decayed-frequency": expert_cache.decayed_frequency_hit_rates(trace.ids, trace.n_expert, n, half_life),
+            "optimal": expert_cache.optimal_hit_rates(trace.ids, trace.n_expert, n),
         }
         caches += [{"policy": policy, "share": share, "experts": n, **_layer_summary(r),
                     **({"worker_layers": worker_layers(r, trace.n_expert_used)} if policy == "static" else {})}
@@ -174,7 +175,8 @@ def render_text(stats: dict) -> str:
     a = s["adapt"]
     lines.append(f"(static: hot set from {s['cache_profile']}"
                  + (", an upper bound" if s["cache_profile"] == "in-sample" else "")
-                 + f"; decayed-frequency: half-life {s['decay_half_life_tokens']:g} tokens; adaptive: from the static set, "
+                 + f"; decayed-frequency: half-life {s['decay_half_life_tokens']:g} tokens; optimal: Belady's, knowing the "
+                 + "routing ahead, the ceiling of every policy; adaptive: from the static set, "
                  + f"--moe-hot-adapt {a['every']} --moe-hot-adapt-ratio {a['ratio']:g} --moe-hot-adapt-margin {a['margin']:g} "
                  + f"--moe-hot-adapt-noise {a['noise']:g}; worker layers: those with {WORKER_MIN_COLD:g} cold selections a token "
                  + "or more, which keep the CPU worker; per layer in --json)")

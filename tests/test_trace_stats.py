@@ -3,6 +3,7 @@ on traces written here and on the committed traces of the trained model (regress
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import statistics
@@ -87,6 +88,30 @@ def direct_decayed(rows: list[list[int]], capacity: int, half_life: float) -> fl
     return hits / sum(len(row) for row in rows)
 
 
+def direct_optimal(rows: list[list[int]], capacity: int) -> float:
+    """Belady's rule: filled with the experts selected first, then after each token the experts held or just selected that
+    are selected again soonest (ties to the lower id; none never selected again)."""
+    uses: dict[int, list[int]] = {}
+    for t, row in enumerate(rows):
+        for e in row:
+            uses.setdefault(e, []).append(t)
+
+    def next_use(e: int, t: int) -> int:
+        i = bisect.bisect_left(uses[e], t)
+        return uses[e][i] if i < len(uses[e]) else len(rows)
+
+    def soonest(experts: set[int], t: int) -> set[int]:
+        ranked = sorted((next_use(e, t), e) for e in experts)
+        return {e for u, e in ranked[:capacity] if u < len(rows)}
+
+    cached = soonest({e for row in rows for e in row}, 0)
+    hits = 0
+    for t, row in enumerate(rows):
+        hits += sum(e in cached for e in row)
+        cached = soonest(cached | set(row), t + 1)
+    return hits / sum(len(row) for row in rows)
+
+
 def direct_adaptive(rows: list[list[int]], profile_rows: list[list[int]], n_hot: int, n_expert: int, rule: dict) -> tuple[float, int]:
     """The hit rate and the swaps of patch 0004's adaptive set with 0010's and 0015's rule, started from the static set."""
     counts = Counter(e for row in profile_rows for e in row)
@@ -140,6 +165,7 @@ def assert_matches_direct_count(stats: dict, path: Path, profile: Path | None = 
         "static": lambda rows, layer, n: direct_static(rows, profile_layers[layer], n),
         "lru": lambda rows, layer, n: direct_lru(rows, n),
         "decayed-frequency": lambda rows, layer, n: direct_decayed(rows, n, stats["decay_half_life_tokens"]),
+        "optimal": lambda rows, layer, n: direct_optimal(rows, n),
     }
     for c in stats["caches"]:
         if c["policy"] == "adaptive":
@@ -172,6 +198,33 @@ def test_statistics_equal_a_direct_count(tmp_path, capsys):
     by_share = {c["share"]: c["mean"] for c in stats["coverage"]}
     static = [c for c in stats["caches"] if c["policy"] == "static"]
     assert [c["mean"] for c in static] == pytest.approx([by_share[c["share"]] for c in static])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_no_policy_hits_more_often_than_the_optimal_cache(tmp_path, capsys, seed):
+    # Belady's rule knows the routing ahead: at every share and in every layer it is the ceiling of the static set (in-sample
+    # too), the LRU, the decayed frequency and the adaptive set (one that swaps often here), and the LRU stays below it
+    path = skewed_trace(tmp_path / "t.moetrace", seed=seed)
+    stats = stats_json(capsys, path, "--adapt-every", 4, "--adapt-ratio", 1.25, "--adapt-noise", 0)
+    for share in {c["share"] for c in stats["caches"]}:
+        rows = {c["policy"]: c["per_layer"] for c in stats["caches"] if c["share"] == share}
+        optimal = rows.pop("optimal")
+        for policy, rates in rows.items():
+            assert all(o >= r for o, r in zip(optimal, rates)), (share, policy)
+        if share < 0.75:
+            assert sum(optimal) > sum(rows["lru"]), share
+
+
+def test_the_optimal_cache_keeps_what_is_selected_again_soonest(tmp_path, capsys):
+    # one expert a token, room for two: A B C A B A C. Filled with A and B: A and B hit; C misses and is not kept (A and B
+    # come again before it); A and B hit, then B is dropped (never again), A hits, C misses: 5 of 7. The LRU, empty at
+    # the start and always holding the two last: 1 of 7
+    ids = np.array([[[e]] for e in (0, 1, 2, 0, 1, 0, 2)], dtype=np.int16)
+    write_trace(Trace(1, 4, 1, ids), tmp_path / "t.moetrace")
+    stats = stats_json(capsys, tmp_path / "t.moetrace")
+    rates = {c["policy"]: c["mean"] for c in stats["caches"] if c["experts"] == 2}
+    assert rates["optimal"] == pytest.approx(5 / 7)
+    assert rates["lru"] == pytest.approx(1 / 7)
 
 
 def test_static_profile_from_another_trace_and_another_half_life(tmp_path, capsys):
