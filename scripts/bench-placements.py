@@ -33,7 +33,9 @@ its routings and budgets to meta.json, refused where its model or settings diffe
     hot-gpu-2p  the same with LLAMA_MOE_HOT_TWO_PARTS=1: two mul_mat_ids a layer, hot and cold (0005 before 0012)
     hot-gpu-in  hot-gpu with the profile of the replayed text itself (in-sample): the static set's upper bound, which
                 an adaptive set should come within 5 % of (issue 10); not a placement a user could run; hot-gpu-worker-in
-                the same with the worker of hot-gpu-worker, the bound for the adaptive sets with the worker
+                the same with the worker of hot-gpu-worker, the bound for the adaptive sets with the worker;
+                hot-gpu-worker-in-all the same with the worker in every split layer (as -all below: in-sample, the layers
+                expect too few cold selections to keep it)
     adapt-gpu   fork, --moe-hot-mib B --moe-hot-adapt 8 --moe-cold gpu -lm none, no profile, the swap rule's defaults
                 (0004 + 0005)
     adapt-gpu-profile  fork, starting from the profile, --moe-hot-adapt 32 --moe-hot-adapt-ratio 4, the rule before 0015
@@ -117,7 +119,7 @@ CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybr
            "hot-gpu-worker-70", "hot-gpu-worker-100", "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker",
            "hot-gpu-worker-4k", "adapt-gpu-worker-4k", "hot-gpu-4k", "adapt-gpu-worker-noise1",
            "hot-gpu-worker-l1", "hot-gpu-worker-l2", "hot-gpu-worker-whole", "adapt-gpu-worker-whole", "adapt-gpu-worker-40-noise1",
-           "adapt-gpu-worker-inline", "adapt-gpu-worker-noise1-inline", "hot-gpu-worker-in", "hot-gpu-worker-defer",
+           "adapt-gpu-worker-inline", "adapt-gpu-worker-noise1-inline", "hot-gpu-worker-in", "hot-gpu-worker-in-all", "hot-gpu-worker-defer",
            "hot-gpu-worker-defer-100", "adapt-gpu-worker-defer", "adapt-gpu-worker-follow", "adapt-gpu-worker-noise1-follow",
            "hot-gpu-worker-auto", "adapt-gpu-worker-auto", "hot-gpu-inplace", "adapt-gpu-worker-inplace",
            "adapt-gpu-worker-30", "adapt-gpu-worker-40", "hot-gpu-worker-cput4", "adapt-gpu-worker-cput4",
@@ -157,13 +159,14 @@ def pinned_env(cpus: list[int]) -> dict[str, str]:
     return {"OMP_PLACES": f"{{{cpus[0]}}}:{half}", "OMP_PROC_BIND": "close", "LLAMA_MOE_WORKER_CPUS": f"{upper[0]}-{upper[-1]}"}
 
 
+WORKER_EVERY_LAYER = {"LLAMA_MOE_WORKER_MIN_COLD": "0"}
 WORKER_PINNED = pinned_env(sorted(os.sched_getaffinity(0)))
 CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA_MOE_COLD_OVERLAP": "0"},
               "hot-cpu-overlap": {"LLAMA_MOE_COLD_OVERLAP": "1"}, "hot-gpu-counted-wait": {"LLAMA_MOE_HOT_COUNT_WAIT": "1"},
               "hot-gpu-counted-copy": {"LLAMA_MOE_HOT_COUNT_COPY": "1"},
               "hot-gpu-nographs": NO_CUDA_GRAPHS, "hot-gpu-counted-nographs": NO_CUDA_GRAPHS,
               "hot-gpu-prefetch-oracle-early": PREFETCH_EARLY, "hot-gpu-prefetch2-oracle-early": PREFETCH_EARLY,
-              "hot-gpu-worker-all": {"LLAMA_MOE_WORKER_MIN_COLD": "0"},
+              "hot-gpu-worker-all": WORKER_EVERY_LAYER, "hot-gpu-worker-in-all": WORKER_EVERY_LAYER,
               "hot-gpu-worker-4k": SMALL_PAGES, "adapt-gpu-worker-4k": SMALL_PAGES, "hot-gpu-4k": SMALL_PAGES,
               "hot-gpu-worker-l1": {"LLAMA_MOE_WORKER_PREFETCH": "l1"}, "hot-gpu-worker-l2": {"LLAMA_MOE_WORKER_PREFETCH": "l2"},
               "hot-gpu-worker-whole": WHOLE_EXPERTS, "adapt-gpu-worker-whole": WHOLE_EXPERTS,
@@ -278,6 +281,7 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "adapt-gpu-worker-follow": ("fork", worker(8) + adapt_rule),
         "adapt-gpu-worker-noise1-follow": ("fork", worker(8) + adapt_rule + ["--moe-hot-adapt-noise", "1"]),
         "hot-gpu-worker-in": ("fork", worker(8, trace=replay)),
+        "hot-gpu-worker-in-all": ("fork", worker(8, trace=replay)),
         "hot-gpu-worker-defer": ("fork", worker(8)),
         "hot-gpu-worker-defer-100": ("fork", worker(8, "1")),
         "adapt-gpu-worker-defer": ("fork", worker(8) + adapt_rule),

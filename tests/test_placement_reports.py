@@ -413,6 +413,10 @@ def test_the_worker_s_rate_is_read_from_its_line_and_shown_beside_its_pair():
     # -in: hot-gpu-worker's placement from the replayed text itself
     in_sample = bench.placement_args("hot-gpu-worker-in", 1944, 18, Path("p.bin"), Path("r.bin"))[1]
     assert in_sample == [("r.bin" if arg == "p.bin" else arg) for arg in bench.placement_args("hot-gpu-worker", 1944, 18, Path("p.bin"), Path("r.bin"))[1]]
+    # -in-all: that in-sample placement with the worker in every split layer, an in-sample bound as -in is
+    assert bench.placement_args("hot-gpu-worker-in-all", 1944, 18, Path("p.bin"), Path("r.bin")) == (
+        *bench.placement_args("hot-gpu-worker-in", 1944, 18, Path("p.bin"), Path("r.bin"))[:2], {"LLAMA_MOE_WORKER_MIN_COLD": "0"})
+    assert "hot-gpu-worker-in-all" in report.STATIC_IN and "hot-gpu-worker-in-all" not in report.FORK
     share40 = bench.placement_args("adapt-gpu-worker-40-noise1", 1944, 18, Path("p.bin"), Path("r.bin"))[1]
     share50 = bench.placement_args("adapt-gpu-worker-noise1", 1944, 18, Path("p.bin"), Path("r.bin"))[1]
     assert share40 == [("0.4" if arg == "0.5" else arg) for arg in share50] and "0.5" in share50
