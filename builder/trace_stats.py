@@ -28,7 +28,7 @@ WINDOW = 32
 LABEL = 27
 HALF_LIFE = 32.0
 """Default half-life in tokens of the decayed-frequency cache's counts."""
-WORKER_MIN_COLD = 0.5
+WORKER_MIN_COLD = 0.2
 """The engine's LLAMA_MOE_WORKER_MIN_COLD: a layer with fewer cold selections a token does without the CPU worker."""
 
 

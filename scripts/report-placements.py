@@ -326,7 +326,7 @@ PAIRS = {
     **{(w, "hot-gpu"): f"{LABELS[w]}, against all read in place by the GPU (the worker computes in the CPU's numerics: the PPL "
                        "may differ in its last digits)" for w in WORKER if w.startswith("hot-")},
     ("adapt-gpu-worker", "adapt-gpu-noise"): "Adaptive with the CPU worker, against adaptive with every cold expert read by the GPU",
-    ("hot-gpu-worker", "hot-gpu-worker-all"): "The worker only in the layers that expect 0.5 cold selections a token or more, "
+    ("hot-gpu-worker", "hot-gpu-worker-all"): "The worker only in the layers that expect 0.2 (0.5 before 0054) cold selections a token or more, "
                                               "against in every split layer (LLAMA_MOE_WORKER_MIN_COLD=0)",
     ("hot-gpu-worker", "hot-gpu-worker-4k"): "The worker reading host experts in huge pages (0031), against in 4 KiB pages (the same PPL)",
     ("adapt-gpu-worker", "adapt-gpu-worker-4k"): "Adaptive with the worker, host experts in huge pages (0031), against 4 KiB pages (the same PPL)",

@@ -15,9 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from llama_tools import final_ppl, perplexity
 
+from builder.moe_trace import Trace, write_trace
 from builder.report.parse import ParseError, parse_graphs_reused, parse_moe_adapt, parse_moe_worker, parse_moe_worker_follow
 
 pytestmark = pytest.mark.slow
@@ -131,6 +133,30 @@ def test_layers_whose_profile_expects_few_cold_selections_do_without_the_worker(
     proc = perplexity(cpu_builds, tiny_moe, story, *hot, "--moe-cold-worker", "1", env={**IN_PLACE, "LLAMA_MOE_WORKER_MIN_COLD": "0"})
     assert final_ppl(proc) == without
     assert "in 2 of the 2 split layers" in proc.stderr and "do without the worker" not in proc.stderr
+    assert worker_line(proc)[1] > 0
+
+
+def crafted_profile(path: Path, outside: list[float], n_tokens: int = 1000) -> Path:
+    """A profile of the tiny model (2 layers, 16 experts, 4 used) in which experts 0-3 make up each token's selections but one,
+    which in layer il's first outside[il] of the tokens is expert 4 + t % 12: with 4 experts hot (1 MiB), layer il expects
+    4 x outside[il] / 4 = outside[il] cold selections a token."""
+    ids = np.tile(np.arange(4, dtype=np.int16), (n_tokens, len(outside), 1))
+    for il, share in enumerate(outside):
+        for t in range(round(share * n_tokens)):
+            ids[t, il, 3] = 4 + t % 12
+    write_trace(Trace(len(outside), 16, 4, ids), path)
+    return path
+
+
+def test_by_default_a_layer_keeps_the_worker_from_0_2_cold_selections_a_token(cpu_builds, tiny_moe, story, tmp_path):
+    # 0054: 0.3 expected cold selections a token keep it (they did not at 0029's 0.5: the same run left both layers out),
+    # 0.1 do not
+    profile = crafted_profile(tmp_path / "profile.bin", [0.3, 0.1])
+    proc = perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, *GPU, "--moe-hot-profile", str(profile), "--moe-cold-worker", "1",
+                      env=IN_PLACE)
+    assert ("1 split layers do without the worker: they expect fewer than 0.2 cold selections a token (by the profile; "
+            "LLAMA_MOE_WORKER_MIN_COLD)") in proc.stderr
+    assert "in 1 of the 2 split layers" in proc.stderr
     assert worker_line(proc)[1] > 0
 
 
@@ -347,6 +373,18 @@ def test_the_threads_run_on_the_cpus_they_are_pinned_to(cpu_builds, tiny_moe, st
         assert final_ppl(proc) == one_pass
         assert f"the threads are pinned to CPUs {cpu}-{cpu}, one a thread in turn (LLAMA_MOE_WORKER_CPUS)" in proc.stderr
         assert RAN_ON.search(proc.stderr).groups() == (str(cpu), f"pinned to {cpu}-{cpu}")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2, reason="two CPUs to pin apart")
+def test_the_threads_are_pinned_apart_from_openmp_s_bound_threads(cpu_builds, tiny_moe, story, one_pass):
+    # as bench-placements' *-pinned configurations run: OpenMP binds the initial thread, which creates the context, to the
+    # first CPU; the worker's CPU is still one the process may run on (tried: the bound thread's own affinity as the CPUs
+    # allowed, as 0052 first did: refused, "may run on (0)")
+    first, second = sorted(os.sched_getaffinity(0))[:2]
+    proc = perplexity(cpu_builds, tiny_moe, story, *ONE_PASS, *GPU, "--moe-cold-worker", "2",
+                      env={**IN_PLACE, "OMP_PLACES": f"{{{first}}}", "OMP_PROC_BIND": "close", "LLAMA_MOE_WORKER_CPUS": str(second)})
+    assert final_ppl(proc) == one_pass
+    assert RAN_ON.search(proc.stderr).groups() == (str(second), f"pinned to {second}-{second}")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pinning is built for Linux")

@@ -139,8 +139,8 @@ def direct_adaptive(rows: list[list[int]], profile_rows: list[list[int]], n_hot:
 
 
 def direct_worker_layers(hit_rates: list[float], n_used: int) -> int:
-    """The layers with half a cold selection a token or more (the engine's LLAMA_MOE_WORKER_MIN_COLD)."""
-    return sum(n_used * (1 - hit) >= 0.5 for hit in hit_rates)
+    """The layers with 0.2 cold selections a token or more (the engine's LLAMA_MOE_WORKER_MIN_COLD since patch 0054)."""
+    return sum(n_used * (1 - hit) >= 0.2 for hit in hit_rates)
 
 
 def direct_reuse_median(per_layer: list[list[list[int]]]) -> float:
