@@ -120,6 +120,7 @@ def optimal_hit_rates(ids: np.ndarray, n_expert: int, capacity: int) -> list[flo
     experts = np.arange(n_expert)
     never = n_tokens * n_expert  # the key of an expert that is not a candidate or never selected again
     keep = min(capacity, n_expert)
+
     def hold_soonest(candidate: np.ndarray) -> None:
         key = np.where(candidate & (next_use < n_tokens), next_use * n_expert + experts, never)
         first = np.argpartition(key, keep - 1, axis=1)[:, :keep] if keep < n_expert else np.broadcast_to(experts, key.shape)

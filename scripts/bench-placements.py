@@ -61,8 +61,8 @@ its routings and budgets to meta.json, refused where its model or settings diffe
                 adapt-gpu-worker-sleep) have the worker's threads sleep as soon as a decode step ends instead of polling
                 20 ms (LLAMA_MOE_WORKER_POLL_US=0, 0051); -pinned (and adapt-gpu-worker-pinned) pin the worker's threads
                 to the upper half of the host's CPUs (LLAMA_MOE_WORKER_CPUS, 0052) and the CPU backend's OpenMP threads
-                to the lower half (OMP_PLACES, OMP_PROC_BIND=close); -all
-                gives every split layer the worker, also those that expect fewer than 0.2 (0.5 before 0054) cold selections a token
+                to the lower half (OMP_PLACES, OMP_PROC_BIND=close); -all gives every split layer the worker, also
+                those that expect fewer than 0.2 (0.5 before 0054) cold selections a token
                 (LLAMA_MOE_WORKER_MIN_COLD=0); adapt-gpu-worker is adapt-gpu-noise with the worker (-30 and -40 at
                 the worker's share 0.3 and 0.4), -noise1 with
                 --moe-hot-adapt-noise 1 (more swaps: trace-stats simulates 97.7 / 83.4 % hits at learned 50 / 25 %
