@@ -39,7 +39,7 @@ from builder.report.meta import merge_meta  # noqa: E402
 UPSTREAM = ("ncmoe", "lru", "lru-pinned")
 WORKER = ("hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-worker-40", "hot-gpu-worker-60", "hot-gpu-worker-70", "hot-gpu-worker-100",
           "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker", "hot-gpu-worker-4k", "adapt-gpu-worker-4k",
-          "adapt-gpu-worker-noise1", "hot-gpu-worker-l1", "hot-gpu-worker-l2", "hot-gpu-worker-whole", "adapt-gpu-worker-whole",
+          "adapt-gpu-worker-noise1", "adapt-gpu-worker-ratio2", "hot-gpu-worker-l1", "hot-gpu-worker-l2", "hot-gpu-worker-whole", "adapt-gpu-worker-whole",
           "adapt-gpu-worker-40-noise1", "adapt-gpu-worker-inline", "adapt-gpu-worker-noise1-inline", "adapt-gpu-worker-follow",
           "adapt-gpu-worker-noise1-follow", "hot-gpu-worker-auto", "adapt-gpu-worker-auto", "adapt-gpu-worker-inplace",
           "adapt-gpu-worker-staged", "adapt-gpu-worker-30", "adapt-gpu-worker-40", "hot-gpu-worker-cput4", "adapt-gpu-worker-cput4",
@@ -60,7 +60,7 @@ computed elsewhere or the routing itself (the oracle, the mechanism's ceiling), 
 rows there give what the mechanism costs when its predictions miss, not what the router's ranking gains (that is measured
 on the trained model, whose router routes: device-run.sh fidelity's prefetch runs)."""
 ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2", "adapt-hybrid", "adapt-gpu-worker",
-            "adapt-gpu-worker-noise1", "adapt-gpu-worker-whole", "adapt-gpu-worker-40-noise1", "adapt-gpu-worker-inline",
+            "adapt-gpu-worker-noise1", "adapt-gpu-worker-ratio2", "adapt-gpu-worker-whole", "adapt-gpu-worker-40-noise1", "adapt-gpu-worker-inline",
             "adapt-gpu-worker-noise1-inline", "adapt-gpu-worker-follow", "adapt-gpu-worker-noise1-follow", "adapt-gpu-worker-auto",
             "adapt-gpu-worker-inplace", "adapt-gpu-worker-staged", "adapt-gpu-worker-30", "adapt-gpu-worker-40",
             "adapt-gpu-worker-40-plane")
@@ -130,6 +130,7 @@ LABELS = {
     "hot-gpu-worker-4k": "hot-gpu-worker with the host experts in cudaMallocHost's pages, not huge pages (as before 0031)",
     "adapt-gpu-worker-4k": "adapt-gpu-worker with the host experts in cudaMallocHost's pages, not huge pages (as before 0031)",
     "adapt-gpu-worker-noise1": "adapt-gpu-worker swapping on a lead of 1 standard deviation (--moe-hot-adapt-noise 1)",
+    "adapt-gpu-worker-ratio2": "adapt-gpu-worker swapping at 2x the hot score and a lead of 1.5 standard deviations",
     "hot-gpu-worker-l1": "hot-gpu-worker asking for the next row into L1 (0030; LLAMA_MOE_WORKER_PREFETCH=l1)",
     "hot-gpu-worker-l2": "hot-gpu-worker asking for its rows 2 KiB ahead into L2 (0034; LLAMA_MOE_WORKER_PREFETCH=l2)",
     "hot-gpu-worker-whole": "hot-gpu-worker handing the worker whole experts only, as before 0035 (LLAMA_MOE_WORKER_WHOLE=1)",
@@ -332,6 +333,8 @@ PAIRS = {
     ("adapt-gpu-worker", "adapt-gpu-worker-4k"): "Adaptive with the worker, host experts in huge pages (0031), against 4 KiB pages (the same PPL)",
     ("adapt-gpu-worker-noise1", "adapt-gpu-worker"): "Adaptive with the worker swapping on a lead of 1 standard deviation, "
                                                      "against 2.5 (the default)",
+    ("adapt-gpu-worker-ratio2", "adapt-gpu-worker"): "Adaptive with the worker swapping at ratio 2 and noise 1.5, against ratio 4 "
+                                                     "and noise 2.5 (the README's setting)",
     ("hot-gpu-worker-l2", "hot-gpu-worker-l1"): "The worker asking for its rows into L2, 2 KiB ahead (0034), against the next row into "
                                                 "L1 (0030; the same PPL)",
     ("hot-gpu-worker", "hot-gpu-worker-l1"): "The worker asking for its rows as this CPU does by default, against the next row into L1 "

@@ -377,6 +377,13 @@ def test_the_worker_s_rate_is_read_from_its_line_and_shown_beside_its_pair():
     noise1 = bench.placement_args("adapt-gpu-worker-noise1", 1944, 18, Path("p.bin"), Path("r.bin"))
     assert noise1[1] == bench.placement_args("adapt-gpu-worker", 1944, 18, Path("p.bin"), Path("r.bin"))[1] + ["--moe-hot-adapt-noise", "1"]
     assert ("adapt-gpu-worker-noise1", "adapt-gpu-worker") in load_script("report-placements").PAIRS
+    # -ratio2: the same with another ratio and noise in the swap rule
+    ratio2 = bench.placement_args("adapt-gpu-worker-ratio2", 1944, 18, Path("p.bin"), Path("r.bin"))[1]
+    default = bench.placement_args("adapt-gpu-worker", 1944, 18, Path("p.bin"), Path("r.bin"))[1]
+    assert ratio2 == [("2" if default[i - 1] == "--moe-hot-adapt-ratio" else arg) for i, arg in enumerate(default)] + [
+        "--moe-hot-adapt-noise", "1.5"]
+    assert ("adapt-gpu-worker-ratio2", "adapt-gpu-worker") in load_script("report-placements").PAIRS
+    assert "adapt-gpu-worker-ratio2" in load_script("report-placements").ADAPTIVE
     # -l1, -l2: 0030's and 0034's prefetch by their environment alone, paired with each other and with the CPU's default
     for config, where in (("hot-gpu-worker-l1", "l1"), ("hot-gpu-worker-l2", "l2")):
         assert bench.placement_args(config, 1944, 18, Path("p.bin"), Path("r.bin")) == (
