@@ -68,7 +68,9 @@ its routings and budgets to meta.json, refused where its model or settings diffe
                 --moe-hot-adapt-noise 1 (more swaps: trace-stats simulates 97.7 / 83.4 % hits at learned 50 / 25 %
                 against the default's 96.0 / 82.8, 2026-12-04); adapt-gpu-worker-ratio2 with --moe-hot-adapt-ratio 2
                 --moe-hot-adapt-noise 1.5 (trace-stats' rule simulates 95.9 / 79.9 % hits over a 512-token run at
-                learned 50 / 25 % against the default's 94.5 / 78.7, for 0.21 / 0.24 swaps a token); hot-gpu-worker-l1 and -l2 ask for the next row into L1
+                learned 50 / 25 % against the default's 94.5 / 78.7, for 0.21 / 0.24 swaps a token; under zipf:1.0 it churns,
+                0.38 a token at 50 %), -noise2 with --moe-hot-adapt-noise 2 (over two chunks 96.1 / 80.6 % against
+                95.3 / 79.9, zipf 50 % 84.4 against 84.5 % for 0.04 swaps a token); hot-gpu-worker-l1 and -l2 ask for the next row into L1
                 (0030) or 2 KiB ahead into L2 (0034) whatever the CPU (LLAMA_MOE_WORKER_PREFETCH); hot-gpu-worker-whole and adapt-gpu-worker-whole hand
                 the worker whole experts only, as before 0035 (LLAMA_MOE_WORKER_WHOLE=1); adapt-gpu-worker-40-noise1 is
                 -noise1 at share 0.4 (a lone cold expert: 1 of its 3 parts to the worker); adapt-gpu-worker-inline and
@@ -119,7 +121,7 @@ CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybr
            "hot-gpu-prefetch-router", "hot-gpu-prefetch2-router", "adapt-gpu-prefetch-router", "hot-gpu-prefetch-oracle-early",
            "hot-gpu-prefetch2-oracle-early", "hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-worker-40", "hot-gpu-worker-60",
            "hot-gpu-worker-70", "hot-gpu-worker-100", "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker",
-           "hot-gpu-worker-4k", "adapt-gpu-worker-4k", "hot-gpu-4k", "adapt-gpu-worker-noise1", "adapt-gpu-worker-ratio2",
+           "hot-gpu-worker-4k", "adapt-gpu-worker-4k", "hot-gpu-4k", "adapt-gpu-worker-noise1", "adapt-gpu-worker-ratio2", "adapt-gpu-worker-noise2",
            "hot-gpu-worker-l1", "hot-gpu-worker-l2", "hot-gpu-worker-whole", "adapt-gpu-worker-whole", "adapt-gpu-worker-40-noise1",
            "adapt-gpu-worker-inline", "adapt-gpu-worker-noise1-inline", "hot-gpu-worker-in", "hot-gpu-worker-in-all", "hot-gpu-worker-defer",
            "hot-gpu-worker-defer-100", "adapt-gpu-worker-defer", "adapt-gpu-worker-follow", "adapt-gpu-worker-noise1-follow",
@@ -278,6 +280,7 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "adapt-gpu-worker-4k": ("fork", worker(8) + adapt_rule),
         "adapt-gpu-worker-noise1": ("fork", worker(8) + adapt_rule + ["--moe-hot-adapt-noise", "1"]),
         "adapt-gpu-worker-ratio2": ("fork", worker(8) + adapt_rule[:2] + ["--moe-hot-adapt-ratio", "2", "--moe-hot-adapt-noise", "1.5"]),
+        "adapt-gpu-worker-noise2": ("fork", worker(8) + adapt_rule + ["--moe-hot-adapt-noise", "2"]),
         "adapt-gpu-worker-40-noise1": ("fork", worker(8, "0.4") + adapt_rule + ["--moe-hot-adapt-noise", "1"]),
         "adapt-gpu-worker-inline": ("fork", worker(8) + adapt_rule),
         "adapt-gpu-worker-noise1-inline": ("fork", worker(8) + adapt_rule + ["--moe-hot-adapt-noise", "1"]),

@@ -39,7 +39,7 @@ from builder.report.meta import merge_meta  # noqa: E402
 UPSTREAM = ("ncmoe", "lru", "lru-pinned")
 WORKER = ("hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-worker-40", "hot-gpu-worker-60", "hot-gpu-worker-70", "hot-gpu-worker-100",
           "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker", "hot-gpu-worker-4k", "adapt-gpu-worker-4k",
-          "adapt-gpu-worker-noise1", "adapt-gpu-worker-ratio2", "hot-gpu-worker-l1", "hot-gpu-worker-l2", "hot-gpu-worker-whole", "adapt-gpu-worker-whole",
+          "adapt-gpu-worker-noise1", "adapt-gpu-worker-ratio2", "adapt-gpu-worker-noise2", "hot-gpu-worker-l1", "hot-gpu-worker-l2", "hot-gpu-worker-whole", "adapt-gpu-worker-whole",
           "adapt-gpu-worker-40-noise1", "adapt-gpu-worker-inline", "adapt-gpu-worker-noise1-inline", "adapt-gpu-worker-follow",
           "adapt-gpu-worker-noise1-follow", "hot-gpu-worker-auto", "adapt-gpu-worker-auto", "adapt-gpu-worker-inplace",
           "adapt-gpu-worker-staged", "adapt-gpu-worker-30", "adapt-gpu-worker-40", "hot-gpu-worker-cput4", "adapt-gpu-worker-cput4",
@@ -60,7 +60,7 @@ computed elsewhere or the routing itself (the oracle, the mechanism's ceiling), 
 rows there give what the mechanism costs when its predictions miss, not what the router's ranking gains (that is measured
 on the trained model, whose router routes: device-run.sh fidelity's prefetch runs)."""
 ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2", "adapt-hybrid", "adapt-gpu-worker",
-            "adapt-gpu-worker-noise1", "adapt-gpu-worker-ratio2", "adapt-gpu-worker-whole", "adapt-gpu-worker-40-noise1", "adapt-gpu-worker-inline",
+            "adapt-gpu-worker-noise1", "adapt-gpu-worker-ratio2", "adapt-gpu-worker-noise2", "adapt-gpu-worker-whole", "adapt-gpu-worker-40-noise1", "adapt-gpu-worker-inline",
             "adapt-gpu-worker-noise1-inline", "adapt-gpu-worker-follow", "adapt-gpu-worker-noise1-follow", "adapt-gpu-worker-auto",
             "adapt-gpu-worker-inplace", "adapt-gpu-worker-staged", "adapt-gpu-worker-30", "adapt-gpu-worker-40",
             "adapt-gpu-worker-40-plane")
@@ -131,6 +131,7 @@ LABELS = {
     "adapt-gpu-worker-4k": "adapt-gpu-worker with the host experts in cudaMallocHost's pages, not huge pages (as before 0031)",
     "adapt-gpu-worker-noise1": "adapt-gpu-worker swapping on a lead of 1 standard deviation (--moe-hot-adapt-noise 1)",
     "adapt-gpu-worker-ratio2": "adapt-gpu-worker swapping at 2x the hot score and a lead of 1.5 standard deviations",
+    "adapt-gpu-worker-noise2": "adapt-gpu-worker swapping on a lead of 2 standard deviations (--moe-hot-adapt-noise 2)",
     "hot-gpu-worker-l1": "hot-gpu-worker asking for the next row into L1 (0030; LLAMA_MOE_WORKER_PREFETCH=l1)",
     "hot-gpu-worker-l2": "hot-gpu-worker asking for its rows 2 KiB ahead into L2 (0034; LLAMA_MOE_WORKER_PREFETCH=l2)",
     "hot-gpu-worker-whole": "hot-gpu-worker handing the worker whole experts only, as before 0035 (LLAMA_MOE_WORKER_WHOLE=1)",
