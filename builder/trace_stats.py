@@ -20,7 +20,7 @@ import numpy as np
 from . import expert_cache
 from .errors import UsageError
 from .hot_experts import hot_sets
-from .moe_trace import Trace, distinct_experts_per_window, read_routed, selection_counts
+from .moe_trace import Trace, distinct_experts_per_window, read_routed, selection_counts, take_tokens
 
 SHARES = (0.125, 0.25, 0.5, 0.75)
 """Shares of a layer's experts at which coverage and cache hit rates are given."""
@@ -92,11 +92,24 @@ def check_same_shape(trace: Trace, path: Path, other: Trace, other_path: Path) -
                          "profile with a trace of the same model")
 
 
-def trace_stats(path: Path, profile_path: Path | None = None, half_life: float = HALF_LIFE, adapt: AdaptRule = AdaptRule()) -> dict:
-    """The statistics of the trace at `path`, as `trace-stats --json` prints them. The static
-    cache's hot set comes from `profile_path`'s selection counts, else from the trace itself
-    (in-sample: an upper bound for a static profile); the adaptive hot set starts from it."""
-    trace = read_routed(path)
+def first_tokens(trace: Trace, path: Path, n_tokens: int | None) -> Trace:
+    """The first `n_tokens` routed tokens of `trace` (all of them for None); an error naming the trace's count where
+    it has fewer."""
+    if n_tokens is None:
+        return trace
+    if not 1 <= n_tokens <= trace.n_tokens:
+        raise UsageError(f"--tokens {n_tokens}: {path} has {trace.n_tokens} routed tokens",
+                         f"pass --tokens from 1 to {trace.n_tokens}, or leave it out for the whole trace")
+    return take_tokens(trace, 0, n_tokens)
+
+
+def trace_stats(path: Path, profile_path: Path | None = None, half_life: float = HALF_LIFE, adapt: AdaptRule = AdaptRule(),
+                n_tokens: int | None = None) -> dict:
+    """The statistics of the trace at `path` (of its first `n_tokens` routed tokens where given), as `trace-stats
+    --json` prints them. The static cache's hot set comes from `profile_path`'s selection counts, else from the
+    tokens counted (in-sample: an upper bound for a static profile); the adaptive hot set starts from it."""
+    whole = read_routed(path)
+    trace = first_tokens(whole, path, n_tokens)
     counts = selection_counts(trace)
     if profile_path is None:
         profile_counts, profile = counts, "in-sample"
@@ -128,6 +141,7 @@ def trace_stats(path: Path, profile_path: Path | None = None, half_life: float =
         "n_expert": trace.n_expert,
         "n_expert_used": trace.n_expert_used,
         "tokens": trace.n_tokens,
+        "trace_tokens": whole.n_tokens,
         "distinct_per_32_tokens": _layer_summary(distinct_experts_per_window(trace, WINDOW)),
         "coverage": [{"share": s, "experts": capacity(s, trace.n_expert), **_layer_summary(coverage(counts, capacity(s, trace.n_expert)))}
                      for s in SHARES],
@@ -149,11 +163,15 @@ def _pct(value: float | None) -> str:
     return "   -  " if value is None else f"{100 * value:5.1f}%"
 
 
+def _counted(stats: dict) -> str:
+    return str(stats["tokens"]) if stats["tokens"] == stats["trace_tokens"] else f"the first {stats['tokens']} of {stats['trace_tokens']}"
+
+
 def render_text(stats: dict) -> str:
     s = stats
     reuse = s["reuse_distance_tokens"]
     lines = [
-        f"{s['trace']}: {s['tokens']} routed tokens, {s['n_layer']} layers, {s['n_expert']} experts, {s['n_expert_used']} used",
+        f"{s['trace']}: {_counted(s)} routed tokens, {s['n_layer']} layers, {s['n_expert']} experts, {s['n_expert_used']} used",
         f"distinct experts per {WINDOW} tokens (mean over layers): {s['distinct_per_32_tokens']['mean']:.1f}",
         f"experts covering 90% of selections (mean over layers): {s['experts_for_90_percent']['mean']:.1f}"
         f" of {s['n_expert']}",
@@ -195,6 +213,9 @@ def populate_parser(parser: argparse.ArgumentParser) -> None:
     a("--adapt-ratio", type=float, default=AdaptRule.ratio, metavar="R", help="as --moe-hot-adapt-ratio (default %(default)g)")
     a("--adapt-margin", type=float, default=AdaptRule.margin, metavar="M", help="as --moe-hot-adapt-margin (default %(default)g)")
     a("--adapt-noise", type=float, default=AdaptRule.noise, metavar="Z", help="as --moe-hot-adapt-noise (default %(default)g)")
+    a("--tokens", type=int, metavar="N",
+      help="only the first N routed tokens of TRACE, e.g. the length of a benchmark run (llama-perplexity -c 512 --chunks 1 "
+           "decodes 512): the adaptive set's warm-up counts for that run; in-sample is then those N tokens (default: all)")
     a("--json", action="store_true", help="print the statistics as JSON, with per-layer values")
 
 
@@ -205,6 +226,6 @@ def main_trace_stats(args: argparse.Namespace) -> int:
     if rule.every < 1 or not rule.ratio >= 1 or not rule.margin >= 0 or not rule.noise >= 0:
         raise UsageError(f"the adaptive rule {asdict(rule)} is out of range, as the engine would refuse it",
                          "--adapt-every at least 1, --adapt-ratio at least 1, --adapt-margin and --adapt-noise at least 0")
-    stats = trace_stats(args.trace, args.profile, args.half_life, rule)
+    stats = trace_stats(args.trace, args.profile, args.half_life, rule, args.tokens)
     print(json.dumps(stats, indent=2) if args.json else render_text(stats))
     return 0

@@ -15,7 +15,7 @@ import pytest
 
 from builder.__main__ import main
 from builder.expert_cache import hysteresis_hit_rates
-from builder.moe_trace import Trace, read_trace, write_trace
+from builder.moe_trace import Trace, read_routed, read_trace, take_tokens, write_trace
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = sorted((ROOT / "regress" / "traces").glob("learned-*.moetrace.xz"))
@@ -276,6 +276,28 @@ def one_error_line(capsys) -> str:
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and err[0].startswith("error: ") and err[1].startswith("hint: ")
     return err[0]
+
+
+def test_tokens_counts_the_first_routed_tokens_as_a_trace_of_them_alone(tmp_path, capsys):
+    # --tokens 100 of a 300-token trace: every statistic, the in-sample profile included, is that of a trace holding
+    # only its first 100 routed tokens, and differs from the whole trace's
+    path = skewed_trace(tmp_path / "t.moetrace", seed=3)
+    cut = tmp_path / "cut.moetrace"
+    write_trace(take_tokens(read_routed(path), 0, 100), cut)
+    first, alone, whole = stats_json(capsys, path, "--tokens", 100), stats_json(capsys, cut), stats_json(capsys, path)
+    assert first["tokens"] == 100 and first["trace_tokens"] == whole["tokens"] > 100 and alone["trace_tokens"] == 100
+    for key in ("caches", "coverage", "distinct_per_32_tokens", "reuse_distance_tokens"):
+        assert first[key] == alone[key] != whole[key], key
+    assert main(["trace-stats", str(path), "--tokens", "100"]) == 0
+    assert f"the first 100 of {whole['tokens']} routed tokens" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("n_tokens", ["0", "100000"])
+def test_refuses_more_tokens_than_the_trace_routed_or_none(tmp_path, capsys, n_tokens):
+    path = skewed_trace(tmp_path / "t.moetrace")
+    routed = read_routed(path).n_tokens
+    assert main(["trace-stats", str(path), "--tokens", n_tokens]) == 2
+    assert one_error_line(capsys) == f"error: --tokens {n_tokens}: {path} has {routed} routed tokens"
 
 
 def test_refuses_a_file_that_is_not_a_trace(tmp_path, capsys):
