@@ -81,7 +81,9 @@ its routings and budgets to meta.json, refused where its model or settings diffe
                 hot-gpu-worker-auto and adapt-gpu-worker-auto move each layer's share by the GPU's waits for the worker
                 (--moe-cold-cpu-share auto, 0048), from 0.5. hot-gpu-inplace and adapt-gpu-worker-inplace have the GPU's
                 products read a cold expert's rows in place over the bus (GGML_CUDA_MOE_COLD_IN_PLACE=1), where by
-                default a block reads its rows into shared memory first (0049). hot-gpu-worker-40-plane and
+                default a block reads its rows into shared memory first (0049); hot-gpu-worker-in-inplace is
+                hot-gpu-worker-in so, whose launches reserve no shared memory for staging (with --timeline at 75 %,
+                where its blocks read hot copies only: what that reservation costs the split layers' mat-vecs). hot-gpu-worker-40-plane and
                 adapt-gpu-worker-40-plane are -40 with down's first part read from planes of its own
                 (LLAMA_MOE_WORKER_DOWN_PLANE=1, 0053; at 0.4 a lone cold expert gives the worker that one part).
                 Each run records the worker's experts (and how many of them in part), its GB/s and its time per job from hand-over to answer
@@ -123,7 +125,7 @@ CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybr
            "hot-gpu-worker-70", "hot-gpu-worker-100", "hot-gpu-worker-t4", "hot-gpu-worker-t12", "hot-gpu-worker-all", "adapt-gpu-worker",
            "hot-gpu-worker-4k", "adapt-gpu-worker-4k", "hot-gpu-4k", "adapt-gpu-worker-noise1", "adapt-gpu-worker-ratio2", "adapt-gpu-worker-noise2",
            "hot-gpu-worker-l1", "hot-gpu-worker-l2", "hot-gpu-worker-whole", "adapt-gpu-worker-whole", "adapt-gpu-worker-40-noise1",
-           "adapt-gpu-worker-inline", "adapt-gpu-worker-noise1-inline", "hot-gpu-worker-in", "hot-gpu-worker-in-all", "hot-gpu-worker-defer",
+           "adapt-gpu-worker-inline", "adapt-gpu-worker-noise1-inline", "hot-gpu-worker-in", "hot-gpu-worker-in-all", "hot-gpu-worker-in-inplace", "hot-gpu-worker-defer",
            "hot-gpu-worker-defer-100", "adapt-gpu-worker-defer", "adapt-gpu-worker-follow", "adapt-gpu-worker-noise1-follow",
            "hot-gpu-worker-auto", "adapt-gpu-worker-auto", "hot-gpu-inplace", "adapt-gpu-worker-inplace",
            "adapt-gpu-worker-30", "adapt-gpu-worker-40", "hot-gpu-worker-cput4", "adapt-gpu-worker-cput4",
@@ -177,7 +179,7 @@ CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA
               "adapt-gpu-worker-inline": SWAPS_INLINE, "adapt-gpu-worker-noise1-inline": SWAPS_INLINE,
               "hot-gpu-worker-defer": DEFER, "hot-gpu-worker-defer-100": DEFER, "adapt-gpu-worker-defer": DEFER,
               "adapt-gpu-worker-follow": WORKER_FOLLOWS, "adapt-gpu-worker-noise1-follow": WORKER_FOLLOWS,
-              "hot-gpu-inplace": COLD_IN_PLACE, "adapt-gpu-worker-inplace": COLD_IN_PLACE,
+              "hot-gpu-inplace": COLD_IN_PLACE, "adapt-gpu-worker-inplace": COLD_IN_PLACE, "hot-gpu-worker-in-inplace": COLD_IN_PLACE,
               "hot-gpu-worker-sleep": WORKER_SLEEPS, "adapt-gpu-worker-sleep": WORKER_SLEEPS,
               "hot-gpu-worker-pinned": WORKER_PINNED, "adapt-gpu-worker-pinned": WORKER_PINNED,
               "hot-gpu-worker-40-plane": DOWN_PLANES, "adapt-gpu-worker-40-plane": DOWN_PLANES}
@@ -288,6 +290,7 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "adapt-gpu-worker-noise1-follow": ("fork", worker(8) + adapt_rule + ["--moe-hot-adapt-noise", "1"]),
         "hot-gpu-worker-in": ("fork", worker(8, trace=replay)),
         "hot-gpu-worker-in-all": ("fork", worker(8, trace=replay)),
+        "hot-gpu-worker-in-inplace": ("fork", worker(8, trace=replay)),
         "hot-gpu-worker-defer": ("fork", worker(8)),
         "hot-gpu-worker-defer-100": ("fork", worker(8, "1")),
         "adapt-gpu-worker-defer": ("fork", worker(8) + adapt_rule),

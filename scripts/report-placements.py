@@ -65,7 +65,7 @@ ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise",
             "adapt-gpu-worker-inplace", "adapt-gpu-worker-staged", "adapt-gpu-worker-30", "adapt-gpu-worker-40",
             "adapt-gpu-worker-40-plane")
 STATIC_OTHER = ("hot-gpu", "hot-gpu-worker")  # static sets from a profile of other text, without and with the worker
-STATIC_IN = ("hot-gpu-in", "hot-gpu-worker-in", "hot-gpu-worker-in-all")  # the same from the replayed text itself (in-sample)
+STATIC_IN = ("hot-gpu-in", "hot-gpu-worker-in", "hot-gpu-worker-in-all", "hot-gpu-worker-in-inplace")  # the same from the replayed text itself (in-sample)
 REFS = {"all-gpu": "all on the GPU", "cpu-moe": "all experts on the CPU", "all-hot": "fork, every expert hot"}
 LABELS = {
     "ncmoe": "upstream -ncmoe N",
@@ -81,6 +81,8 @@ LABELS = {
     "hot-gpu-in": "fork static from the replayed text itself (in-sample, an upper bound; not among the fork's placements)",
     "hot-gpu-worker-in": "hot-gpu-worker from the replayed text itself (in-sample, an upper bound; not among the fork's placements)",
     "hot-gpu-worker-in-all": "hot-gpu-worker-in with the worker in every split layer (in-sample; not among the fork's placements)",
+    "hot-gpu-worker-in-inplace": "hot-gpu-worker-in with the cold rows read in place, no shared memory reserved for staging them "
+                                 "(GGML_CUDA_MOE_COLD_IN_PLACE=1; in-sample; not among the fork's placements)",
     "adapt-gpu": "fork adaptive, cold on GPU (0004+0005)",
     "adapt-gpu-profile": "fork adaptive from the profile, every 32, ratio 4 (0010)",
     "adapt-gpu-m4": "fork adaptive from the profile, every 32, ratio 4, margin 4 (0010)",

@@ -428,6 +428,10 @@ def test_the_worker_s_rate_is_read_from_its_line_and_shown_beside_its_pair():
     assert bench.placement_args("hot-gpu-worker-in-all", 1944, 18, Path("p.bin"), Path("r.bin")) == (
         *bench.placement_args("hot-gpu-worker-in", 1944, 18, Path("p.bin"), Path("r.bin"))[:2], {"LLAMA_MOE_WORKER_MIN_COLD": "0"})
     assert "hot-gpu-worker-in-all" in report.STATIC_IN and "hot-gpu-worker-in-all" not in report.FORK
+    # -in-inplace: the same in-sample placement, its cold rows read in place (no staging reserved), an in-sample bound too
+    assert bench.placement_args("hot-gpu-worker-in-inplace", 1944, 18, Path("p.bin"), Path("r.bin")) == (
+        *bench.placement_args("hot-gpu-worker-in", 1944, 18, Path("p.bin"), Path("r.bin"))[:2], {"GGML_CUDA_MOE_COLD_IN_PLACE": "1"})
+    assert "hot-gpu-worker-in-inplace" in report.STATIC_IN and "hot-gpu-worker-in-inplace" not in report.FORK
     share40 = bench.placement_args("adapt-gpu-worker-40-noise1", 1944, 18, Path("p.bin"), Path("r.bin"))[1]
     share50 = bench.placement_args("adapt-gpu-worker-noise1", 1944, 18, Path("p.bin"), Path("r.bin"))[1]
     assert share40 == [("0.4" if arg == "0.5" else arg) for arg in share50] and "0.5" in share50
