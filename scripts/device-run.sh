@@ -467,6 +467,7 @@ fidelity)
     ;;
 placements)
     # one or more rounds of scripts/bench-placements.py (env ROUNDS, CHUNKS), appended to $out/placements/runs.jsonl
+    # (with CHUNKS set, to $out/placements[...]-cCHUNKS/: a folder holds runs of one chunk count, bench-placements.py refuses to mix them)
     # (with LAYERS set, the model of that depth, to $out/placements-LAYERS/; with UBATCH=512, prompt processing in steps of
     # 512 tokens instead of decode, to $out/placements[-LAYERS]-ub512/; with STATS=1, the fork's runs with --moe-hot-stats and the
     # CPU's time and rate, to $out/placements[...]-stats/; with PLACEMENT_THREADS=N, N threads instead of 8, to
@@ -491,7 +492,7 @@ placements)
     python3 scripts/bench-placements.py --model "$model" --text "$text" --fork "dist/${FORK:+$FORK-}cuda-sm$arch/bin" \
         --base "$base" --rounds "${ROUNDS:-1}" --chunks "$chunks" --ubatch "${UBATCH:-1}" ${STATS:+--stats} \
         ${TIMELINE:+--timeline /tmp/libgpu-timeline.so} --threads "${PLACEMENT_THREADS:-8}" \
-        --out "$out/placements${LAYERS:+-$LAYERS}${UBATCH:+-ub$UBATCH}${STATS:+-stats}${PLACEMENT_THREADS:+-t$PLACEMENT_THREADS}${TIMELINE:+-timeline}${FORK:+-$FORK}" \
+        --out "$out/placements${LAYERS:+-$LAYERS}${CHUNKS:+-c$CHUNKS}${UBATCH:+-ub$UBATCH}${STATS:+-stats}${PLACEMENT_THREADS:+-t$PLACEMENT_THREADS}${TIMELINE:+-timeline}${FORK:+-$FORK}" \
         "${routes[@]}" ${TORCH_ROUTE:+--route "torch=$bt/torch-replay.bin:$bt/torch-profile.bin:$bt/torch-layer-ahead-prose.bin"} "${@:3}"
     ;;
 regress)
