@@ -68,9 +68,9 @@ its routings and budgets to meta.json, refused where its model or settings diffe
                 --moe-hot-adapt-noise 1 (more swaps: trace-stats simulates 97.7 / 83.4 % hits at learned 50 / 25 %
                 against the default's 96.0 / 82.8, 2026-12-04); adapt-gpu-worker-ratio2 with --moe-hot-adapt-ratio 2
                 --moe-hot-adapt-noise 1.5 (trace-stats' rule simulates 95.9 / 79.9 % hits over a 512-token run at
-                learned 50 / 25 % against the default's 94.5 / 78.7, for 0.21 / 0.24 swaps a token; under zipf:1.0 it churns,
-                0.38 a token at 50 %), -noise2 with --moe-hot-adapt-noise 2 (over two chunks 96.1 / 80.6 % against
-                95.3 / 79.9, zipf 50 % 84.4 against 84.5 % for 0.04 swaps a token); hot-gpu-worker-l1 and -l2 ask for the next row into L1
+                learned 50 / 25 % against the default's 94.5 / 78.7, for 0.21 / 0.24 swaps a token), -noise2 with
+                --moe-hot-adapt-noise 2 (trace-stats --tokens 1024: 96.1 / 80.4 % against 95.3 / 79.9; on an H200 over
+                two chunks 0.97 / 1.02x adapt-gpu-worker at 50 / 25 %, one sample, 2026-12-06); hot-gpu-worker-l1 and -l2 ask for the next row into L1
                 (0030) or 2 KiB ahead into L2 (0034) whatever the CPU (LLAMA_MOE_WORKER_PREFETCH); hot-gpu-worker-whole and adapt-gpu-worker-whole hand
                 the worker whole experts only, as before 0035 (LLAMA_MOE_WORKER_WHOLE=1); adapt-gpu-worker-40-noise1 is
                 -noise1 at share 0.4 (a lone cold expert: 1 of its 3 parts to the worker); adapt-gpu-worker-inline and
@@ -82,8 +82,9 @@ its routings and budgets to meta.json, refused where its model or settings diffe
                 (--moe-cold-cpu-share auto, 0048), from 0.5. hot-gpu-inplace and adapt-gpu-worker-inplace have the GPU's
                 products read a cold expert's rows in place over the bus (GGML_CUDA_MOE_COLD_IN_PLACE=1), where by
                 default a block reads its rows into shared memory first (0049); hot-gpu-worker-in-inplace is
-                hot-gpu-worker-in so, whose launches reserve no shared memory for staging (with --timeline at 75 %,
-                where its blocks read hot copies only: what that reservation costs the split layers' mat-vecs). hot-gpu-worker-40-plane and
+                hot-gpu-worker-in with the rows read in place, so its launches reserve no shared memory for staging
+                (with --timeline at 75 %, where its blocks read hot copies only: what that reservation costs the split
+                layers' mat-vecs). hot-gpu-worker-40-plane and
                 adapt-gpu-worker-40-plane are -40 with down's first part read from planes of its own
                 (LLAMA_MOE_WORKER_DOWN_PLANE=1, 0053; at 0.4 a lone cold expert gives the worker that one part).
                 Each run records the worker's experts (and how many of them in part), its GB/s and its time per job from hand-over to answer
