@@ -368,6 +368,14 @@ def parse_run(text: str, untimed_tokens: int = 0) -> dict:
     return res
 
 
+def cuda_pdl(env: dict[str, str]) -> bool:
+    """Whether the CUDA backend launches its kernels with programmatic dependent launch (sm_90 and newer): unless
+    GGML_CUDA_PDL reads as 0 the way ggml-cuda reads it (atoi: a value without leading digits is 0 too)."""
+    value = env.get("GGML_CUDA_PDL")
+    digits = re.match(r"\s*[+-]?\d+", value) if value is not None else None
+    return value is None or (digits is not None and int(digits.group()) != 0)
+
+
 def write_meta(out: Path, meta: dict) -> None:
     """OUT/meta.json: meta, joined with the meta.json of the runs already in OUT/runs.jsonl (another call's routings or budgets),
     which stays as it was where their settings differ."""
@@ -447,7 +455,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     distinct = {name: moe_trace.distinct_experts_per_window(moe_trace.read_trace(replay)) for name, (replay, *_) in routes.items()}
     meta = {"model": str(args.model), "expert_mib": round(expert_bytes / MIB, 1), "n_layer": n_layer, "stats": args.stats,
-            "threads": args.threads, "chunks": args.chunks, "ubatch": args.ubatch, "routes": {k: [str(p) for p in v if p] for k, v in routes.items()},
+            "threads": args.threads, "chunks": args.chunks, "ubatch": args.ubatch, "pdl": cuda_pdl(os.environ), "routes": {k: [str(p) for p in v if p] for k, v in routes.items()},
             "distinct_per_32": {k: round(sum(d) / len(d), 2) for k, d in distinct.items()},
             **static_hits(layout, routes, [int(b) for b in args.budgets.split(",")], budget_of, args.chunks)}
     try:

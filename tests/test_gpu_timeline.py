@@ -64,6 +64,20 @@ def test_summary_sums_work_idle_and_copies(timeline):
     assert s["copies"]["memset"]["copies"] == 1
 
 
+def test_a_kernel_launched_early_owns_only_its_time_after_the_work_before_it(tmp_path):
+    # under PDL the mat-vec starts 300 ns before recv ends and waits inside for it: 500 ns start to end, 200 its own;
+    # the second mat-vec follows a memset on another stream that ends 50 ns into it; recv starts after a 100 ns gap
+    path = tmp_path / "pdl.txt"
+    path.write_text(f"K 0 100 7 {MMVQ}\nK 200 700 7 {RECV}\nK 400 900 7 {MMVQ}\nS 950 1050 9 64\nK 1000 1100 7 {MMVQ}\n")
+    s = summarize(path, tokens=1)
+    mmvq, recv = s["kernels"]["mul_mat_vec_q<(ggml_type)12, 1>"], s["kernels"]["k_moe_recv"]
+    assert (mmvq["us"], mmvq["own_us"]) == (pytest.approx(0.7), pytest.approx(0.1 + 0.2 + 0.05))
+    assert mmvq["own_us_per_launch"] == pytest.approx(0.35 / 3)
+    assert (recv["us"], recv["own_us_per_token"]) == (pytest.approx(0.5), pytest.approx(0.5))
+    # every kernel's own time and the copies' part of the busy time sum to it: 0.1 + 0.5 + 0.2 + 0.1 (memset) + 0.05
+    assert s["busy_us_per_token"] == pytest.approx(mmvq["own_us"] + recv["own_us"] + 0.1)
+
+
 def test_a_shorter_long_gap_leaves_the_small_gaps_out_too(timeline):
     s = summarize(timeline, tokens=2, long_gap_us=0.01)
     assert s["idle_us_per_token"] == 0
@@ -94,7 +108,7 @@ def test_the_script_prints_the_table_and_writes_the_json(timeline, tmp_path):
     out = tmp_path / "s.json"
     run = subprocess.run([sys.executable, str(ROOT / "scripts/gpu-timeline.py"), str(timeline), "--tokens", "2",
                           "--json", str(out)], capture_output=True, text=True, check=True)
-    assert "| mul_mat_vec_q<(ggml_type)12, 1> | 1.0 | 0.1 | 0.10 | 0.0 |" in run.stdout
+    assert "| mul_mat_vec_q<(ggml_type)12, 1> | 1.0 | 0.1 | 0.10 | 0.10 | 0.0 |" in run.stdout
     assert json.loads(out.read_text())["tokens"] == 2
     bad = subprocess.run([sys.executable, str(ROOT / "scripts/gpu-timeline.py"), str(timeline), "--tokens", "0"],
                          capture_output=True, text=True)

@@ -24,10 +24,11 @@ def committed_runs() -> tuple[list[dict], dict]:
     return runs, next(r for r in runs if (r["route"], r["budget_pct"], r["config"]) == ("learned", 25, "hot-gpu"))
 
 
-def rendered(report, summary: dict) -> str:
-    """report-placements' Markdown of a summary of one round on the 24-layer shape."""
+def rendered(report, summary: dict, **meta) -> str:
+    """report-placements' Markdown of a summary of one round on the 24-layer shape (meta: settings beside those)."""
     return report.render_md({**summary, "title": "t", "notes": [], "rounds": 1,
-                             "meta": {"model": "m.gguf", "n_layer": 24, "expert_mib": 1.0, "chunks": 1, "threads": 8, "distinct_per_32": {}}})
+                             "meta": {"model": "m.gguf", "n_layer": 24, "expert_mib": 1.0, "chunks": 1, "threads": 8, "distinct_per_32": {},
+                                      **meta}})
 
 
 def test_each_configuration_has_its_flags_and_environment():
@@ -705,8 +706,9 @@ def test_the_traced_runs_get_a_table_of_their_gpu_time():
     assert section.count("### learned ") == 3
     assert "### learned 25% adapt-gpu-worker, round 0: 218.57 t/s traced" in section
     # the split layer's kernels with their µs a launch: the gate/up mat-vec reading the cold experts, the worker's nodes
-    assert "| mul_mat_vec_q<(ggml_type)12, 1, true, false, false, true> | 23.5 | 1131.9 | 48.07 | 0.1 |" in section
-    assert "| moe_host_send | 23.5 | 267.3 | 11.35 | 3.1 |" in section
+    # (their own µs a launch were not recorded then: a dash)
+    assert "| mul_mat_vec_q<(ggml_type)12, 1, true, false, false, true> | 23.5 | 1131.9 | 48.07 | – | 0.1 |" in section
+    assert "| moe_host_send | 23.5 | 267.3 | 11.35 | – | 3.1 |" in section
     # untraced runs add no section
     untraced = [{k: v for k, v in r.items() if k != "timeline"} for r in runs]
     assert "## The GPU's time" not in rendered(report, {**report.summarise(untraced), "runs": untraced})
@@ -750,13 +752,14 @@ def test_the_kernels_of_cells_traced_on_both_sides_are_set_beside_each_other():
     for r in other:
         if r.get("timeline") and r["config"] == "adapt-gpu-worker":
             r["timeline"]["kernels"][matvec]["us_per_launch"] = 30.0
+            r["timeline"]["kernels"][matvec]["own_us_per_launch"] = 21.5
             r["timeline"]["kernels"].pop("moe_host_send")
     ab = report.against(report.summarise(runs)["cells"], runs, report.summarise(other)["cells"], other)
     assert sorted((t["config"], t["budget_pct"]) for t in ab["timelines"]) == [("adapt-gpu-noise", 25), ("adapt-gpu-worker", 25), ("all-gpu", 0)]
     md = "\n".join(report.against_tables({"dir": "d", "name": "fork-0042", **ab}))
     worker = md[md.index("### Traced: learned 25% adapt-gpu-worker"):]
-    assert f"| {matvec} | 48.07 | 30.00 | 1131.9 | 1131.9 |" in worker
-    assert "| moe_host_send | 11.35 | not run | 267.3 | |" in worker
+    assert f"| {matvec} | 48.07 | 30.00 | – | 21.50 | 1131.9 | 1131.9 |" in worker
+    assert "| moe_host_send | 11.35 | not run | – | | 267.3 | |" in worker
 
 
 def test_a_run_to_set_beside_that_is_not_one_of_the_same_settings_is_refused(tmp_path):
@@ -798,6 +801,23 @@ def test_a_second_call_into_the_same_folder_adds_its_routings_to_meta_json(tmp_p
                                          r"and settings; or pass another --out"):
         bench.write_meta(tmp_path, {**settings, "n_layer": 48, "distinct_per_32": {"zipf": 82.06}})
     assert (tmp_path / "meta.json").read_text() == before
+
+
+def test_runs_without_pdl_are_named_and_kept_apart_from_runs_with_it(tmp_path):
+    # GGML_CUDA_PDL as ggml-cuda reads it (atoi): unset or non-zero launches with PDL, 0 or no leading digits without
+    bench = load_script("bench-placements")
+    assert [bench.cuda_pdl(env) for env in ({}, {"GGML_CUDA_PDL": "1"}, {"GGML_CUDA_PDL": " 2x"})] == [True, True, True]
+    assert [bench.cuda_pdl({"GGML_CUDA_PDL": v}) for v in ("0", "-0", "off", "")] == [False, False, False, False]
+    settings = {"model": "m.gguf", "n_layer": 24, "threads": 8}
+    bench.write_meta(tmp_path, {**settings, "pdl": True})
+    with pytest.raises(ValueError, match=r"meta.json pdl is False, the stages before have True"):
+        bench.write_meta(tmp_path, {**settings, "pdl": False})
+    report = load_script("report-placements")
+    _, r = committed_runs()
+    summary = report.summarise([r])
+    off = "CUDA kernels launched without programmatic dependent launch (`GGML_CUDA_PDL=0`)."
+    assert off not in rendered(report, summary) and off not in rendered(report, summary, pdl=True)
+    assert off in rendered(report, summary, pdl=False)
 
 
 def test_a_configuration_keeps_its_colour_in_every_panel_and_the_legend_names_every_line(tmp_path):

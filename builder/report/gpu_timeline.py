@@ -1,8 +1,12 @@
 """The GPU's time in a decode, from a timeline that scripts/gpu-timeline.c (a CUPTI injection library) wrote.
 
 Per kernel (demangled with c++filt where it is installed; the return type, namespaces and parameters left out, the
-template arguments kept): launches, µs in all, µs a
-token and µs a launch; per copy kind: copies, MiB and µs; and the GPU's idle time a token: the gaps between the end of
+template arguments kept): launches, µs in all, µs a token and µs a launch, and its own µs: what it adds to the GPU's busy
+time, the part of it after all work that started before it had ended. The two differ where launches overlap: under
+programmatic dependent launch (PDL, on by default in sm_90 builds) a kernel starts while the one before it still runs and
+waits inside for it (`cudaGridDependencySynchronize`), so its start-to-end time holds that wait, and the same kernel
+measures longer after a kernel it can overlap than after a copy or a kernel on another stream; its own time does not.
+Per copy kind: copies, MiB and µs; and the GPU's idle time a token: the gaps between the end of
 all work on every stream and the next start, each gap under `long_gap_us` put on the kernel that ran after it (the one
 that waited: after a split layer's wait for the CPU worker, the kernel that takes its answer). Longer gaps are host work
 outside the decode (the warm-up, tokenizing, the model's load) and counted apart. Everything a token is over the tokens
@@ -74,7 +78,7 @@ def summarize(path: Path, tokens: int, long_gap_us: float = 1000.0) -> dict:
     """The timeline at `path` summed up, a token being one of the `tokens` the run decoded."""
     kernels, copies, dropped = read_timeline(path)
     names = short_names({k[2] for k in kernels})
-    per_kernel = defaultdict(lambda: {"launches": 0, "us": 0.0, "idle_before_us": 0.0})
+    per_kernel = defaultdict(lambda: {"launches": 0, "us": 0.0, "own_us": 0.0, "idle_before_us": 0.0})
     work = sorted([(s, e, names[n]) for s, e, n in kernels] + [(s, e, None) for s, e, _, _ in copies])
     busy_until, busy_us, idle_us, long_gaps_us, n_long = work[0][0], 0.0, 0.0, 0.0, 0
     for s, e, name in work:
@@ -89,7 +93,10 @@ def summarize(path: Path, tokens: int, long_gap_us: float = 1000.0) -> dict:
             else:
                 idle_us += gap_us
                 per_kernel[name or "(a copy)"]["idle_before_us"] += gap_us
-        busy_us += max(0, e - max(s, busy_until)) / 1e3
+        own_us = max(0, e - max(s, busy_until)) / 1e3
+        busy_us += own_us
+        if name is not None:
+            per_kernel[name]["own_us"] += own_us
         busy_until = max(busy_until, e)
     per_copy = defaultdict(lambda: {"copies": 0, "mib": 0.0, "us": 0.0})
     for s, e, nbytes, kind in copies:
@@ -100,6 +107,8 @@ def summarize(path: Path, tokens: int, long_gap_us: float = 1000.0) -> dict:
         row["us_per_token"] = row["us"] / tokens
         row["idle_before_us_per_token"] = row["idle_before_us"] / tokens
         row["us_per_launch"] = row["us"] / row["launches"] if row["launches"] else 0.0
+        row["own_us_per_token"] = row["own_us"] / tokens
+        row["own_us_per_launch"] = row["own_us"] / row["launches"] if row["launches"] else 0.0
     return {
         "tokens": tokens,
         "records_dropped": dropped,
@@ -117,13 +126,18 @@ def render(summary: dict, top: int) -> str:
              f"{summary['long_gaps']['us'] / 1e3:.1f} ms, left out) over {summary['tokens']} tokens"
              + (f"; CUPTI dropped {summary['records_dropped']} records" if summary["records_dropped"] else ""),
              "",
-             "| kernel | launches a token | us a token | us a launch | idle before it, us a token |",
-             "|---|---|---|---|---|"]
+             "| kernel | launches a token | us a token | us a launch | its own us a launch | idle before it, us a token |",
+             "|---|---|---|---|---|---|"]
     for name, row in list(summary["kernels"].items())[:top]:
         lines.append(f"| {name} | {row['launches'] / summary['tokens']:.1f} | {row['us_per_token']:.1f} | "
-                     f"{row['us_per_launch']:.2f} | {row['idle_before_us_per_token']:.1f} |")
+                     f"{row['us_per_launch']:.2f} | {own_text(row)} | {row['idle_before_us_per_token']:.1f} |")
     if summary["copies"]:
         lines += ["", "| copies | count | MiB | us |", "|---|---|---|---|"]
         for kind, row in summary["copies"].items():
             lines.append(f"| {kind} | {row['copies']} | {row['mib']:.1f} | {row['us']:.0f} |")
     return "\n".join(lines)
+
+
+def own_text(row: dict) -> str:
+    """A kernel's own µs a launch, or a dash where its summary predates them (reports before 2026-12-06's hot-ranks)."""
+    return f"{row['own_us_per_launch']:.2f}" if "own_us_per_launch" in row else "–"
