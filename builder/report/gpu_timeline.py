@@ -4,8 +4,8 @@ Per kernel (demangled with c++filt where it is installed; the return type, names
 template arguments kept): launches, µs in all, µs a token and µs a launch, and its own µs: what it adds to the GPU's busy
 time, the part of it after all work that started before it had ended. The two differ where launches overlap: under
 programmatic dependent launch (PDL, on by default in sm_90 builds) a kernel starts while the one before it still runs and
-waits inside for it (`cudaGridDependencySynchronize`), so its start-to-end time holds that wait, and the same kernel
-measures longer after a kernel it can overlap than after a copy or a kernel on another stream; its own time does not.
+waits inside for it (`cudaGridDependencySynchronize`), so its start-to-end time holds that wait, which depends on the
+kernel before it; its own time does not.
 Per copy kind: copies, MiB and µs; and the GPU's idle time a token: the gaps between the end of
 all work on every stream and the next start, each gap under `long_gap_us` put on the kernel that ran after it (the one
 that waited: after a split layer's wait for the CPU worker, the kernel that takes its answer). Longer gaps are host work
@@ -139,5 +139,6 @@ def render(summary: dict, top: int) -> str:
 
 
 def own_text(row: dict) -> str:
-    """A kernel's own µs a launch, or a dash where its summary predates them (reports before 2026-12-06's hot-ranks)."""
+    """A kernel's own µs a launch, or a dash where its summary was recorded before they were (reports up to
+    2026-12-06-hot-ranks-h100)."""
     return f"{row['own_us_per_launch']:.2f}" if "own_us_per_launch" in row else "–"
