@@ -513,9 +513,10 @@ def against(cells: list[dict], runs: list[dict], other_cells: list[dict], other_
     here, there = first_timelines(runs), first_timelines(other_runs)
     timelines = [{"route": key[0], "budget_pct": key[1], "config": key[2], "busy_us_per_token": mine["busy_us_per_token"],
                   "against_busy_us_per_token": there[key]["busy_us_per_token"],
-                  "kernels": [{"kernel": name, "us_per_launch": k["us_per_launch"], "own": gpu_timeline.own_text(k), "us_per_token": k["us_per_token"],
+                  "kernels": [{"kernel": name, "us_per_launch": k["us_per_launch"], "own_us_per_launch": k.get("own_us_per_launch"),
+                               "us_per_token": k["us_per_token"],
                                **({"against_us_per_launch": there[key]["kernels"][name]["us_per_launch"],
-                                   "against_own": gpu_timeline.own_text(there[key]["kernels"][name]),
+                                   "against_own_us_per_launch": there[key]["kernels"][name].get("own_us_per_launch"),
                                    "against_us_per_token": there[key]["kernels"][name]["us_per_token"]} if name in there[key]["kernels"] else {})}
                               for name, k in list(mine["kernels"].items())[:TIMELINE_KERNELS]]}
                  for key, mine in here.items() if key in there]
@@ -642,9 +643,11 @@ def against_tables(ab: dict | None) -> list[str]:
         lines += ["", f"### Traced: {t['route']} {t['budget_pct']}% {t['config']}, GPU busy {t['busy_us_per_token']:.1f} µs a token "
                   f"against {t['against_busy_us_per_token']:.1f} in {name}", "",
                   f"| kernel | µs a launch | in {name} | its own µs a launch | in {name} | µs a token | in {name} |", "|---|---|---|---|---|---|---|"]
-        lines += [f"| {k['kernel']} | {k['us_per_launch']:.2f} | {k['against_us_per_launch']:.2f} | {k['own']} | {k['against_own']} | "
-                  f"{k['us_per_token']:.1f} | {k['against_us_per_token']:.1f} |"
-                  if "against_us_per_launch" in k else f"| {k['kernel']} | {k['us_per_launch']:.2f} | not run | {k['own']} | | {k['us_per_token']:.1f} | |"
+        own = gpu_timeline.own_text
+        lines += [f"| {k['kernel']} | {k['us_per_launch']:.2f} | {k['against_us_per_launch']:.2f} | {own(k['own_us_per_launch'])} | "
+                  f"{own(k['against_own_us_per_launch'])} | {k['us_per_token']:.1f} | {k['against_us_per_token']:.1f} |"
+                  if "against_us_per_launch" in k else
+                  f"| {k['kernel']} | {k['us_per_launch']:.2f} | not run | {own(k['own_us_per_launch'])} | | {k['us_per_token']:.1f} | |"
                   for k in t["kernels"]]
     return lines
 

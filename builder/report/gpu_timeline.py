@@ -130,7 +130,7 @@ def render(summary: dict, top: int) -> str:
              "|---|---|---|---|---|---|"]
     for name, row in list(summary["kernels"].items())[:top]:
         lines.append(f"| {name} | {row['launches'] / summary['tokens']:.1f} | {row['us_per_token']:.1f} | "
-                     f"{row['us_per_launch']:.2f} | {own_text(row)} | {row['idle_before_us_per_token']:.1f} |")
+                     f"{row['us_per_launch']:.2f} | {own_text(row.get('own_us_per_launch'))} | {row['idle_before_us_per_token']:.1f} |")
     if summary["copies"]:
         lines += ["", "| copies | count | MiB | us |", "|---|---|---|---|"]
         for kind, row in summary["copies"].items():
@@ -138,7 +138,7 @@ def render(summary: dict, top: int) -> str:
     return "\n".join(lines)
 
 
-def own_text(row: dict) -> str:
-    """A kernel's own µs a launch, or a dash where its summary was recorded before they were (reports up to
+def own_text(own_us_per_launch: float | None) -> str:
+    """A kernel's own µs a launch, or a dash where its summary was recorded before they were (None: reports up to
     2026-12-06-hot-ranks-h100)."""
-    return f"{row['own_us_per_launch']:.2f}" if "own_us_per_launch" in row else "–"
+    return f"{own_us_per_launch:.2f}" if own_us_per_launch is not None else "–"
