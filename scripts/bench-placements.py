@@ -134,6 +134,9 @@ CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybr
            "hot-gpu-worker-40-plane", "adapt-gpu-worker-40-plane")
 PREDICTED = ("hot-gpu-prefetch", "adapt-gpu-prefetch")
 """Configurations that prefetch the experts a routing's ranking trace names (NAME=REPLAY:PROFILE:RANKING): skipped without one."""
+# the references with every expert hot: `all-hot` counts by copies (--moe-hot-stats), `all-hot-gpu` reads each layer in one
+# pass (--moe-cold gpu), so that with --moe-hot-stats its down node counts in the kernel (ggml_mul_mat_id_set_counts)
+ALL_HOT = ("all-hot", "all-hot-gpu")
 NO_CUDA_GRAPHS = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
 PREFETCH_EARLY = {"LLAMA_MOE_PREFETCH_EARLY": "1"}
 """The prefetch's copies from the layer before's MoE input, beside its experts, as before 0027."""
@@ -307,6 +310,7 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "all-gpu": ("base", []),
         "cpu-moe": ("base", ["--cpu-moe"]),
         "all-hot": ("fork", hot),
+        "all-hot-gpu": ("fork", hot_gpu),
     }[config]
     return variant, args, {**(SMALL_PAGES if variant == "base" else {}), **CONFIG_ENV.get(config, {})}
 
@@ -399,7 +403,7 @@ def main() -> int:
     p.add_argument("--base", type=Path, default=Path("dist/baseline-cuda-sm90/bin"))
     p.add_argument("--budgets", default="25,50,75", help="percent of the model's expert bytes")
     p.add_argument("--configs", default=",".join(CONFIGS))
-    p.add_argument("--refs", default="all-gpu,cpu-moe,all-hot", help="reference runs, once per routing")
+    p.add_argument("--refs", default="all-gpu,cpu-moe,all-hot", help="reference runs, once per routing: all-gpu, cpu-moe, " + ", ".join(ALL_HOT))
     p.add_argument("--threads", type=int, default=8)
     p.add_argument("--chunks", type=int, default=2)
     p.add_argument("--ubatch", type=int, default=1, choices=(1, PROMPT_PASS_TOKENS),
@@ -448,8 +452,9 @@ def main() -> int:
                           for config in configs])
         refs = []
         for ref in filter(None, args.refs.split(",")):
-            budget = int(expert_bytes / MIB) + 64 if ref == "all-hot" else 0
-            refs.append((name, 100 if ref == "all-hot" else 0, budget, ref, *placement_args(ref, budget, 0, profile, replay)))
+            every_expert_hot = ref in ALL_HOT
+            budget = int(expert_bytes / MIB) + 64 if every_expert_hot else 0
+            refs.append((name, 100 if every_expert_hot else 0, budget, ref, *placement_args(ref, budget, 0, profile, replay)))
         cells.append(refs)
 
     args.out.mkdir(parents=True, exist_ok=True)

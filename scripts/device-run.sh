@@ -3,6 +3,8 @@
 #   bash scripts/device-run.sh build ARCH [FLAGS]  only build, e.g. `build 90 --upstream` (fork + upstream), `build 75`
 #   bash scripts/device-run.sh bench ARCH      build fork + upstream for ARCH (if not built), llama-bench them alternating
 #                                              (env: LAYERS=24 model layers, ROUNDS=3 alternations, REPS=3 llama-bench -r)
+#   bash scripts/device-run.sh hot-kernels ARCH  with the fork built: test-backend-ops perf of ggml_mul_mat_id_hot's
+#                                              mat-vecs beside upstream's at Qwen3-30B-A3B's shapes (ROUNDS=2, ENVS)
 #   bash scripts/device-run.sh hot ARCH        build the fork, sweep --moe-hot-mib with llama-bench under synthetic routing
 #                                              (env: ROUTES="zipf:1.0,1 uniform:1", BUDGETS=0,1024,2048,4096,8192) and
 #                                              check its accuracy (KLD against --cpu-moe) with llama-perplexity
@@ -121,6 +123,14 @@ train_moe() {  # train_moe [ARGS]: scripts/train-moe.py into /tmp/learned, its l
         || { tail -5 "$out/learned-train.log"; exit 1; }
     cp /tmp/learned/train-moe.json "$out/learned-train.json"
 }
+build_test_ops() {  # build_test_ops VARIANT...: test-backend-ops in each variant's build folder (builds make the tools only)
+    local cmake_bin v
+    cmake_bin=$(python3 -c 'from builder.build import CMAKE; print(CMAKE)')
+    for v in "$@"; do
+        "$cmake_bin" --build ".cache/build/$v/build" --target test-backend-ops -j "$jobs" > "$out/kernels-build-$v.log" 2>&1 \
+            || echo "test-backend-ops of $v: build exit $?"
+    done
+}
 distinct() {  # distinct experts per layer per 32 tokens of a trace, as JSON
     python3 -c 'import json, sys; from pathlib import Path; from builder import moe_trace as m
 d = m.distinct_experts_per_window(m.routed_tokens(m.read_trace(Path(sys.argv[1]))))
@@ -165,13 +175,8 @@ flag-off)
         "dist/baseline-cuda-sm$arch/manifest.json")
     python3 scripts/summarize-bench.py "$out/flag-off.jsonl" --baseline "$baseline" && cat "$out/flag-off.md"
     # the MoE kernels alone: upstream's perf cases of Qwen3-30B-A3B's experts (Q4_K, 128 experts, 8 used), each build in
-    # turn, twice (2026-12-02: decode 0.953 of the baseline in 4 rounds; 0001 and 0011 touch these kernels);
-    # test-backend-ops is built in each variant's build folder first (builds make the tools only)
-    cmake_bin=$(python3 -c 'from builder.build import CMAKE; print(CMAKE)')
-    for v in "${variants[@]}"; do
-        "$cmake_bin" --build ".cache/build/$v/build" --target test-backend-ops -j "$jobs" > "$out/kernels-build-$v.log" 2>&1 \
-            || echo "test-backend-ops of $v: build exit $?"
-    done
+    # turn, twice (2026-12-02: decode 0.953 of the baseline in 4 rounds; 0001 and 0011 touch these kernels)
+    build_test_ops "${variants[@]}"
     for round in 1 2; do
         for v in "${variants[@]}"; do
             log "kernels round $round $v"
@@ -179,6 +184,22 @@ flag-off)
                 | grep "us/run" | sed "s|^|$v round $round: |" >> "$out/flag-off-kernels.txt" || echo "kernels of $v: exit $?"
         done
     done
+    ;;
+hot-kernels)
+    # ggml_mul_mat_id_hot's mat-vecs against upstream's at Qwen3-30B-A3B's expert shapes (Q4_K, 128 experts, 8 used, one
+    # token: 0055's perf cases, 128, 96 and 64 experts hot) in the fork's build, ROUNDS=2 times; ENVS="A=1 B=2;C=3" runs
+    # them once more a round under each `;`-separated set of variables (e.g. GGML_CUDA_PDL=0)
+    build_test_ops "cuda-sm$arch"
+    IFS=';' read -ra var_sets <<< "${ENVS:-}"
+    for round in $(seq "${ROUNDS:-2}"); do
+        for vars in "" "${var_sets[@]}"; do
+            log "hot kernels round $round ${vars:-as built}"
+            env $vars ".cache/build/cuda-sm$arch/build/bin/test-backend-ops" perf -b CUDA0 -o MUL_MAT_ID,MUL_MAT_ID_HOT \
+                -p "type_a=q4_K,.*n_mats=128,.*n_used=8,b=0,.*,n=1," \
+                | grep "us/run" | sed "s|^|round $round ${vars:-as built}: |" >> "$out/hot-kernels.txt" || echo "hot kernels: exit $?"
+        done
+    done
+    cat "$out/hot-kernels.txt"
     ;;
 hot)
     log "build cuda-sm$arch"

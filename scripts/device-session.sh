@@ -71,7 +71,7 @@ else
 fi
 while [ ! -f "dist/cuda-sm$arch/manifest.json" ] && kill -0 "$build" 2>/dev/null; do sleep 2; done
 late=0
-timed="placements flag-off bench server-metrics cold-cpu worker-cpu worker-llc bus-probe"
+timed="placements flag-off hot-kernels bench server-metrics cold-cpu worker-cpu worker-llc bus-probe"
 for s in "$@"; do
     if [ "$s" = -- ]; then
         wait "$build"

@@ -66,7 +66,8 @@ ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise",
             "adapt-gpu-worker-40-plane")
 STATIC_OTHER = ("hot-gpu", "hot-gpu-worker")  # static sets from a profile of other text, without and with the worker
 STATIC_IN = ("hot-gpu-in", "hot-gpu-worker-in", "hot-gpu-worker-in-all", "hot-gpu-worker-in-inplace")  # the same from the replayed text itself (in-sample)
-REFS = {"all-gpu": "all on the GPU", "cpu-moe": "all experts on the CPU", "all-hot": "fork, every expert hot"}
+REFS = {"all-gpu": "all on the GPU", "cpu-moe": "all experts on the CPU", "all-hot": "fork, every expert hot",
+        "all-hot-gpu": "fork, every expert hot, one pass"}
 LABELS = {
     "ncmoe": "upstream -ncmoe N",
     "lru": "upstream --moe-cache-mib (mmap)",

@@ -44,6 +44,9 @@ def test_each_configuration_has_its_flags_and_environment():
     # without the worker the fork starts by default with --moe-cold gpu (0032): the placements without one say so
     assert hot_gpu == ["--cpu-moe", "--moe-hot-mib", "1944", "--moe-hot-profile", "p.bin", "--moe-cold", "gpu", "--moe-cold-worker", "0",
                        "-lm", "none"]
+    # every expert hot: counted by copies (all-hot) or read in one pass, a layer's count in its down node's kernel (all-hot-gpu)
+    assert bench.placement_args("all-hot", 1944, 0, profile, replay) == ("fork", hot_gpu[:3], {})
+    assert bench.placement_args("all-hot-gpu", 1944, 0, profile, replay) == ("fork", hot_gpu, {})
     assert bench.placement_args("hot-gpu-2p", 1944, 18, profile, replay) == ("fork", hot_gpu, {"LLAMA_MOE_HOT_TWO_PARTS": "1"})
     variant, hot_cpu, env = bench.placement_args("hot-cpu", 1944, 18, profile, replay)
     assert (variant, hot_cpu, env) == ("fork", ["--cpu-moe", "--moe-hot-mib", "1944", "--moe-hot-profile", "p.bin"], {"LLAMA_MOE_COLD_OVERLAP": "0"})
