@@ -37,3 +37,17 @@ def test_skip_cases_pass_on_the_cpu_build(shared_cache, capsys):
     report = json.loads(capsys.readouterr().out)
     [cpu] = report["backends"]
     assert cpu["name"] == "CPU" and cpu["failed"] == 0 and cpu["passed"] >= 237 + 61 + 15  # MUL_MAT_ID_SKIP, MUL_MAT_ID_HOT (24 of them with skipped ids), MOE_HOST_SEND
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_hot_perf_case_times_the_hot_product_alone_on_the_cpu_build(shared_cache):
+    """0055's perf cases: in perf mode a MUL_MAT_ID_HOT case's graph is the hot product alone, with no reference experts
+    to fill (before, filling them read a tensor perf mode has not got and test-backend-ops crashed)."""
+    params = "n_hot=128,.*m=2048,n=1,"
+    assert main(["test-ops", "--variant", "cpu", "--mode", "perf", "-o", "MUL_MAT_ID_HOT", "-p", params,
+                 "--cache-dir", str(shared_cache)]) == 0
+    timed = [line for line in (shared_cache / "build" / "cpu" / "test-ops.log").read_text().splitlines() if "us/run" in line]
+    assert len(timed) == 1 and timed[0].strip().startswith("MUL_MAT_ID_HOT(type_a=q4_K,n_mats=128,n_hot=128,n_used=8,b=0,glu=0,m=2048,n=1,k=768")
+    # one product's flops a run: 2 * m * k * n_used
+    assert "25.17 MFLOP/run" in timed[0]
