@@ -131,6 +131,12 @@ build_test_ops() {  # build_test_ops VARIANT...: test-backend-ops in each varian
             || echo "test-backend-ops of $v: build exit $?"
     done
 }
+kernel_perf() {  # kernel_perf FILE LABEL VARIANT OPS PARAMS [VAR=VALUE...]: test-backend-ops perf of the variant's build on
+    # CUDA0 under the variables, each timed case appended to FILE as `LABEL: CASE...` (what summarize-kernels.py reads)
+    local file=$1 label=$2 variant=$3 ops=$4 params=$5
+    env "${@:6}" ".cache/build/$variant/build/bin/test-backend-ops" perf -b CUDA0 -o "$ops" -p "$params" \
+        | grep "us/run" | sed "s|^|$label: |" >> "$file" || echo "kernels of $variant ($label): exit $?"
+}
 distinct() {  # distinct experts per layer per 32 tokens of a trace, as JSON
     python3 -c 'import json, sys; from pathlib import Path; from builder import moe_trace as m
 d = m.distinct_experts_per_window(m.routed_tokens(m.read_trace(Path(sys.argv[1]))))
@@ -180,8 +186,7 @@ flag-off)
     for round in 1 2; do
         for v in "${variants[@]}"; do
             log "kernels round $round $v"
-            ".cache/build/$v/build/bin/test-backend-ops" perf -b CUDA0 -o MUL_MAT_ID -p "type_a=q4_K,type_b=f32,n_mats=128,n_used=8," \
-                | grep "us/run" | sed "s|^|$v round $round: |" >> "$out/flag-off-kernels.txt" || echo "kernels of $v: exit $?"
+            kernel_perf "$out/flag-off-kernels.txt" "$v round $round" "$v" MUL_MAT_ID "type_a=q4_K,type_b=f32,n_mats=128,n_used=8,"
         done
     done
     ;;
@@ -194,9 +199,8 @@ hot-kernels)
     for round in $(seq "${ROUNDS:-2}"); do
         for vars in "" "${var_sets[@]}"; do
             log "hot kernels round $round ${vars:-as built}"
-            env $vars ".cache/build/cuda-sm$arch/build/bin/test-backend-ops" perf -b CUDA0 -o MUL_MAT_ID,MUL_MAT_ID_HOT \
-                -p "type_a=q4_K,.*n_mats=128,.*n_used=8,b=0,.*,n=1," \
-                | grep "us/run" | sed "s|^|round $round ${vars:-as built}: |" >> "$out/hot-kernels.txt" || echo "hot kernels: exit $?"
+            kernel_perf "$out/hot-kernels.txt" "round $round ${vars:-as built}" "cuda-sm$arch" MUL_MAT_ID,MUL_MAT_ID_HOT \
+                "type_a=q4_K,.*n_mats=128,.*n_used=8,b=0,.*,n=1," $vars
         done
     done
     cat "$out/hot-kernels.txt"
