@@ -12,7 +12,9 @@ import pytest
 
 from llama_tools import SCRIPTS, load_script
 
-FLAG_OFF = Path(__file__).resolve().parent.parent / "reports" / "2026-12-02-ids-ext-on-the-gpu" / "flag-off-kernels.txt"
+REPORTS = Path(__file__).resolve().parent.parent / "reports"
+FLAG_OFF = REPORTS / "2026-12-02-ids-ext-on-the-gpu" / "flag-off-kernels.txt"
+HOT_KERNELS = REPORTS / "2026-12-07-hot-kernels-h100" / "hot-kernels.txt"
 
 
 def test_committed_kernel_runs_give_medians_per_build_and_ratios_to_the_first():
@@ -46,6 +48,22 @@ def test_hot_kernel_labels_name_the_setting_without_the_round(tmp_path):
     assert summary["vs_first"] == {"EF_MMVQ_DROP=8": {case: round(8.0 / 11.0, 3)}}
     assert "| 8.00 (0.727) |" in (tmp_path / "hot-kernels.md").read_text()
     assert (tmp_path / "hot-kernels.png").stat().st_size > 0
+
+
+def test_committed_hot_kernel_run_gives_the_report_s_figures():
+    """reports/2026-12-07-hot-kernels-h100/README.md quotes these medians: the all-hot ids_ext kernel against upstream's,
+    and without mmvq_cold_first or without all four parts"""
+    kernels = load_script("summarize-kernels")
+    summary = kernels.summarize(kernels.read_runs(HOT_KERNELS.read_text()))
+    assert len(summary["settings"]) == 8 and len(summary["cases"]) == 8
+    shape = "n_used=8,b=0,{}m=768,n=1,k=2048,"
+    upstream = next(c for c in summary["cases"] if c.startswith("MUL_MAT_ID(") and shape.format("") in c)
+    all_hot = next(c for c in summary["cases"] if "n_hot=128," in c and shape.format("glu=0,") in c)
+    median = summary["median_us"]
+    assert median["as built"][upstream] == pytest.approx(8.29, abs=0.005)
+    assert median["as built"][all_hot] == pytest.approx(11.54, abs=0.005)
+    assert median["EF_MMVQ_DROP=1"][all_hot] == pytest.approx(9.75, abs=0.005)
+    assert median["EF_MMVQ_DROP=15"][all_hot] == pytest.approx(8.65, abs=0.005)
 
 
 def test_a_file_without_perf_lines_is_refused_with_what_it_expected(tmp_path):
