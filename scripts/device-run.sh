@@ -194,7 +194,7 @@ hot-kernels)
     # ggml_mul_mat_id_hot's mat-vecs against upstream's at Qwen3-30B-A3B's expert shapes (Q4_K, 128 experts, 8 used, one
     # token: 0055's perf cases, 128, 96 and 64 experts hot) in the fork's build, ROUNDS=2 times; ENVS="A=1 B=2;C=3" runs
     # them once more a round under each `;`-separated set of variables (e.g. GGML_CUDA_PDL=0); CASES, a regex of the cases'
-    # parameters, takes fewer (each case fills 128 random Q4_K experts first: ~7 s of the ~60 s a setting took for all 8)
+    # parameters, takes fewer (all 8 took ~60 s a setting on an H100, 2026-12-07)
     build_test_ops "cuda-sm$arch"
     IFS=';' read -ra var_sets <<< "${ENVS:-}"
     for round in $(seq "${ROUNDS:-2}"); do
