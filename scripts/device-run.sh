@@ -500,7 +500,8 @@ placements)
     # $out/placements[...]-tN/; with TIMELINE=1, each run's kernels and copies recorded with CUPTI (scripts/gpu-timeline.c)
     # and summed up into its row, to $out/placements[...]-timeline/; with GGML_CUDA_PDL=0, the CUDA kernels launched without
     # programmatic dependent launch (a kernel's traced time then holds no wait for the one before it), to
-    # $out/placements[...]-pdl0/; with FORK=fork-NNNN (a prefix of the series built with
+    # $out/placements[...]-pdl0/; with TAG=NAME (e.g. for a setting of the environment that the fork reads), to
+    # $out/placements[...]-NAME/; with FORK=fork-NNNN (a prefix of the series built with
     # --series-until: device-session.sh's SERIES_UNTIL=NNNN, or a stage "build --series-until NNNN"), the fork's configurations run with that build, to
     # $out/placements[...]-fork-NNNN/, for an A/B of the patches after NNNN on one machine; upstream's placements run with the fork's binary, options off, where no baseline was built;
     # with ROUTINGS=learned,zipf, only those of the three routings; with TORCH_ROUTE=1, after predict and placements-prep,
@@ -520,7 +521,7 @@ placements)
     python3 scripts/bench-placements.py --model "$model" --text "$text" --fork "dist/${FORK:+$FORK-}cuda-sm$arch/bin" \
         --base "$base" --rounds "${ROUNDS:-1}" --chunks "$chunks" --ubatch "${UBATCH:-1}" ${STATS:+--stats} \
         ${TIMELINE:+--timeline /tmp/libgpu-timeline.so} --threads "${PLACEMENT_THREADS:-8}" \
-        --out "$out/placements${LAYERS:+-$LAYERS}${CHUNKS:+-c$CHUNKS}${UBATCH:+-ub$UBATCH}${STATS:+-stats}${PLACEMENT_THREADS:+-t$PLACEMENT_THREADS}${TIMELINE:+-timeline}${GGML_CUDA_PDL:+-pdl$GGML_CUDA_PDL}${FORK:+-$FORK}" \
+        --out "$out/placements${LAYERS:+-$LAYERS}${CHUNKS:+-c$CHUNKS}${UBATCH:+-ub$UBATCH}${STATS:+-stats}${PLACEMENT_THREADS:+-t$PLACEMENT_THREADS}${TIMELINE:+-timeline}${GGML_CUDA_PDL:+-pdl$GGML_CUDA_PDL}${TAG:+-$TAG}${FORK:+-$FORK}" \
         "${routes[@]}" ${TORCH_ROUTE:+--route "torch=$bt/torch-replay.bin:$bt/torch-profile.bin:$bt/torch-layer-ahead-prose.bin"} "${@:3}"
     ;;
 regress)
