@@ -138,13 +138,14 @@ def optimal_hit_rates(ids: np.ndarray, n_expert: int, capacity: int) -> list[flo
 
 
 def hysteresis_hit_rates(ids: np.ndarray, n_expert: int, hot: list[list[int]], every: int, ratio: float = 1.25,
-                         margin: float = 1.0, max_swaps: int = 4, noise: float = 2.5) -> tuple[list[float | None], int]:
+                         margin: float = 1.0, max_swaps: int = 4, noise: float = 2.5,
+                         decay: float = 0.5) -> tuple[list[float | None], int]:
     """Per layer: the hit rate of patch 0004's adaptive hot set (--moe-hot-adapt `every`), and the swaps it
     makes. `hot[layer]` is the starting hot set. Each selection adds 1 to its expert's score; after every
     `every` tokens each layer swaps, at most `max_swaps` times, its best-scored cold expert for its
     worst-scored hot one while the cold score exceeds `ratio` * the hot score + `margin` and their difference
     exceeds `noise` * the square root of their sum (patch 0015; 0: the rule before it) (ties: the lower
-    id), then halves every score. The defaults are the engine's."""
+    id), then multiplies every score by `decay` (patch 0056; 0.5 halves them). The defaults are the engine's."""
     n_tokens, n_layer, _ = ids.shape
     cached = np.zeros((n_layer, n_expert), dtype=bool)
     for layer, experts in enumerate(hot):
@@ -170,5 +171,5 @@ def hysteresis_hit_rates(ids: np.ndarray, n_expert: int, hot: list[list[int]], e
                     break
                 cached[layer, c], cached[layer, h] = True, False
                 swaps += 1
-        score *= 0.5
+        score *= decay
     return _rates(hits, lookups), swaps

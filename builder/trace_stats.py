@@ -34,12 +34,13 @@ WORKER_MIN_COLD = 0.2
 
 @dataclass(frozen=True)
 class AdaptRule:
-    """The adaptive hot set's constants: --moe-hot-adapt EVERY, -ratio, -margin, -noise. The defaults are the setting
-    the README recommends (every 32 tokens, ratio 4), with the engine's margin and noise."""
+    """The adaptive hot set's constants: --moe-hot-adapt EVERY, -ratio, -margin, -noise, -decay. The defaults are the
+    setting the README recommends (every 32 tokens, ratio 4), with the engine's margin, noise and decay."""
     every: int = 32
     ratio: float = 4.0
     margin: float = 1.0
     noise: float = 2.5
+    decay: float = 0.5
 
 
 def capacity(share: float, n_expert: int) -> int:
@@ -132,7 +133,8 @@ def trace_stats(path: Path, profile_path: Path | None = None, half_life: float =
                    for policy, r in rates.items()]
         start = hot_sets(profile_counts, dict.fromkeys(range(trace.n_layer), n))
         adaptive, swaps = expert_cache.hysteresis_hit_rates(trace.ids, trace.n_expert, [start[layer] for layer in range(trace.n_layer)],
-                                                            adapt.every, adapt.ratio, adapt.margin, noise=adapt.noise)
+                                                            adapt.every, adapt.ratio, adapt.margin, noise=adapt.noise,
+                                                            decay=adapt.decay)
         caches.append({"policy": "adaptive", "share": share, "experts": n, **_layer_summary(adaptive),
                        "swaps_per_token": swaps / trace.n_tokens, "worker_layers": worker_layers(adaptive, trace.n_expert_used)})
     return {
@@ -196,7 +198,7 @@ def render_text(stats: dict) -> str:
                  + f"; decayed-frequency: half-life {s['decay_half_life_tokens']:g} tokens; optimal: Belady's, knowing the "
                  + "routing ahead, the ceiling of every policy; adaptive: from the static set, "
                  + f"--moe-hot-adapt {a['every']} --moe-hot-adapt-ratio {a['ratio']:g} --moe-hot-adapt-margin {a['margin']:g} "
-                 + f"--moe-hot-adapt-noise {a['noise']:g}; worker layers: those with {WORKER_MIN_COLD:g} cold selections a token "
+                 + f"--moe-hot-adapt-noise {a['noise']:g} --moe-hot-adapt-decay {a['decay']:g}; worker layers: those with {WORKER_MIN_COLD:g} cold selections a token "
                  + "or more, which keep the CPU worker; per layer in --json)")
     return "\n".join(lines)
 
@@ -213,6 +215,7 @@ def populate_parser(parser: argparse.ArgumentParser) -> None:
     a("--adapt-ratio", type=float, default=AdaptRule.ratio, metavar="R", help="as --moe-hot-adapt-ratio (default %(default)g)")
     a("--adapt-margin", type=float, default=AdaptRule.margin, metavar="M", help="as --moe-hot-adapt-margin (default %(default)g)")
     a("--adapt-noise", type=float, default=AdaptRule.noise, metavar="Z", help="as --moe-hot-adapt-noise (default %(default)g)")
+    a("--adapt-decay", type=float, default=AdaptRule.decay, metavar="D", help="as --moe-hot-adapt-decay (default %(default)g)")
     a("--tokens", type=int, metavar="N",
       help="only the first N routed tokens of TRACE, e.g. the length of a benchmark run (llama-perplexity -c 512 --chunks 1 "
            "decodes 512): the adaptive set's warm-up counts for that run; in-sample is then those N tokens (default: all)")
@@ -222,10 +225,11 @@ def populate_parser(parser: argparse.ArgumentParser) -> None:
 def main_trace_stats(args: argparse.Namespace) -> int:
     if args.half_life <= 0:
         raise UsageError(f"--half-life must be positive, not {args.half_life:g}", "e.g. --half-life 32")
-    rule = AdaptRule(args.adapt_every, args.adapt_ratio, args.adapt_margin, args.adapt_noise)
-    if rule.every < 1 or not rule.ratio >= 1 or not rule.margin >= 0 or not rule.noise >= 0:
+    rule = AdaptRule(args.adapt_every, args.adapt_ratio, args.adapt_margin, args.adapt_noise, args.adapt_decay)
+    if rule.every < 1 or not rule.ratio >= 1 or not rule.margin >= 0 or not rule.noise >= 0 or not 0 <= rule.decay < 1:
         raise UsageError(f"the adaptive rule {asdict(rule)} is out of range, as the engine would refuse it",
-                         "--adapt-every at least 1, --adapt-ratio at least 1, --adapt-margin and --adapt-noise at least 0")
+                         "--adapt-every at least 1, --adapt-ratio at least 1, --adapt-margin and --adapt-noise at least 0, "
+                         "--adapt-decay from 0 to below 1")
     stats = trace_stats(args.trace, args.profile, args.half_life, rule, args.tokens)
     print(json.dumps(stats, indent=2) if args.json else render_text(stats))
     return 0

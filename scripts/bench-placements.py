@@ -70,7 +70,9 @@ its routings and budgets to meta.json, refused where its model or settings diffe
                 --moe-hot-adapt-noise 1.5 (trace-stats' rule simulates 95.9 / 79.9 % hits over a 512-token run at
                 learned 50 / 25 % against the default's 94.5 / 78.7, for 0.21 / 0.24 swaps a token), -noise2 with
                 --moe-hot-adapt-noise 2 (trace-stats --tokens 1024: 96.1 / 80.4 % against 95.3 / 79.9; on an H200 over
-                two chunks 0.97 / 1.02x adapt-gpu-worker at 50 / 25 %, one sample, 2026-12-06); hot-gpu-worker-l1 and -l2 ask for the next row into L1
+                two chunks 0.97 / 1.02x adapt-gpu-worker at 50 / 25 %, one sample, 2026-12-06), -decay70 with
+                --moe-hot-adapt-decay 0.7 (0056; trace-stats over the whole held-out prose: 96.88 / 81.27 % hits
+                against 96.49 / 81.23 at learned 50 / 25 %); hot-gpu-worker-l1 and -l2 ask for the next row into L1
                 (0030) or 2 KiB ahead into L2 (0034) whatever the CPU (LLAMA_MOE_WORKER_PREFETCH); hot-gpu-worker-whole and adapt-gpu-worker-whole hand
                 the worker whole experts only, as before 0035 (LLAMA_MOE_WORKER_WHOLE=1); adapt-gpu-worker-40-noise1 is
                 -noise1 at share 0.4 (a lone cold expert: 1 of its 3 parts to the worker); adapt-gpu-worker-inline and
@@ -287,6 +289,7 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "adapt-gpu-worker-noise1": ("fork", worker(8) + adapt_rule + ["--moe-hot-adapt-noise", "1"]),
         "adapt-gpu-worker-ratio2": ("fork", worker(8) + adapt_rule[:2] + ["--moe-hot-adapt-ratio", "2", "--moe-hot-adapt-noise", "1.5"]),
         "adapt-gpu-worker-noise2": ("fork", worker(8) + adapt_rule + ["--moe-hot-adapt-noise", "2"]),
+        "adapt-gpu-worker-decay70": ("fork", worker(8) + adapt_rule + ["--moe-hot-adapt-decay", "0.7"]),
         "adapt-gpu-worker-40-noise1": ("fork", worker(8, "0.4") + adapt_rule + ["--moe-hot-adapt-noise", "1"]),
         "adapt-gpu-worker-inline": ("fork", worker(8) + adapt_rule),
         "adapt-gpu-worker-noise1-inline": ("fork", worker(8) + adapt_rule + ["--moe-hot-adapt-noise", "1"]),

@@ -63,7 +63,7 @@ ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise",
             "adapt-gpu-worker-noise1", "adapt-gpu-worker-ratio2", "adapt-gpu-worker-noise2", "adapt-gpu-worker-whole", "adapt-gpu-worker-40-noise1", "adapt-gpu-worker-inline",
             "adapt-gpu-worker-noise1-inline", "adapt-gpu-worker-follow", "adapt-gpu-worker-noise1-follow", "adapt-gpu-worker-auto",
             "adapt-gpu-worker-inplace", "adapt-gpu-worker-staged", "adapt-gpu-worker-30", "adapt-gpu-worker-40",
-            "adapt-gpu-worker-40-plane")
+            "adapt-gpu-worker-40-plane", "adapt-gpu-worker-decay70")
 STATIC_OTHER = ("hot-gpu", "hot-gpu-worker")  # static sets from a profile of other text, without and with the worker
 STATIC_IN = ("hot-gpu-in", "hot-gpu-worker-in", "hot-gpu-worker-in-all", "hot-gpu-worker-in-inplace")  # the same from the replayed text itself (in-sample)
 REFS = {"all-gpu": "all on the GPU", "cpu-moe": "all experts on the CPU", "all-hot": "fork, every expert hot",
@@ -135,6 +135,7 @@ LABELS = {
     "adapt-gpu-worker-noise1": "adapt-gpu-worker swapping on a lead of 1 standard deviation (--moe-hot-adapt-noise 1)",
     "adapt-gpu-worker-ratio2": "adapt-gpu-worker swapping at 2x the hot score and a lead of 1.5 standard deviations",
     "adapt-gpu-worker-noise2": "adapt-gpu-worker swapping on a lead of 2 standard deviations (--moe-hot-adapt-noise 2)",
+    "adapt-gpu-worker-decay70": "adapt-gpu-worker with its counts times 0.7 after each update, not halved (--moe-hot-adapt-decay 0.7)",
     "hot-gpu-worker-l1": "hot-gpu-worker asking for the next row into L1 (0030; LLAMA_MOE_WORKER_PREFETCH=l1)",
     "hot-gpu-worker-l2": "hot-gpu-worker asking for its rows 2 KiB ahead into L2 (0034; LLAMA_MOE_WORKER_PREFETCH=l2)",
     "hot-gpu-worker-whole": "hot-gpu-worker handing the worker whole experts only, as before 0035 (LLAMA_MOE_WORKER_WHOLE=1)",
@@ -339,6 +340,8 @@ PAIRS = {
                                                      "against 2.5 (the default)",
     ("adapt-gpu-worker-ratio2", "adapt-gpu-worker"): "Adaptive with the worker swapping at ratio 2 and noise 1.5, against ratio 4 "
                                                      "and noise 2.5 (the README's setting)",
+    ("adapt-gpu-worker-decay70", "adapt-gpu-worker"): "Adaptive with the worker, its counts times 0.7 after each update (0056), "
+                                                      "against halved (the default)",
     ("hot-gpu-worker-l2", "hot-gpu-worker-l1"): "The worker asking for its rows into L2, 2 KiB ahead (0034), against the next row into "
                                                 "L1 (0030; the same PPL)",
     ("hot-gpu-worker", "hot-gpu-worker-l1"): "The worker asking for its rows as this CPU does by default, against the next row into L1 "

@@ -392,6 +392,11 @@ def test_the_worker_s_rate_is_read_from_its_line_and_shown_beside_its_pair():
     noise2 = bench.placement_args("adapt-gpu-worker-noise2", 1944, 18, Path("p.bin"), Path("r.bin"))[1]
     assert noise2 == default + ["--moe-hot-adapt-noise", "2"]
     assert "adapt-gpu-worker-noise2" in load_script("report-placements").ADAPTIVE
+    # -decay70: the default rule, its counts times 0.7 after each update (0056), paired with the default, in the adaptive rows
+    decay70 = bench.placement_args("adapt-gpu-worker-decay70", 1944, 18, Path("p.bin"), Path("r.bin"))[1]
+    assert decay70 == default + ["--moe-hot-adapt-decay", "0.7"]
+    assert ("adapt-gpu-worker-decay70", "adapt-gpu-worker") in load_script("report-placements").PAIRS
+    assert "adapt-gpu-worker-decay70" in load_script("report-placements").ADAPTIVE
     # -l1, -l2: 0030's and 0034's prefetch by their environment alone, paired with each other and with the CPU's default
     for config, where in (("hot-gpu-worker-l1", "l1"), ("hot-gpu-worker-l2", "l2")):
         assert bench.placement_args(config, 1944, 18, Path("p.bin"), Path("r.bin")) == (

@@ -113,7 +113,7 @@ def direct_optimal(rows: list[list[int]], capacity: int) -> float:
 
 
 def direct_adaptive(rows: list[list[int]], profile_rows: list[list[int]], n_hot: int, n_expert: int, rule: dict) -> tuple[float, int]:
-    """The hit rate and the swaps of patch 0004's adaptive set with 0010's and 0015's rule, started from the static set."""
+    """The hit rate and the swaps of patch 0004's adaptive set with 0010's, 0015's and 0056's rule, started from the static set."""
     counts = Counter(e for row in profile_rows for e in row)
     hot = set(sorted(range(n_expert), key=lambda e: (-counts[e], e))[:n_hot])
     score = [0.0] * n_expert
@@ -134,7 +134,7 @@ def direct_adaptive(rows: list[list[int]], profile_rows: list[list[int]], n_hot:
                 break
             hot = hot - {h} | {c}
             swaps += 1
-        score = [s / 2 for s in score]
+        score = [s * rule["decay"] for s in score]
     return hits / sum(len(row) for row in rows), swaps
 
 
@@ -247,8 +247,9 @@ def test_committed_traces_equal_a_direct_count(path, capsys):
 
 def test_the_adaptive_set_with_another_rule_equals_a_direct_count(tmp_path, capsys):
     path, profile = skewed_trace(tmp_path / "t.moetrace", seed=1), skewed_trace(tmp_path / "p.moetrace", seed=2)
-    stats = stats_json(capsys, path, "--profile", profile, "--adapt-every", 4, "--adapt-ratio", 1.25, "--adapt-noise", 0)
-    assert stats["adapt"] == {"every": 4, "ratio": 1.25, "margin": 1.0, "noise": 0.0}
+    stats = stats_json(capsys, path, "--profile", profile, "--adapt-every", 4, "--adapt-ratio", 1.25, "--adapt-noise", 0,
+                       "--adapt-decay", 0.75)
+    assert stats["adapt"] == {"every": 4, "ratio": 1.25, "margin": 1.0, "noise": 0.0, "decay": 0.75}
     assert_matches_direct_count(stats, path, profile)
     assert any(c["swaps_per_token"] > 0 for c in stats["caches"] if c["policy"] == "adaptive")
 
@@ -324,7 +325,8 @@ def test_refuses_a_profile_of_another_model_shape(tmp_path, capsys):
     assert str(other) in line and "another model shape" in line
 
 
-@pytest.mark.parametrize("flag, value", [("--adapt-every", "0"), ("--adapt-ratio", "0.5"), ("--adapt-noise", "-1")])
+@pytest.mark.parametrize("flag, value", [("--adapt-every", "0"), ("--adapt-ratio", "0.5"), ("--adapt-noise", "-1"),
+                                         ("--adapt-decay", "1"), ("--adapt-decay", "-0.1")])
 def test_refuses_an_adaptive_rule_the_engine_would_refuse(tmp_path, capsys, flag, value):
     assert main(["trace-stats", str(skewed_trace(tmp_path / "t.moetrace")), flag, value]) == 2
     assert "is out of range, as the engine would refuse it" in one_error_line(capsys)
@@ -380,6 +382,17 @@ def test_a_swap_needs_a_lead_beyond_the_noise_of_the_counts():
     rates, swaps = hysteresis_hit_rates(ids, 4, [[0]], every=8, noise=3.0)
     # 8 is not above 3 * sqrt(8) = 8.49; at the second update 4 + 8 = 12 is above 3 * sqrt(12) = 10.4 (after the last token)
     assert swaps == 1 and rates == [0.0]
+
+
+def test_a_slower_decay_remembers_the_updates_before():
+    # expert 2 is selected in the first 8 tokens only, then expert 3 throughout: expert 0 starts hot, ratio 1, margin 1, no noise
+    ids = np.array([2] * 8 + [3] * 8 + [1] * 8, dtype=np.int16).reshape(24, 1, 1)
+    _, swaps = hysteresis_hit_rates(ids, 4, [[0]], every=8, ratio=1.0, noise=0.0, decay=0.0)
+    assert swaps == 3  # each update sees its own 8 tokens alone: 2, then 3, then 1 replace the hot expert
+    _, swaps = hysteresis_hit_rates(ids, 4, [[0]], every=8, ratio=1.0, noise=0.0, decay=0.9)
+    # 2 (score 8) replaces 0; at the second update 3's 8 is not above 2's remembered 7.2 + 1; at the third 1's 8 is above
+    # 2's 6.48 + 1 (3's 7.2 is the second best cold score)
+    assert swaps == 2
 
 
 def test_routing_without_locality_barely_swaps_with_the_noise_rule():
