@@ -153,21 +153,39 @@ def test_a_stricter_swap_rule_swaps_less(cpu_builds, tiny_moe, story, profile, f
 
 @pytest.mark.parametrize("flag, value, why", [("--moe-hot-adapt-ratio", "0.5", "must be at least 1"),
                                               ("--moe-hot-adapt-margin", "-1", "must be at least 0"),
-                                              ("--moe-hot-adapt-noise", "-1", "must be at least 0")])
+                                              ("--moe-hot-adapt-noise", "-1", "must be at least 0"),
+                                              ("--moe-hot-adapt-decay", "1", "must be from 0 to below 1"),
+                                              ("--moe-hot-adapt-decay", "-0.5", "must be from 0 to below 1")])
 def test_a_swap_rule_out_of_range_is_refused(cpu_builds, tiny_moe, story, flag, value, why):
     proc = perplexity(cpu_builds, tiny_moe, story, "--cpu-moe", "--moe-hot-mib", "1", "--moe-hot-adapt", "16", flag, value)
     assert proc.returncode != 0
     assert f'error while handling argument "{flag}": {why}' in proc.stderr
 
 
+def test_the_score_decay_changes_which_experts_swap_not_the_answer(cpu_builds, tiny_moe, story, profile):
+    _, reference = profile
+    hot = ["--cpu-moe", "--moe-hot-mib", "1", "--moe-hot-adapt", "16", "--moe-hot-adapt-noise", "0"]
+    forgetful = perplexity(cpu_builds, tiny_moe, story, *hot, "--moe-hot-adapt-decay", "0")
+    remembering = perplexity(cpu_builds, tiny_moe, story, *hot, "--moe-hot-adapt-decay", "0.9")
+    assert "the square root of their sum; scores x 0 after each update" in forgetful.stderr
+    assert "the square root of their sum; scores x 0.9 after each update" in remembering.stderr
+    assert final_ppl(forgetful) == final_ppl(remembering) == reference
+    # each update of the forgetful set sees its last 16 tokens alone, so it swaps more than one that remembers the updates before
+    assert summary(forgetful)["swaps"] > summary(remembering)["swaps"] > 0
+
+
 def test_llama_bench_takes_the_swap_rule(cpu_builds, tiny_moe):
     bench = [cpu_builds / "cpu" / "bin" / "llama-bench", "-m", tiny_moe, "-p", "0", "-n", "4", "-r", "1", "-t", "2", "-o", "jsonl",
              "-ncmoe", "9", "--repack", "0", "--moe-hot-mib", "1", "--moe-hot-adapt", "2"]
-    proc = subprocess.run([*bench, "-v", "--moe-hot-adapt-ratio", "4", "--moe-hot-adapt-margin", "4", "--moe-hot-adapt-noise", "3"],
+    proc = subprocess.run([*bench, "-v", "--moe-hot-adapt-ratio", "4", "--moe-hot-adapt-margin", "4", "--moe-hot-adapt-noise", "3",
+                           "--moe-hot-adapt-decay", "0.8"],
                           check=False, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.splitlines()[0])["moe_hot_mib"] == 1
-    assert "swap when a cold score exceeds 4.00 x a hot one + 4 and their difference 3 x" in proc.stderr  # the rule reached the context
-    for flag, value in (("--moe-hot-adapt-margin", "-1"), ("--moe-hot-adapt-ratio", "0.5"), ("--moe-hot-adapt-noise", "-1")):
+    # the rule reached the context
+    assert "swap when a cold score exceeds 4.00 x a hot one + 4 and their difference 3 x" in proc.stderr
+    assert "scores x 0.8 after each update" in proc.stderr
+    for flag, value in (("--moe-hot-adapt-margin", "-1"), ("--moe-hot-adapt-ratio", "0.5"), ("--moe-hot-adapt-noise", "-1"),
+                        ("--moe-hot-adapt-decay", "1")):
         bad = subprocess.run([*bench, flag, value], check=False, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
         assert bad.returncode != 0 and "error: invalid parameter for argument: " + flag in bad.stderr
