@@ -15,6 +15,7 @@ from llama_tools import SCRIPTS, load_script
 REPORTS = Path(__file__).resolve().parent.parent / "reports"
 FLAG_OFF = REPORTS / "2026-12-02-ids-ext-on-the-gpu" / "flag-off-kernels.txt"
 HOT_KERNELS = REPORTS / "2026-12-07-hot-kernels-h100" / "hot-kernels.txt"
+COLD_FIRST = REPORTS / "2026-12-07-cold-first-decay-h100" / "hot-kernels.txt"
 
 
 def test_committed_kernel_runs_give_medians_per_build_and_ratios_to_the_first():
@@ -64,6 +65,21 @@ def test_committed_hot_kernel_run_gives_the_report_s_figures():
     assert median["as built"][all_hot] == pytest.approx(11.54, abs=0.005)
     assert median["EF_MMVQ_DROP=1"][all_hot] == pytest.approx(9.75, abs=0.005)
     assert median["EF_MMVQ_DROP=15"][all_hot] == pytest.approx(8.65, abs=0.005)
+
+
+def test_committed_cold_first_run_gives_the_report_s_figures():
+    """reports/2026-12-07-cold-first-decay-h100/README.md quotes these: the all-hot kernel as built, with the candidate
+    ordering (320), without mmvq_cold_first (1), at both shapes"""
+    kernels = load_script("summarize-kernels")
+    summary = kernels.summarize(kernels.read_runs(COLD_FIRST.read_text()))
+    assert summary["settings"] == ["as built", "EF_MMVQ_DROP=1", "EF_MMVQ_DROP=320", "EF_MMVQ_DROP=32", "EF_MMVQ_DROP=15"]
+    median = summary["median_us"]
+    quoted = {"m=768,n=1,k=2048,": {"as built": 12.20, "EF_MMVQ_DROP=1": 10.13, "EF_MMVQ_DROP=320": 11.37},
+              "m=2048,n=1,k=768,": {"as built": 10.62, "EF_MMVQ_DROP=1": 9.24, "EF_MMVQ_DROP=320": 9.72}}
+    for shape, us in quoted.items():
+        all_hot = next(c for c in summary["cases"] if "n_hot=128," in c and shape in c)
+        for setting, value in us.items():
+            assert median[setting][all_hot] == pytest.approx(value, abs=0.005)
 
 
 def test_a_file_without_perf_lines_is_refused_with_what_it_expected(tmp_path):
