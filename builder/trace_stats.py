@@ -198,8 +198,8 @@ def render_text(stats: dict) -> str:
                  + f"; decayed-frequency: half-life {s['decay_half_life_tokens']:g} tokens; optimal: Belady's, knowing the "
                  + "routing ahead, the ceiling of every policy; adaptive: from the static set, "
                  + f"--moe-hot-adapt {a['every']} --moe-hot-adapt-ratio {a['ratio']:g} --moe-hot-adapt-margin {a['margin']:g} "
-                 + f"--moe-hot-adapt-noise {a['noise']:g} --moe-hot-adapt-decay {a['decay']:g}; worker layers: those with {WORKER_MIN_COLD:g} cold selections a token "
-                 + "or more, which keep the CPU worker; per layer in --json)")
+                 + f"--moe-hot-adapt-noise {a['noise']:g} --moe-hot-adapt-decay {a['decay']:g}; worker layers: those with "
+                 + f"{WORKER_MIN_COLD:g} cold selections a token or more, which keep the CPU worker; per layer in --json)")
     return "\n".join(lines)
 
 
