@@ -102,7 +102,7 @@ def test_a_static_hot_set_reports_its_selections_and_its_configuration(servers, 
         p = props(server)
         assert p == {"budget": 1024 * 1024, "size": p["size"], "n_expert": 16, "n_layer_hot": 2, "n_hot": [4, 4],
                      "expert_size": p["expert_size"], "cold": "cpu", "adapt": 0, "adapt_ratio": 1.25, "adapt_margin": 1.0, "adapt_noise": 2.5,
-                     "cold_cpu_share": 0.0, "cold_top": 0, "cold_worker": 0, "counts": True}
+                     "adapt_decay": 0.5, "cold_cpu_share": 0.0, "cold_top": 0, "cold_worker": 0, "counts": True}
         expert_size = p["expert_size"][0]
         assert p["expert_size"] == [expert_size, expert_size] and 4 * 2 * expert_size <= p["size"] <= 1024 * 1024
         # the warmup is not counted, llama-server's start-up probe of the memory (4 tokens) is
@@ -157,10 +157,12 @@ def test_decoded_tokens_counted_in_the_graph_count_as_copied_ones(servers, tiny_
 def test_an_adaptive_hot_set_counts_its_swaps_as_its_log_does(servers, tiny_moe, tmp_path):
     slot_server, binary = servers
     log = tmp_path / "adapt.log"
-    args = ["--cpu-moe", "--no-repack", "-t", "2", "--moe-hot-mib", "1", "--moe-hot-adapt", "4", "--moe-hot-adapt-margin", "0.5", "--moe-hot-adapt-noise", "0", "--metrics"]
+    args = ["--cpu-moe", "--no-repack", "-t", "2", "--moe-hot-mib", "1", "--moe-hot-adapt", "4", "--moe-hot-adapt-margin", "0.5", "--moe-hot-adapt-noise", "0",
+            "--moe-hot-adapt-decay", "0.25", "--metrics"]
     with slot_server(binary, tiny_moe, 1, args, log) as server:
         p = props(server)
-        assert (p["adapt"], p["adapt_ratio"], p["adapt_margin"], p["adapt_noise"], p["counts"], p["n_hot"]) == (4, 1.25, 0.5, 0, True, [4, 4])
+        assert (p["adapt"], p["adapt_ratio"], p["adapt_margin"], p["adapt_noise"], p["adapt_decay"], p["counts"], p["n_hot"]) == (
+            4, 1.25, 0.5, 0, 0.25, True, [4, 4])
         for prompt in PROMPTS:
             complete(server.url, prompt)
         m = scrape(server)
