@@ -13,6 +13,8 @@
 #                                              compute-sanitizer (after learned-train)
 #   bash scripts/device-run.sh budget ARCH     the hot budget check with the VRAM taken, and the budget it proposes
 #   bash scripts/device-run.sh flag-off ARCH   llama-bench of the fork (options off) and the baseline, alternating (ROUNDS=3)
+#                                              all on the GPU and with -ncmoe N for each N of NCMOE (99: every expert on
+#                                              the CPU; 99,12 adds half the 24-layer model's: pp512 at one placement both sides)
 #   bash scripts/device-run.sh placements-prep ARCH, fidelity ARCH, placements ARCH: the placement benchmark's routings,
 #                                              KLD against all on the GPU, and rounds of scripts/bench-placements.py
 #   bash scripts/device-run.sh learned ARCH [ARGS]  with the fork built: scripts/train-moe.py ARGS (~5 min), then per
@@ -162,7 +164,7 @@ bench)
     done
     ;;
 flag-off)
-    # the fork with every option off against the baseline: all on the GPU and all experts on the CPU, each pair back to
+    # the fork with every option off against the baseline: all on the GPU and at each -ncmoe of NCMOE, each pair back to
     # back and the fork first in odd rounds only (2026-12-02 ran it first every time: 0.95-0.98, the order not separated);
     # prefixes of the series built with SERIES_UNTIL (fork-NNNN-cuda-smARCH) run beside them, to find the patch that costs
     make_model
@@ -170,7 +172,10 @@ flag-off)
         # the fork, the baseline and any prefix of the series built beside them (build --series-until NNNN)
         variants=("cuda-sm$arch" "baseline-cuda-sm$arch" $(cd dist && ls -d fork-[0-9][0-9][0-9][0-9]-cuda-sm"$arch" 2>/dev/null || true))
         [ $((round % 2)) = 1 ] || variants=($(printf '%s\n' "${variants[@]}" | tac))
-        for placement in "" "-ncmoe 99"; do  # llama-bench has no --cpu-moe
+        placements=("")
+        ncmoe=${NCMOE:-99}
+        for n in ${ncmoe//,/ }; do placements+=("-ncmoe $n"); done  # llama-bench has no --cpu-moe
+        for placement in "${placements[@]}"; do
             for v in "${variants[@]}"; do
                 log "round $round $v ${placement:-all on the GPU}"
                 "dist/$v/bin/llama-bench" -m "$model" -ngl 99 -p 512 -n 128 -r "${REPS:-3}" -t 8 -o jsonl $placement >> "$out/flag-off.jsonl"
