@@ -12,7 +12,8 @@ device's FORK=fork-NNNN placements, a prefix of the series on the same machine):
 or not, the worker's rate and the GPU's waits on each side, and the kernels of cells both traced (--timeline).
 
 Per routing and budget it gives each configuration's median tokens/s over the rounds with its
-spread (min-max), the hit rate and the swaps per token of the adaptive hot set, the fork's best configuration against
+spread (min-max), the hit rate and the swaps per token of the adaptive hot set, the CPU worker's µs a job and the GPU's
+wait for it (what differs most between hosts), the fork's best configuration against
 the better of upstream's placements at the same VRAM and against issue 10's bar (under uniform routing 1.0x that
 upstream placement, else 1.5x it or 0.9x all on the GPU where that is lower), and the best adaptive configuration against
 the static sets (issue 10: within 5 % of the in-sample one, never below the one from other text). Where meta.json has
@@ -572,6 +573,9 @@ def render_md(report: dict) -> str:
                     text += f", {c['swaps_per_token']} swaps/token"
                 if c.get("cpu_gbs"):  # a CPU that read no cold experts (--moe-cold gpu) only computed the embeddings' rows
                     text += f", CPU {c['cpu_ms_per_token']:.3f} ms/token at {c['cpu_gbs']} GB/s"
+                if "worker_us_per_job" in c:  # hosts differ most in the worker: what it cost this one, and the GPU's wait for it
+                    text += f", worker {c['worker_us_per_job']:.0f} µs a job" + (
+                        f", the GPU waited {c['worker_recv_wait_us']:.0f} µs a job" if "worker_recv_wait_us" in c else "")
                 if "skipped_pct" in c:
                     text += f", {c['skipped_pct']}% of selections skipped"
                 if "graphs_reused" in c:

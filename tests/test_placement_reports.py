@@ -189,6 +189,19 @@ def test_the_adaptive_cells_give_the_swaps_per_token():
     assert f"hit {r['hit_rate']:.1f}%, {round(r['swaps'] / r['tokens'], 2)} swaps/token" in text
 
 
+def test_the_worker_cells_give_its_time_a_job_and_the_gpus_wait_for_it():
+    """Hosts differ most in the worker: its cells say what it cost there, so two reports' cells can be set side by side."""
+    report = load_script("report-placements")
+    runs = [json.loads(line) for line in (RUNS.parents[2] / "2026-12-07-series-0057-h100" / "placements" / "runs.jsonl").read_text().splitlines()]
+    text = rendered(report, report.summarise(runs))
+    r = next(r for r in runs if (r["route"], r["budget_pct"], r["config"]) == ("zipf", 25, "adapt-gpu-worker"))
+    zipf = text.split("## zipf")[1].splitlines()
+    row = next(line for line in zipf if line.startswith("| fork adaptive as adapt-gpu-noise, with the CPU worker"))
+    assert f"worker {r['worker_us_per_job']:.0f} µs a job, the GPU waited {r['worker_recv_wait_us']:.0f} µs a job" in row
+    lru = next(line for line in zipf if line.startswith("| upstream --moe-cache-mib"))
+    assert "worker" not in lru
+
+
 def test_a_prompt_processing_run_is_reported_as_one():
     report = load_script("report-placements")
     runs = [json.loads(line) for line in RUNS.read_text().splitlines()]
