@@ -81,7 +81,10 @@ its routings and budgets to meta.json, refused where its model or settings diffe
                 hot-gpu-worker-defer, -defer-100 (share 1) and adapt-gpu-worker-defer defer the worker's experts to the next
                 layer's output (LLAMA_MOE_WORKER_DEFER=1, 0038): lossy, reported apart from the lossless placements.
                 hot-gpu-worker-auto and adapt-gpu-worker-auto move each layer's share by the GPU's waits for the worker
-                (--moe-cold-cpu-share auto, 0048), from 0.5. hot-gpu-inplace and adapt-gpu-worker-inplace have the GPU's
+                (--moe-cold-cpu-share auto, 0048), from 0.5; adapt-gpu-worker-t4 and -t4-auto are adapt-gpu-worker and
+                -auto with a worker of 4 threads: a slow worker on any host (4 threads took 1.3-1.9x the 8 threads' time
+                a job on the H200 of 2026-12-04, a slow host's 8 threads 1.2-1.7x a fast one's on the H100s of
+                2026-12-07), where auto is meant to gain. hot-gpu-inplace and adapt-gpu-worker-inplace have the GPU's
                 products read a cold expert's rows in place over the bus (GGML_CUDA_MOE_COLD_IN_PLACE=1), where by
                 default a block reads its rows into shared memory first (0049); hot-gpu-worker-in-inplace is
                 hot-gpu-worker-in with the rows read in place, so its launches reserve no shared memory for staging
@@ -133,12 +136,15 @@ CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybr
            "hot-gpu-worker-auto", "adapt-gpu-worker-auto", "hot-gpu-inplace", "adapt-gpu-worker-inplace",
            "adapt-gpu-worker-30", "adapt-gpu-worker-40", "hot-gpu-worker-cput4", "adapt-gpu-worker-cput4",
            "hot-gpu-worker-sleep", "adapt-gpu-worker-sleep", "hot-gpu-worker-pinned", "adapt-gpu-worker-pinned",
-           "hot-gpu-worker-40-plane", "adapt-gpu-worker-40-plane")
+           "hot-gpu-worker-40-plane", "adapt-gpu-worker-40-plane", "adapt-gpu-worker-decay70", "adapt-gpu-worker-t4",
+           "adapt-gpu-worker-t4-auto")
 PREDICTED = ("hot-gpu-prefetch", "adapt-gpu-prefetch")
 """Configurations that prefetch the experts a routing's ranking trace names (NAME=REPLAY:PROFILE:RANKING): skipped without one."""
 # the references with every expert hot: `all-hot` counts by copies (--moe-hot-stats), `all-hot-gpu` reads each layer in one
 # pass (--moe-cold gpu), so that with --moe-hot-stats its down node counts in the kernel (ggml_mul_mat_id_set_counts)
 ALL_HOT = ("all-hot", "all-hot-gpu")
+REFERENCES = ("all-gpu", "cpu-moe", *ALL_HOT)
+"""The reference runs (--refs), once per routing."""
 NO_CUDA_GRAPHS = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
 PREFETCH_EARLY = {"LLAMA_MOE_PREFETCH_EARLY": "1"}
 """The prefetch's copies from the layer before's MoE input, beside its experts, as before 0027."""
@@ -275,6 +281,8 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "hot-gpu-worker-40-plane": ("fork", worker(8, "0.4")),
         "adapt-gpu-worker-40-plane": ("fork", worker(8, "0.4") + adapt_rule),
         "hot-gpu-worker-t4": ("fork", worker(4)),
+        "adapt-gpu-worker-t4": ("fork", worker(4) + adapt_rule),
+        "adapt-gpu-worker-t4-auto": ("fork", worker(4, "auto") + adapt_rule),
         "hot-gpu-worker-cput4": ("fork", worker(8) + ["-t", "4"]),
         "adapt-gpu-worker-cput4": ("fork", worker(8) + adapt_rule + ["-t", "4"]),
         "hot-gpu-worker-sleep": ("fork", worker(8)),
@@ -406,7 +414,7 @@ def main() -> int:
     p.add_argument("--base", type=Path, default=Path("dist/baseline-cuda-sm90/bin"))
     p.add_argument("--budgets", default="25,50,75", help="percent of the model's expert bytes")
     p.add_argument("--configs", default=",".join(CONFIGS))
-    p.add_argument("--refs", default="all-gpu,cpu-moe,all-hot", help="reference runs, once per routing: all-gpu, cpu-moe, " + ", ".join(ALL_HOT))
+    p.add_argument("--refs", default="all-gpu,cpu-moe,all-hot", help="reference runs, once per routing: " + ", ".join(REFERENCES))
     p.add_argument("--threads", type=int, default=8)
     p.add_argument("--chunks", type=int, default=2)
     p.add_argument("--ubatch", type=int, default=1, choices=(1, PROMPT_PASS_TOKENS),
@@ -423,6 +431,10 @@ def main() -> int:
                         "recording slows a run down, so compare such runs with each other")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
+    for option, names, known in (("--configs", args.configs, CONFIGS), ("--refs", args.refs, REFERENCES)):
+        unknown = [name for name in names.split(",") if name and name not in known]
+        if unknown:
+            sys.exit(f"error: {option} {names}: no configuration named {', '.join(unknown)}; pass some of: {', '.join(known)}")
     if args.ubatch > 1 and args.chunks < 2:
         sys.exit(f"error: --ubatch {args.ubatch} with --chunks {args.chunks}: llama-perplexity times no prompt pass of a "
                  "single chunk (its first pass is never timed); pass --chunks 2 or more")

@@ -45,7 +45,8 @@ WORKER = ("hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-wo
           "adapt-gpu-worker-noise1-follow", "hot-gpu-worker-auto", "adapt-gpu-worker-auto", "adapt-gpu-worker-inplace",
           "adapt-gpu-worker-staged", "adapt-gpu-worker-30", "adapt-gpu-worker-40", "hot-gpu-worker-cput4", "adapt-gpu-worker-cput4",
           "hot-gpu-worker-sleep", "adapt-gpu-worker-sleep", "hot-gpu-worker-pinned", "adapt-gpu-worker-pinned",
-          "hot-gpu-worker-40-plane", "adapt-gpu-worker-40-plane")
+          "hot-gpu-worker-40-plane", "adapt-gpu-worker-40-plane", "adapt-gpu-worker-decay70", "adapt-gpu-worker-t4",
+          "adapt-gpu-worker-t4-auto")
 """Configurations whose CPU worker computes a share of each token's cold experts (--moe-cold-worker, 0028-0029)."""
 FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2",
         "adapt-hybrid", "hot-gpu-4k", "hot-gpu-inplace", "hot-gpu-staged", *WORKER)
@@ -64,7 +65,7 @@ ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise",
             "adapt-gpu-worker-noise1", "adapt-gpu-worker-ratio2", "adapt-gpu-worker-noise2", "adapt-gpu-worker-whole", "adapt-gpu-worker-40-noise1", "adapt-gpu-worker-inline",
             "adapt-gpu-worker-noise1-inline", "adapt-gpu-worker-follow", "adapt-gpu-worker-noise1-follow", "adapt-gpu-worker-auto",
             "adapt-gpu-worker-inplace", "adapt-gpu-worker-staged", "adapt-gpu-worker-30", "adapt-gpu-worker-40",
-            "adapt-gpu-worker-40-plane", "adapt-gpu-worker-decay70")
+            "adapt-gpu-worker-40-plane", "adapt-gpu-worker-decay70", "adapt-gpu-worker-t4", "adapt-gpu-worker-t4-auto")
 STATIC_OTHER = ("hot-gpu", "hot-gpu-worker")  # static sets from a profile of other text, without and with the worker
 STATIC_IN = ("hot-gpu-in", "hot-gpu-worker-in", "hot-gpu-worker-in-all", "hot-gpu-worker-in-inplace")  # the same from the replayed text itself (in-sample)
 REFS = {"all-gpu": "all on the GPU", "cpu-moe": "all experts on the CPU", "all-hot": "fork, every expert hot",
@@ -159,6 +160,8 @@ LABELS = {
                                       "(LLAMA_MOE_WORKER_FOLLOW=1)",
     "hot-gpu-worker-auto": "hot-gpu-worker with each layer's share moved by the GPU's waits (--moe-cold-cpu-share auto, 0048)",
     "adapt-gpu-worker-auto": "adapt-gpu-worker with each layer's share moved by the GPU's waits (--moe-cold-cpu-share auto, 0048)",
+    "adapt-gpu-worker-t4": "adapt-gpu-worker with 4 threads (a slow worker)",
+    "adapt-gpu-worker-t4-auto": "adapt-gpu-worker-auto with 4 threads (a slow worker)",
     "hot-gpu-inplace": "hot-gpu with the cold experts' rows read in place by the products, where 0049 stages them by "
                        "default (GGML_CUDA_MOE_COLD_IN_PLACE=1)",
     "adapt-gpu-worker-inplace": "adapt-gpu-worker with the cold experts' rows read in place by the products, where 0049 "
@@ -370,6 +373,8 @@ PAIRS = {
     ("hot-gpu-worker-auto", "hot-gpu-worker"): "Each layer's share of the worker moved by the GPU's waits (0048), against 0.5 "
                                                "(static set; the PPL may differ in its last digits: other experts on the CPU)",
     ("adapt-gpu-worker-auto", "adapt-gpu-worker"): "The same with the adaptive set",
+    ("adapt-gpu-worker-t4-auto", "adapt-gpu-worker-t4"): "The same with a worker of 4 threads, slow on any host (where auto "
+                                                         "is meant to gain)",
     ("hot-gpu", "hot-gpu-inplace"): "The GPU's products reading a block's rows of a cold expert into shared memory first (0049), "
                                     "against in place (the same PPL)",
     ("adapt-gpu-worker", "adapt-gpu-worker-inplace"): "The same with the adaptive set and the worker",

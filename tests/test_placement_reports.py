@@ -122,6 +122,40 @@ def test_each_configuration_has_its_flags_and_environment():
     assert set(bench.CONFIGS) <= set(load_script("report-placements").LABELS)
 
 
+def test_a_worker_of_four_threads_runs_with_its_share_fixed_and_moved():
+    # a slow worker on any host, for the A/B that --moe-cold-cpu-share auto is made for
+    bench, report = load_script("bench-placements"), load_script("report-placements")
+    profile, replay = Path("p.bin"), Path("r.bin")
+    eight = bench.placement_args("adapt-gpu-worker", 1944, 18, profile, replay)[1]
+    threads, share = eight.index("--moe-cold-worker") + 1, eight.index("--moe-cold-cpu-share") + 1
+    four = [("4" if i == threads else arg) for i, arg in enumerate(eight)]
+    assert eight[threads] == "8" and eight[share] == "0.5"
+    assert bench.placement_args("adapt-gpu-worker-t4", 1944, 18, profile, replay) == ("fork", four, {})
+    assert bench.placement_args("adapt-gpu-worker-t4-auto", 1944, 18, profile, replay) == (
+        "fork", [("auto" if i == share else arg) for i, arg in enumerate(four)], {})
+    assert ("adapt-gpu-worker-t4-auto", "adapt-gpu-worker-t4") in report.PAIRS
+    assert {"adapt-gpu-worker-t4", "adapt-gpu-worker-t4-auto"} <= set(report.ADAPTIVE) & set(report.WORKER)
+
+
+def test_every_named_configuration_and_reference_has_its_arguments():
+    bench = load_script("bench-placements")
+    for name in (*bench.CONFIGS, *bench.REFERENCES):
+        variant, args, env = bench.placement_args(name, 1944, 18, Path("p.bin"), Path("r.bin"), Path("k.bin"))
+        assert variant in ("fork", "base") and isinstance(args, list) and isinstance(env, dict), name
+
+
+@pytest.mark.parametrize("option, value, unknown", [("--configs", "adapt-gpu-worker,adapt-gpu-wroker", "adapt-gpu-wroker"),
+                                                    ("--refs", "all-gpu,all-cpu", "all-cpu")])
+def test_an_unknown_configuration_is_refused_before_anything_runs(tmp_path, option, value, unknown):
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, SCRIPTS / "bench-placements.py", "--model", tmp_path / "missing.gguf", "--text",
+                           tmp_path / "missing.txt", "--route", "learned=r.bin:p.bin", option, value, "--out", out],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert f"error: {option} {value}: no configuration named {unknown}; pass some of: " in proc.stderr
+    assert not out.exists()
+
+
 def test_the_in_sample_static_set_is_a_bound_not_the_forks_best_placement():
     report = load_script("report-placements")
     runs = [json.loads(line) for line in RUNS.read_text().splitlines()]
