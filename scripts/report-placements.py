@@ -372,9 +372,11 @@ PAIRS = {
     ("adapt-gpu-worker-noise1-follow", "adapt-gpu-worker-noise1"): "The same at noise 1",
     ("hot-gpu-worker-auto", "hot-gpu-worker"): "Each layer's share of the worker moved by the GPU's waits (0048), against 0.5 "
                                                "(static set; the PPL may differ in its last digits: other experts on the CPU)",
-    ("adapt-gpu-worker-auto", "adapt-gpu-worker"): "The same with the adaptive set",
-    ("adapt-gpu-worker-t4-auto", "adapt-gpu-worker-t4"): "The same with a worker of 4 threads, slow on any host (where auto "
-                                                         "is meant to gain)",
+    ("adapt-gpu-worker-auto", "adapt-gpu-worker"): "Each layer's share of the worker moved by the GPU's waits (0048), against "
+                                                   "0.5, with the adaptive set",
+    ("adapt-gpu-worker-t4-auto", "adapt-gpu-worker-t4"): "Each layer's share moved by the GPU's waits against 0.5, with the "
+                                                         "adaptive set and a worker of 4 threads, slow on any host: where "
+                                                         "the moved share is meant to gain",
     ("hot-gpu", "hot-gpu-inplace"): "The GPU's products reading a block's rows of a cold expert into shared memory first (0049), "
                                     "against in place (the same PPL)",
     ("adapt-gpu-worker", "adapt-gpu-worker-inplace"): "The same with the adaptive set and the worker",
