@@ -83,8 +83,8 @@ its routings and budgets to meta.json, refused where its model or settings diffe
                 hot-gpu-worker-auto and adapt-gpu-worker-auto move each layer's share by the GPU's waits for the worker
                 (--moe-cold-cpu-share auto, 0048), from 0.5; adapt-gpu-worker-t4 and -t4-auto are adapt-gpu-worker and
                 -auto with a worker of 4 threads: a slow worker on any host (4 threads took 1.3-1.9x the 8 threads' time
-                a job on the H200 of 2026-12-04, a slow host's 8 threads 1.2-1.7x a fast one's on the H100s of
-                2026-12-07), where auto is meant to gain. hot-gpu-inplace and adapt-gpu-worker-inplace have the GPU's
+                a job on the H200 of 2026-12-04, a slow host's 8 threads 1.2-1.7x a fast one's: H100s of 2026-12-07
+                and -06), where auto is meant to gain. hot-gpu-inplace and adapt-gpu-worker-inplace have the GPU's
                 products read a cold expert's rows in place over the bus (GGML_CUDA_MOE_COLD_IN_PLACE=1), where by
                 default a block reads its rows into shared memory first (0049); hot-gpu-worker-in-inplace is
                 hot-gpu-worker-in with the rows read in place, so its launches reserve no shared memory for staging
