@@ -1,10 +1,11 @@
-"""Hot-expert budgets, hot sets and hit rates, computed as patch 0003 computes them
+"""Hot-expert budgets, hot sets and hit rates, computed as patches 0003 and 0058 compute them
 (`src/llama-moe-hot.cpp`, docs/hot-cold-split.md).
 
-The tools spread `--moe-hot-mib` evenly over the MoE layers whose experts are in host memory; a
-layer keeps `min(n_expert, floor(floor(budget / n_layers) / bytes of one expert))` experts, the
-ones its `--moe-hot-profile` trace selects most often (ties: the lower id). regress gives every
-MoE layer's experts to the host (its default placement), so all MoE layers count.
+The tools spread `--moe-hot-mib` over the MoE layers whose experts are in host memory: with a
+`--moe-hot-profile`, by its selections (`hot_counts`), without one evenly, a layer keeping
+`min(n_expert, floor(floor(budget / n_layers) / bytes of one expert))` experts. Each layer's hot
+experts are the ones its profile selects most often (ties: the lower id). regress gives every MoE
+layer's experts to the host (its default placement), so all MoE layers count.
 """
 
 from __future__ import annotations
@@ -62,10 +63,29 @@ def budget_mib(layout: ExpertLayout, share: float) -> int:
     return math.ceil(max(share * layout.total_bytes, one_each) / MIB)
 
 
-def hot_counts(layout: ExpertLayout, budget: int) -> dict[int, int]:
-    """By layer: how many experts a budget of `budget` MiB keeps hot."""
-    per_layer = budget * MIB // len(layout.expert_bytes)
-    return {layer: min(layout.n_expert, per_layer // size) for layer, size in layout.expert_bytes.items()}
+def hot_counts(layout: ExpertLayout, budget: int, profile: np.ndarray | None = None) -> dict[int, int]:
+    """By layer: how many experts a budget of `budget` MiB keeps hot. Without `profile`, evenly; with it (the
+    `--moe-hot-profile`'s selection counts, [n_layer, n_expert]) as patch 0058 spreads it: one expert a layer, then
+    slot by slot to the layer whose next most selected expert has the largest share of the layer's selections per byte
+    (ties: the higher-ranked slot, then the lower layer) while the budget has its bytes; none anywhere if it cannot
+    give every layer one."""
+    size = budget * MIB
+    if profile is None:
+        return {layer: min(layout.n_expert, size // len(layout.expert_bytes) // nbytes) for layer, nbytes in layout.expert_bytes.items()}
+    n_hot = dict.fromkeys(layout.expert_bytes, 1)
+    used = sum(layout.expert_bytes.values())
+    if used > size:
+        return dict.fromkeys(layout.expert_bytes, 0)
+    slots = []  # (share per byte, rank, layer, bytes) of every slot after a layer's first, by layer and rank
+    for layer, nbytes in layout.expert_bytes.items():
+        counts = sorted((int(c) for c in profile[layer]), reverse=True)
+        total = sum(counts)
+        slots += [(counts[rank] / total / nbytes if total else 0.0, rank, layer, nbytes) for rank in range(1, layout.n_expert)]
+    for _, _, layer, nbytes in sorted(slots, key=lambda s: (-s[0], s[1])):  # stable: the lower layer first on a tie
+        if used + nbytes <= size:
+            n_hot[layer] += 1
+            used += nbytes
+    return n_hot
 
 
 def hot_sets(counts: np.ndarray, n_hot: dict[int, int]) -> dict[int, list[int]]:

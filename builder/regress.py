@@ -416,7 +416,7 @@ def hot_record(configuration: Configuration, layout: hot_experts.ExpertLayout, t
     """A hot configuration's budget on this model and the hot sets the tools will pick from `trace`
     (whose selection counts are `counts`)."""
     budget = hot_experts.budget_mib(layout, configuration.hot_share)
-    n_hot = hot_experts.hot_counts(layout, budget)
+    n_hot = hot_experts.hot_counts(layout, budget, counts)
     rates = hot_experts.hit_rates(counts, hot_experts.hot_sets(counts, n_hot))
     return HotExperts(configuration.name, budget, str(trace), [n_hot.get(i, 0) for i in range(len(counts))], rates)
 

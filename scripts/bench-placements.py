@@ -137,7 +137,7 @@ CONFIGS = ("ncmoe", "lru", "lru-pinned", "hot-cpu", "hot-cpu-overlap", "hot-hybr
            "adapt-gpu-worker-30", "adapt-gpu-worker-40", "hot-gpu-worker-cput4", "adapt-gpu-worker-cput4",
            "hot-gpu-worker-sleep", "adapt-gpu-worker-sleep", "hot-gpu-worker-pinned", "adapt-gpu-worker-pinned",
            "hot-gpu-worker-40-plane", "adapt-gpu-worker-40-plane", "adapt-gpu-worker-decay70", "adapt-gpu-worker-t4",
-           "adapt-gpu-worker-t4-auto")
+           "adapt-gpu-worker-t4-auto", "hot-gpu-worker-even", "hot-gpu-worker-in-even", "adapt-gpu-worker-even")
 PREDICTED = ("hot-gpu-prefetch", "adapt-gpu-prefetch")
 """Configurations that prefetch the experts a routing's ranking trace names (NAME=REPLAY:PROFILE:RANKING): skipped without one."""
 # the references with every expert hot: `all-hot` counts by copies (--moe-hot-stats), `all-hot-gpu` reads each layer in one
@@ -167,6 +167,8 @@ WORKER_SLEEPS = {"LLAMA_MOE_WORKER_POLL_US": "0"}
 """The worker's threads sleep as soon as a decode step ends, where by default they poll 20 ms more (0051)."""
 DOWN_PLANES = {"LLAMA_MOE_WORKER_DOWN_PLANE": "1"}
 """The worker reads down's first part from planes of its own, where by default it reads it in down's rows (0053)."""
+EVEN_SPREAD = {"LLAMA_MOE_HOT_EVEN": "1"}
+"""The budget spread evenly over the layers, where with a profile 0058 spreads it by the profile's selections."""
 
 
 def pinned_env(cpus: list[int]) -> dict[str, str]:
@@ -194,7 +196,8 @@ CONFIG_ENV = {"hot-gpu-2p": {"LLAMA_MOE_HOT_TWO_PARTS": "1"}, "hot-cpu": {"LLAMA
               "hot-gpu-inplace": COLD_IN_PLACE, "adapt-gpu-worker-inplace": COLD_IN_PLACE, "hot-gpu-worker-in-inplace": COLD_IN_PLACE,
               "hot-gpu-worker-sleep": WORKER_SLEEPS, "adapt-gpu-worker-sleep": WORKER_SLEEPS,
               "hot-gpu-worker-pinned": WORKER_PINNED, "adapt-gpu-worker-pinned": WORKER_PINNED,
-              "hot-gpu-worker-40-plane": DOWN_PLANES, "adapt-gpu-worker-40-plane": DOWN_PLANES}
+              "hot-gpu-worker-40-plane": DOWN_PLANES, "adapt-gpu-worker-40-plane": DOWN_PLANES,
+              "hot-gpu-worker-even": EVEN_SPREAD, "hot-gpu-worker-in-even": EVEN_SPREAD, "adapt-gpu-worker-even": EVEN_SPREAD}
 """The environment of the configurations that need one (the others run in the script's)."""
 MIB = 1024 * 1024
 EVAL = re.compile(r"eval time =\s*([\d.]+) ms /\s*(\d+) (?:tokens|runs)")
@@ -304,6 +307,9 @@ def placement_args(config: str, budget_mib: int, n_cpu_layers: int, profile: Pat
         "adapt-gpu-worker-follow": ("fork", worker(8) + adapt_rule),
         "adapt-gpu-worker-noise1-follow": ("fork", worker(8) + adapt_rule + ["--moe-hot-adapt-noise", "1"]),
         "hot-gpu-worker-in": ("fork", worker(8, trace=replay)),
+        "hot-gpu-worker-even": ("fork", worker(8)),
+        "hot-gpu-worker-in-even": ("fork", worker(8, trace=replay)),
+        "adapt-gpu-worker-even": ("fork", worker(8) + adapt_rule),
         "hot-gpu-worker-in-all": ("fork", worker(8, trace=replay)),
         "hot-gpu-worker-in-inplace": ("fork", worker(8, trace=replay)),
         "hot-gpu-worker-defer": ("fork", worker(8)),
@@ -338,7 +344,7 @@ def static_hits(layout: hot_experts.ExpertLayout, routes: dict, budgets: list[in
         timed = [moe_trace.take_tokens(routed, c * n_ctx + n_ctx // 2, n_ctx - n_ctx // 2) for c in range(chunks)]
         decoded = sum(moe_trace.selection_counts(t) for t in timed)
         sets = {"hot-gpu": moe_trace.selection_counts(moe_trace.read_trace(profile)), "hot-gpu-in": moe_trace.selection_counts(trace)}
-        hits[name] = {config: {str(pct): round(hot_experts.static_hit_rate(counts, decoded, hot_experts.hot_counts(layout, budget_of(pct))), 4)
+        hits[name] = {config: {str(pct): round(hot_experts.static_hit_rate(counts, decoded, hot_experts.hot_counts(layout, budget_of(pct), counts)), 4)
                                for pct in budgets} for config, counts in sets.items()}
         per_token[name] = round(int(decoded.sum()) / max(sum(t.n_tokens for t in timed), 1), 2)
     return {"static_hit": hits, "selections_per_token": per_token}

@@ -46,7 +46,7 @@ WORKER = ("hot-gpu-worker", "hot-gpu-worker-0", "hot-gpu-worker-30", "hot-gpu-wo
           "adapt-gpu-worker-staged", "adapt-gpu-worker-30", "adapt-gpu-worker-40", "hot-gpu-worker-cput4", "adapt-gpu-worker-cput4",
           "hot-gpu-worker-sleep", "adapt-gpu-worker-sleep", "hot-gpu-worker-pinned", "adapt-gpu-worker-pinned",
           "hot-gpu-worker-40-plane", "adapt-gpu-worker-40-plane", "adapt-gpu-worker-decay70", "adapt-gpu-worker-t4",
-          "adapt-gpu-worker-t4-auto")
+          "adapt-gpu-worker-t4-auto", "hot-gpu-worker-even", "hot-gpu-worker-in-even", "adapt-gpu-worker-even")
 """Configurations whose CPU worker computes a share of each token's cold experts (--moe-cold-worker, 0028-0029)."""
 FORK = ("hot-cpu", "hot-cpu-overlap", "hot-hybrid", "hot-hybrid-30", "hot-hybrid-70", "hot-gpu", "hot-gpu-2p", "adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise", "adapt-gpu-noise2",
         "adapt-hybrid", "hot-gpu-4k", "hot-gpu-inplace", "hot-gpu-staged", *WORKER)
@@ -65,9 +65,10 @@ ADAPTIVE = ("adapt-gpu", "adapt-gpu-profile", "adapt-gpu-m4", "adapt-gpu-noise",
             "adapt-gpu-worker-noise1", "adapt-gpu-worker-ratio2", "adapt-gpu-worker-noise2", "adapt-gpu-worker-whole", "adapt-gpu-worker-40-noise1", "adapt-gpu-worker-inline",
             "adapt-gpu-worker-noise1-inline", "adapt-gpu-worker-follow", "adapt-gpu-worker-noise1-follow", "adapt-gpu-worker-auto",
             "adapt-gpu-worker-inplace", "adapt-gpu-worker-staged", "adapt-gpu-worker-30", "adapt-gpu-worker-40",
-            "adapt-gpu-worker-40-plane", "adapt-gpu-worker-decay70", "adapt-gpu-worker-t4", "adapt-gpu-worker-t4-auto")
-STATIC_OTHER = ("hot-gpu", "hot-gpu-worker")  # static sets from a profile of other text, without and with the worker
-STATIC_IN = ("hot-gpu-in", "hot-gpu-worker-in", "hot-gpu-worker-in-all", "hot-gpu-worker-in-inplace")  # the same from the replayed text itself (in-sample)
+            "adapt-gpu-worker-40-plane", "adapt-gpu-worker-decay70", "adapt-gpu-worker-t4", "adapt-gpu-worker-t4-auto",
+            "adapt-gpu-worker-even")
+STATIC_OTHER = ("hot-gpu", "hot-gpu-worker", "hot-gpu-worker-even")  # static sets from a profile of other text, without and with the worker
+STATIC_IN = ("hot-gpu-in", "hot-gpu-worker-in", "hot-gpu-worker-in-all", "hot-gpu-worker-in-inplace", "hot-gpu-worker-in-even")  # the same from the replayed text itself (in-sample)
 REFS = {"all-gpu": "all on the GPU", "cpu-moe": "all experts on the CPU", "all-hot": "fork, every expert hot",
         "all-hot-gpu": "fork, every expert hot, one pass"}
 LABELS = {
@@ -162,6 +163,9 @@ LABELS = {
     "adapt-gpu-worker-auto": "adapt-gpu-worker with each layer's share moved by the GPU's waits (--moe-cold-cpu-share auto, 0048)",
     "adapt-gpu-worker-t4": "adapt-gpu-worker with 4 threads (a slow worker)",
     "adapt-gpu-worker-t4-auto": "adapt-gpu-worker-auto with 4 threads (a slow worker)",
+    "hot-gpu-worker-even": "hot-gpu-worker with the budget spread evenly over the layers, as before 0058 (LLAMA_MOE_HOT_EVEN=1)",
+    "hot-gpu-worker-in-even": "hot-gpu-worker-in with the budget spread evenly over the layers (LLAMA_MOE_HOT_EVEN=1)",
+    "adapt-gpu-worker-even": "adapt-gpu-worker with the budget spread evenly over the layers (LLAMA_MOE_HOT_EVEN=1)",
     "hot-gpu-inplace": "hot-gpu with the cold experts' rows read in place by the products, where 0049 stages them by "
                        "default (GGML_CUDA_MOE_COLD_IN_PLACE=1)",
     "adapt-gpu-worker-inplace": "adapt-gpu-worker with the cold experts' rows read in place by the products, where 0049 "
@@ -377,6 +381,13 @@ PAIRS = {
     ("adapt-gpu-worker-t4-auto", "adapt-gpu-worker-t4"): "Each layer's share moved by the GPU's waits against 0.5, with the "
                                                          "adaptive set and a worker of 4 threads, slow on any host: where "
                                                          "the moved share is meant to gain",
+    ("hot-gpu-worker", "hot-gpu-worker-even"): "The budget spread over the layers by the profile's selections (0058), against "
+                                               "evenly, static set of other text with the worker (the PPL may differ in its last "
+                                               "digits: other experts on the CPU)",
+    ("hot-gpu-worker-in", "hot-gpu-worker-in-even"): "The budget spread by the profile's selections (0058) against evenly, the "
+                                                     "in-sample static set with the worker",
+    ("adapt-gpu-worker", "adapt-gpu-worker-even"): "The budget spread by the profile's selections (0058) against evenly, the "
+                                                   "adaptive set with the worker",
     ("hot-gpu", "hot-gpu-inplace"): "The GPU's products reading a block's rows of a cold expert into shared memory first (0049), "
                                     "against in place (the same PPL)",
     ("adapt-gpu-worker", "adapt-gpu-worker-inplace"): "The same with the adaptive set and the worker",

@@ -73,6 +73,29 @@ def test_a_budget_gives_every_layer_at_least_one_expert(qwen3moe):
     assert hot_experts.hot_counts(qwen3moe, 1000) == dict.fromkeys(range(4), 16)  # capped at every expert
 
 
+def test_a_profile_spreads_the_budget_by_each_layers_share_of_selections_per_byte():
+    layout = hot_experts.ExpertLayout(4, dict.fromkeys(range(3), hot_experts.MIB))
+    # layer 0 selects one expert only, layer 1 all alike, layer 2 mostly two; layer 1's counts are twice as many (a
+    # layer that computed every token of the profile where the others computed half): shares, not counts, decide
+    profile = np.array([[100, 0, 0, 0], [50, 50, 50, 50], [50, 30, 20, 0]])
+    assert hot_experts.hot_counts(layout, 6) == {0: 2, 1: 2, 2: 2}  # evenly without a profile
+    # after one each: layer 2's 30 % per MiB, then layer 1's 25 % twice (the higher-ranked slot first), before layer 2's 20 %
+    assert hot_experts.hot_counts(layout, 6, profile) == {0: 1, 1: 3, 2: 2}
+    assert hot_experts.hot_counts(layout, 8, profile) == {0: 1, 1: 4, 2: 3}
+    # what is left after the selected slots goes to the never-selected ones, the higher rank first, then the lower layer
+    assert hot_experts.hot_counts(layout, 9, profile) == {0: 2, 1: 4, 2: 3}
+    assert hot_experts.hot_counts(layout, 100, profile) == dict.fromkeys(range(3), 4)
+    assert hot_experts.hot_counts(layout, 2, profile) == dict.fromkeys(range(3), 0)  # not one expert each
+
+
+def test_the_profiles_spread_weighs_each_layers_bytes():
+    # layer 1's experts are twice as large: its next expert's 30 % of the selections is 15 % a MiB, below layer 0's 20 %
+    layout = hot_experts.ExpertLayout(4, {0: hot_experts.MIB, 1: 2 * hot_experts.MIB})
+    profile = np.array([[50, 20, 20, 10], [50, 30, 20, 0]])
+    assert hot_experts.hot_counts(layout, 5, profile) == {0: 3, 1: 1}
+    assert hot_experts.hot_counts(layout, 7, profile) == {0: 3, 1: 2}
+
+
 def test_hit_rates_count_selections_in_the_hot_set():
     ids = np.array([[[0, 1], [-1, -1]], [[0, 2], [-1, -1]], [[0, 1], [-1, -1]], [[3, 1], [-1, -1]]], dtype="<i2")
     counts = moe_trace.selection_counts(moe_trace.Trace(2, 4, 2, ids))  # layer 1 dense

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from llama_tools import final_ppl, perplexity
 
+from builder import hot_experts, moe_trace
 from builder.synth_model import ModelSpec, resolve_vocab, write_moe_model
 
 pytestmark = pytest.mark.slow
@@ -21,12 +24,40 @@ def profile(cpu_builds, tiny_moe, story, tmp_path_factory) -> tuple[Path, str]:
     return trace, final_ppl(perplexity(cpu_builds, tiny_moe, story, "--moe-trace-out", str(trace)))
 
 
+def hot_sets_logged(proc: subprocess.CompletedProcess) -> dict[int, list[int]]:
+    """The "layer N: hot experts: ..." lines of a run with -v."""
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {int(layer): [int(e) for e in experts.split()] for layer, experts in re.findall(r"layer (\d+): hot experts:([\d ]+)", proc.stderr)}
+
+
 def test_a_hot_cold_split_gives_the_same_perplexity(cpu_builds, tiny_moe, story, profile):
     trace, reference = profile
-    # 1 MiB over the model's two MoE layers: 4 of 16 experts (110 KiB each) per layer are hot
+    # 1 MiB over the model's two MoE layers: 9 experts of 110 KiB, spread by the profile (0058), 4 a layer evenly
     proc = perplexity(cpu_builds, tiny_moe, story, "--cpu-moe", "--moe-hot-mib", "1", "--moe-hot-profile", str(trace))
-    assert "2 layers, 4 of 16 experts hot per layer" in proc.stderr
     assert final_ppl(proc) == reference
+    even = perplexity(cpu_builds, tiny_moe, story, "--cpu-moe", "--moe-hot-mib", "1", "--moe-hot-profile", str(trace),
+                      env={"LLAMA_MOE_HOT_EVEN": "1"})
+    assert "2 layers, 4 of 16 experts hot per layer" in even.stderr
+    assert final_ppl(even) == reference
+
+
+def test_a_profile_spreads_the_budget_where_its_layers_select_more_experts(cpu_builds, tiny_moe, story, profile, tmp_path):
+    # layer 0 selects experts 0-3 at every token, layer 1 all 16 alike: 2 MiB (18 experts) gives layer 1 what layer 0
+    # does not use, where evenly each would keep 9
+    _, reference = profile
+    ids = np.array([[[0, 1, 2, 3], [(4 * t + j) % 16 for j in range(4)]] for t in range(64)], dtype="<i2")
+    trace = tmp_path / "skewed.moetrace"
+    moe_trace.write_trace(moe_trace.Trace(2, 16, 4, ids), trace)
+    layout = hot_experts.read_layout(tiny_moe)
+    spread = hot_experts.hot_counts(layout, 2, moe_trace.selection_counts(moe_trace.read_trace(trace)))
+    assert spread == {0: 4, 1: 14} and hot_experts.hot_counts(layout, 2) == {0: 9, 1: 9}
+    args = ("--cpu-moe", "--moe-hot-mib", "2", "--moe-hot-profile", str(trace), "-v")
+    proc = perplexity(cpu_builds, tiny_moe, story, *args)
+    assert hot_sets_logged(proc) == {0: [0, 1, 2, 3], 1: list(range(14))}
+    assert "2 layers, 4-14 of 16 experts hot per layer" in proc.stderr and final_ppl(proc) == reference
+    even = perplexity(cpu_builds, tiny_moe, story, *args, env={"LLAMA_MOE_HOT_EVEN": "1"})
+    assert hot_sets_logged(even) == {0: list(range(9)), 1: list(range(9))}
+    assert final_ppl(even) == reference
 
 
 def test_a_profile_of_another_model_is_refused(cpu_builds, pinned_tree, story, profile, tmp_path):

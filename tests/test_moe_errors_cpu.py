@@ -9,9 +9,11 @@ import socket
 import subprocess
 import time
 
+import numpy as np
 import pytest
 from llama_tools import final_ppl, perplexity
 
+from builder import moe_trace
 from builder.llama_server import free_port
 from builder.moe_trace import HEADER, MAGIC, RECORD, VERSION
 from builder.synth_model import ModelSpec, resolve_vocab, write_moe_model
@@ -58,12 +60,18 @@ def test_a_missing_trace_file_is_named(cpu_builds, tiny_moe, story, tmp_path):
     assert f"failed to open MoE routing trace '{tmp_path / 'none.moetrace'}'" in err
 
 
-def test_a_budget_below_one_expert_per_layer_is_refused(cpu_builds, pinned_tree, story, tmp_path):
+@pytest.mark.parametrize("with_profile", [False, True])
+def test_a_budget_below_one_expert_per_layer_is_refused(cpu_builds, pinned_tree, story, tmp_path, with_profile):
     model = tmp_path / "twelve-layers.gguf"  # 1 MiB over 12 layers: 85 KiB each, an expert is ~110 KiB
     write_moe_model(model, ModelSpec(arch="qwen3moe", n_layer=12), resolve_vocab(None, "qwen3moe", pinned_tree))
-    err = failed(perplexity(cpu_builds, model, story, "--cpu-moe", "--moe-hot-mib", "1"))
-    assert "MoE hot experts: --moe-hot-mib 1 gives 0.08 MiB to each of the 12 layers with host experts, less than one expert" in err
-    assert "use at least 2 MiB" in err
+    profile = []
+    if with_profile:  # spread by a profile (0058), every layer still needs one expert first
+        trace = tmp_path / "profile.moetrace"
+        moe_trace.write_trace(moe_trace.Trace(12, 16, 4, np.tile(np.arange(4, dtype="<i2"), (8, 12, 1))), trace)
+        profile = ["--moe-hot-profile", str(trace)]
+    err = failed(perplexity(cpu_builds, model, story, "--cpu-moe", "--moe-hot-mib", "1", *profile))
+    assert ("MoE hot experts: --moe-hot-mib 1 leaves layer 0 without a hot expert (one takes 0.11 MiB, 12 layers keep their "
+            "experts in host memory); use at least 2 MiB") in err
 
 
 def test_hot_experts_refuse_the_moe_cache(cpu_builds, tiny_moe, story):

@@ -698,13 +698,15 @@ def test_the_bench_records_the_static_sets_hit_rates_over_the_timed_tokens(tmp_p
     profile = moe_trace.Trace(2, 8, 2, rng.integers(0, 4, size=(30, 2, 2)).astype(np.int16))
     moe_trace.write_trace(replay, tmp_path / "r.bin")
     moe_trace.write_trace(profile, tmp_path / "p.bin")
-    layout = hot_experts.ExpertLayout(8, {0: 1024 * 1024, 1: 1024 * 1024})  # 1 MiB an expert: a budget of N MiB keeps N // 2 a layer
+    layout = hot_experts.ExpertLayout(8, {0: 1024 * 1024, 1: 1024 * 1024})  # 1 MiB an expert: a budget of N MiB keeps N in all
     # two chunks of 16 tokens: llama-perplexity times the second half of each, tokens 8-15 and 24-31
     meta = bench.static_hits(layout, {"learned": (tmp_path / "r.bin", tmp_path / "p.bin", None)}, [25, 50], lambda pct: 16 * pct // 100, 2, 16)
     decoded = np.concatenate([replay.ids[8:16], replay.ids[24:32]])
-    for config, source in (("hot-gpu", profile.ids), ("hot-gpu-in", replay.ids)):
-        for pct, n_hot in (("25", 2), ("50", 4)):
-            hot = [set(np.argsort(-np.bincount(source[:, layer].ravel(), minlength=8), kind="stable")[:n_hot]) for layer in range(2)]
+    for config, source in (("hot-gpu", profile), ("hot-gpu-in", replay)):
+        for pct, budget in (("25", 4), ("50", 8)):
+            n_hot = hot_experts.hot_counts(layout, budget, moe_trace.selection_counts(source))  # spread by the set's profile (0058)
+            assert sum(n_hot.values()) == budget
+            hot = [set(np.argsort(-np.bincount(source.ids[:, layer].ravel(), minlength=8), kind="stable")[:n_hot[layer]]) for layer in range(2)]
             direct = sum(int(e) in hot[layer] for layer in range(2) for e in decoded[:, layer].ravel()) / decoded.size
             assert meta["static_hit"]["learned"][config][pct] == round(direct, 4)
     assert meta["selections_per_token"] == {"learned": 4.0}
