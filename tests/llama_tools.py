@@ -37,6 +37,12 @@ def final_ppl(proc: subprocess.CompletedProcess) -> str:
     return re.search(r"Final estimate: PPL = ([\d.]+)", output).group(1)
 
 
+def hot_range(n_hot: dict[int, int]) -> str:
+    """How the tools' info line gives the hot experts a layer keeps: "4", or "3-6" where the layers differ."""
+    low, high = min(n_hot.values()), max(n_hot.values())
+    return str(low) if low == high else f"{low}-{high}"
+
+
 def load_script(name: str) -> ModuleType:
     """scripts/NAME.py as a module (its name has dashes, so no import statement reaches it)."""
     spec = importlib.util.spec_from_file_location(name.replace("-", "_"), SCRIPTS / f"{name}.py")

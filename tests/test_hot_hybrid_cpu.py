@@ -53,8 +53,7 @@ def test_hybrid_cold_experts_give_the_same_perplexity(cpu_builds, tiny_moe, stor
     # 1 MiB holds 9 experts of 110 KiB: 4 a layer evenly, without a profile; spread by the profile's selections with one (0058)
     counts = moe_trace.selection_counts(moe_trace.read_trace(trace)) if with_profile else np.zeros((2, 16), dtype=int)
     n_hot = hot_experts.hot_counts(hot_experts.read_layout(tiny_moe), 1, counts if with_profile else None)
-    n_min, n_max = min(n_hot.values()), max(n_hot.values())
-    assert f"2 layers, {n_min if n_min == n_max else f'{n_min}-{n_max}'} of 16 experts hot per layer" in proc.stderr
+    assert f"2 layers, {llama_tools.hot_range(n_hot)} of 16 experts hot per layer" in proc.stderr
     n_cpu, n_cold, percent = split(proc)
     assert (n_cold, percent) == (32 - sum(n_hot.values()), 50) and 0 < n_cpu < n_cold
     # the planning model's copy of the rule (scripts/placement-model.py) splits the same way

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from llama_tools import final_ppl, perplexity
+from llama_tools import final_ppl, hot_range, perplexity
 
 from builder import hot_experts, moe_trace
 from builder.synth_model import ModelSpec, resolve_vocab, write_moe_model
@@ -34,6 +34,8 @@ def test_a_hot_cold_split_gives_the_same_perplexity(cpu_builds, tiny_moe, story,
     trace, reference = profile
     # 1 MiB over the model's two MoE layers: 9 experts of 110 KiB, spread by the profile (0058), 4 a layer evenly
     proc = perplexity(cpu_builds, tiny_moe, story, "--cpu-moe", "--moe-hot-mib", "1", "--moe-hot-profile", str(trace))
+    n_hot = hot_experts.hot_counts(hot_experts.read_layout(tiny_moe), 1, moe_trace.selection_counts(moe_trace.read_trace(trace)))
+    assert f"2 layers, {hot_range(n_hot)} of 16 experts hot per layer" in proc.stderr and sum(n_hot.values()) == 9
     assert final_ppl(proc) == reference
     even = perplexity(cpu_builds, tiny_moe, story, "--cpu-moe", "--moe-hot-mib", "1", "--moe-hot-profile", str(trace),
                       env={"LLAMA_MOE_HOT_EVEN": "1"})
