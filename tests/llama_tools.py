@@ -37,6 +37,11 @@ def final_ppl(proc: subprocess.CompletedProcess) -> str:
     return re.search(r"Final estimate: PPL = ([\d.]+)", output).group(1)
 
 
+def hot_sets_printed(text: str) -> dict[int, list[int]]:
+    """By layer: the hot experts in the "layer N: hot experts: ..." lines the fork prints with -v."""
+    return {int(layer): [int(e) for e in experts.split()] for layer, experts in re.findall(r"layer (\d+): hot experts:([\d ]+)", text)}
+
+
 def hot_range(n_hot: dict[int, int]) -> str:
     """How the tools' info line gives the hot experts a layer keeps: "4", or "3-6" where the layers differ."""
     low, high = min(n_hot.values()), max(n_hot.values())

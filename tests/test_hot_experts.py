@@ -3,11 +3,11 @@ recorded trace, checked against what the fork's tools printed for the same model
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from llama_tools import hot_sets_printed
 
 from builder import hot_experts, moe_trace
 from builder.report.parse import MoeAdaptInfo, MoeHotInfo, ParseError, parse_moe_adapt, parse_moe_hot
@@ -27,9 +27,8 @@ def qwen3moe(tiny_vocab, tmp_path_factory) -> hot_experts.ExpertLayout:
 
 
 def recorded_hot_sets(name: str) -> dict[int, list[int]]:
-    """The "layer N: hot experts: ..." lines the fork printed (-v) for the recorded trace."""
-    lines = re.findall(r"layer (\d+): hot experts:([\d ]+)", (DATA / name).read_text())
-    return {int(layer): [int(e) for e in experts.split()] for layer, experts in lines}
+    """The hot sets the fork printed (-v) for the recorded trace."""
+    return hot_sets_printed((DATA / name).read_text())
 
 
 def test_layout_is_one_experts_slices_per_moe_layer(qwen3moe):

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from llama_tools import final_ppl, hot_range, perplexity
+from llama_tools import final_ppl, hot_range, hot_sets_printed, perplexity
 
 from builder import hot_experts, moe_trace
 from builder.synth_model import ModelSpec, resolve_vocab, write_moe_model
@@ -25,9 +24,9 @@ def profile(cpu_builds, tiny_moe, story, tmp_path_factory) -> tuple[Path, str]:
 
 
 def hot_sets_logged(proc: subprocess.CompletedProcess) -> dict[int, list[int]]:
-    """The "layer N: hot experts: ..." lines of a run with -v."""
+    """The hot sets a run with -v printed."""
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return {int(layer): [int(e) for e in experts.split()] for layer, experts in re.findall(r"layer (\d+): hot experts:([\d ]+)", proc.stderr)}
+    return hot_sets_printed(proc.stderr)
 
 
 def test_a_hot_cold_split_gives_the_same_perplexity(cpu_builds, tiny_moe, story, profile):
